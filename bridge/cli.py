@@ -1,0 +1,291 @@
+"""The ``bridge`` command: serve, demo, sandbox, migrate, tenant, user, rotate-keys, generate-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+from aiohttp import web
+
+from bridge import logs
+from bridge.app import create_app
+from bridge.config import Settings
+from bridge.db import QUERIES, database_url, migrate, open_pool
+from bridge.errors import BridgeError, ConfigError
+from bridge.security.passwords import hash_password
+from bridge.security.vault import Vault, demo_keys, generate_key
+
+log = logging.getLogger("bridge")
+
+DEMO_TENANT = "demo"
+DEMO_EMAIL = "admin@demo.example"
+DEMO_PASSWORD = "demo-password"
+SANDBOXES = ("salesforce", "copernica")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sandbox"]:  # each sandbox parses its own options
+        return _sandbox(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        logs.configure(settings.log_level, settings.log_format)
+        return int(args.run(settings, args) or 0)
+    except BridgeError as exc:
+        print(f"bridge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridge", description="Real-time two-way bridge between Salesforce and Copernica."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    serve = sub.add_parser("serve", help="run the bridge (web pages, webhooks, workers, streams)")
+    serve.add_argument("--role", choices=("all", "web", "worker"), default="all")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, help="default: $PORT")
+    serve.set_defaults(run=_serve)
+
+    demo = sub.add_parser("demo", help="everything on one machine, with sandboxes and a demo tenant")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, help="default: $PORT")
+    demo.set_defaults(run=_demo)
+
+    sub.add_parser("sandbox", help="run an emulator: bridge sandbox salesforce|copernica --help")
+
+    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(run=_migrate)
+
+    tenant = sub.add_parser("tenant", help="create or list tenants").add_subparsers(
+        dest="action", required=True, metavar="action"
+    )
+    create = tenant.add_parser("create", help="create a tenant")
+    create.add_argument("slug", help="short name: lower-case letters, digits and dashes")
+    create.add_argument("--name", help="display name (default: the slug)")
+    create.set_defaults(run=_tenant_create)
+    tenant.add_parser("list", help="list tenants").set_defaults(run=_tenant_list)
+
+    user = sub.add_parser("user", help="create users").add_subparsers(
+        dest="action", required=True, metavar="action"
+    )
+    ucreate = user.add_parser("create", help="create a user of a tenant")
+    ucreate.add_argument("tenant", help="tenant slug")
+    ucreate.add_argument("email")
+    ucreate.add_argument("--role", choices=("admin", "user"), default="admin")
+    ucreate.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    ucreate.set_defaults(run=_user_create)
+
+    sub.add_parser(
+        "rotate-keys", help="re-encrypt all credentials under the first BRIDGE_SECRET_KEYS key"
+    ).set_defaults(run=_rotate_keys)
+    sub.add_parser("generate-key", help="print a new secret key").set_defaults(
+        run=lambda *_: print(generate_key())
+    )
+    return parser
+
+
+def _sandbox(argv: list[str]) -> int:
+    if not argv or argv[0] not in SANDBOXES:
+        print(f"usage: bridge sandbox {{{','.join(SANDBOXES)}}} [options]", file=sys.stderr)
+        return 2
+    logs.configure()
+    module = importlib.import_module(f"bridge.sandbox.{argv[0]}.cli")
+    return int(module.main(argv[1:]))
+
+
+def _require_keys(settings: Settings) -> Settings:
+    if not settings.secret_keys:
+        raise ConfigError(
+            "BRIDGE_SECRET_KEYS is not set: `serve` needs it to keep credentials encrypted "
+            "(make one with `bridge generate-key`)"
+        )
+    return settings
+
+
+def _with_db(work: Callable[[asyncpg.Pool], Awaitable[int | None]], settings: Settings) -> int:
+    async def run() -> int | None:
+        async with open_pool(settings) as pool:
+            return await work(pool)
+
+    return int(asyncio.run(run()) or 0)
+
+
+def _migrate(settings: Settings, _: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with database_url(settings) as url:
+            conn = await asyncpg.connect(url)
+            try:
+                applied = await migrate(conn)
+            finally:
+                await conn.close()
+        print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+    asyncio.run(run())
+    return 0
+
+
+async def create_tenant(pool: asyncpg.Pool, slug: str, name: str | None = None) -> asyncpg.Record:
+    try:
+        async with pool.acquire() as conn:
+            return await conn.fetchrow(
+                QUERIES["create_tenant"], slug, name or slug, secrets.token_urlsafe(24)
+            )
+    except asyncpg.UniqueViolationError:
+        raise BridgeError(f"a tenant named {slug!r} exists already") from None
+    except asyncpg.CheckViolationError:
+        raise BridgeError(
+            f"tenant name {slug!r}: use lower-case letters, digits and dashes"
+        ) from None
+
+
+async def create_user(
+    pool: asyncpg.Pool, tenant_slug: str, email: str, password: str, role: str = "admin"
+) -> int:
+    if "@" not in email:
+        raise BridgeError(f"{email!r} is not an e-mail address")
+    if len(password) < 10:
+        raise BridgeError("the password must be at least 10 characters long")
+    async with pool.acquire() as conn:
+        tenant = await conn.fetchrow(QUERIES["tenant_by_slug"], tenant_slug)
+        if tenant is None:
+            raise BridgeError(f"no tenant named {tenant_slug!r} (see `bridge tenant list`)")
+        try:
+            return int(
+                await conn.fetchval(
+                    QUERIES["create_user"], tenant["id"], email, hash_password(password), role
+                )
+            )
+        except asyncpg.UniqueViolationError:
+            raise BridgeError(f"a user with address {email} exists already") from None
+
+
+def _tenant_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(pool: asyncpg.Pool) -> None:
+        tenant = await create_tenant(pool, args.slug, args.name)
+        print(f"created tenant {tenant['slug']} (id {tenant['id']})")
+        print(f"Copernica webhook URL: {settings.public_url}/hooks/copernica/{tenant['hook_token']}")
+
+    return _with_db(work, settings)
+
+
+def _tenant_list(settings: Settings, _: argparse.Namespace) -> int:
+    async def work(pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(QUERIES["list_tenants"])
+        print(f"{'id':>4}  {'slug':<20} {'direction':<9} {'auto':<5} {'users':>5}  name")
+        for r in rows:
+            print(
+                f"{r['id']:>4}  {r['slug']:<20} {r['direction']:<9} "
+                f"{'yes' if r['auto_sync'] else 'no':<5} {r['users']:>5}  {r['name']}"
+            )
+
+    return _with_db(work, settings)
+
+
+def _user_create(settings: Settings, args: argparse.Namespace) -> int:
+    generated = not args.password_stdin
+    password = secrets.token_urlsafe(12) if generated else sys.stdin.readline().rstrip("\n")
+
+    async def work(pool: asyncpg.Pool) -> None:
+        await create_user(pool, args.tenant, args.email, password, args.role)
+        print(f"created user {args.email} of tenant {args.tenant}")
+        if generated:
+            print(f"password (shown once): {password}")
+
+    return _with_db(work, settings)
+
+
+def _rotate_keys(settings: Settings, _: argparse.Namespace) -> int:
+    vault = Vault(_require_keys(settings).secret_keys)
+
+    async def work(pool: asyncpg.Pool) -> None:
+        count = await vault.rotate(pool)
+        print(f"re-encrypted {count} credential record(s) under the current key")
+
+    return _with_db(work, settings)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    settings = _require_keys(settings)
+    app = create_app(settings, role=args.role)
+    asyncio.run(_run_until_signal([(app, args.host, args.port or settings.port)]))
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.secret_keys:
+        settings = dataclasses.replace(settings, secret_keys=demo_keys(settings.data_dir))
+    asyncio.run(_run_demo(settings, args.host, args.port or settings.port))
+    return 0
+
+
+async def _run_demo(settings: Settings, host: str, port: int) -> None:
+    async with database_url(settings) as url:
+        settings = dataclasses.replace(settings, database_url=url)
+        async with open_pool(settings) as pool:
+            await _seed_demo(pool)
+        app = create_app(settings)
+
+        def banner() -> None:
+            print(
+                "\n  Copernica bridge demo is running\n"
+                f"    bridge:  http://{host}:{port}/  (health: /healthz, /readyz, /metrics)\n"
+                f"    login:   {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
+                "  Press Ctrl-C to stop everything (embedded PostgreSQL included).\n",
+                flush=True,
+            )
+
+        await _run_until_signal([(app, host, port)], on_started=banner)
+
+
+async def _seed_demo(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        if await conn.fetchrow(QUERIES["tenant_by_slug"], DEMO_TENANT):
+            return
+    await create_tenant(pool, DEMO_TENANT, "Demo company")
+    await create_user(pool, DEMO_TENANT, DEMO_EMAIL, DEMO_PASSWORD)
+
+
+async def _run_until_signal(
+    apps: list[tuple[web.Application, str, int]], on_started: Callable[[], None] | None = None
+) -> None:
+    """Serve the apps until SIGINT or SIGTERM, then shut every one down cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runners = []
+    try:
+        for app, host, port in apps:
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, host, port).start()
+            log.info("listening on http://%s:%s", host, port)
+        if on_started:
+            on_started()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for runner in reversed(runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Settings: one typed object read from the environment, once, at start-up.
+
+A wrong value stops start-up with a ``ConfigError`` whose message names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+
+from bridge.errors import ConfigError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bridge reads from its environment (see README, "Environment variables")."""
+
+    database_url: str | None = None  # None: start an embedded PostgreSQL in data_dir
+    data_dir: Path = Path(".bridge-data")
+    secret_keys: tuple[str, ...] = ()  # Fernet keys, first one is current
+    public_url: str = "http://localhost:8080"
+    port: int = 8080
+    smtp_url: str | None = None  # smtp://[user:password@]host[:port], smtps:// for implicit TLS
+    mail_from: str = "bridge@localhost"
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    client_id: str = "CopernicaBridge"  # tags the bridge's Salesforce writes (Sforce-Call-Options)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable; raise ``ConfigError`` naming the first bad one."""
+        env = os.environ if env is None else env
+        return cls(
+            database_url=_database_url(env.get("DATABASE_URL")),
+            data_dir=Path(env.get("BRIDGE_DATA_DIR") or ".bridge-data"),
+            secret_keys=_secret_keys(env.get("BRIDGE_SECRET_KEYS")),
+            public_url=_url("PUBLIC_URL", env.get("PUBLIC_URL") or "http://localhost:8080"),
+            port=_port(env.get("PORT") or "8080"),
+            smtp_url=_smtp_url(env.get("SMTP_URL")),
+            mail_from=_mail_from(env.get("MAIL_FROM") or "bridge@localhost"),
+            log_level=_choice("LOG_LEVEL", (env.get("LOG_LEVEL") or "INFO").upper(), LOG_LEVELS),
+            log_format=_choice("LOG_FORMAT", (env.get("LOG_FORMAT") or "text").lower(), ("text", "json")),  # type: ignore[arg-type]
+            client_id=_client_id(env.get("BRIDGE_CLIENT_ID") or "CopernicaBridge"),
+        )
+
+
+def _database_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    if urlsplit(value).scheme not in ("postgres", "postgresql"):
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+    return value
+
+
+def _secret_keys(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    for number, key in enumerate(keys, 1):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"BRIDGE_SECRET_KEYS: key {number} is not a Fernet key "
+                "(32 url-safe base64 bytes; make one with `bridge generate-key`)"
+            ) from None
+    return keys
+
+
+def _url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise ConfigError(f"PORT must be a number between 1 and 65535, got {value!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"PORT must be a number between 1 and 65535, got {value!r}")
+    return port
+
+
+def _smtp_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigError("SMTP_URL must look like smtp://[user:password@]host[:port] (or smtps://)")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError("SMTP_URL has a bad port") from None
+    return value
+
+
+def _mail_from(value: str) -> str:
+    if "@" not in value:
+        raise ConfigError(f"MAIL_FROM must be an e-mail address, got {value!r}")
+    return value
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _client_id(value: str) -> str:
+    if not value.replace("_", "").isalnum():
+        raise ConfigError("BRIDGE_CLIENT_ID may hold letters, digits and underscores only")
+    return value

@@ -1,0 +1,294 @@
+"""Webhook delivery of the Copernica sandbox: form-encoded payloads, signed like Copernica signs.
+
+Each webhook has its own queue and background task, so a REST write answers before its webhook
+is delivered and deliveries to one handler keep their order (a retry holds the queue). Faults
+(failed attempts, duplicates, swapped order) are switched on through the control API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from bridge.sandbox.copernica.state import Account, ProfileChange, Webhook, local_text
+
+log = logging.getLogger(__name__)
+
+SIGNED_HEADERS = (
+    "(request-target)",
+    "host",
+    "date",
+    "content-length",
+    "content-type",
+    "x-copernica-id",
+    "digest",
+    "x-nonce",
+)
+
+
+class Signer:
+    """The sandbox's RSA key: signs deliveries and publishes its public half (PEM and DKIM TXT)."""
+
+    def __init__(self, key_id: str, private_pem: bytes | None = None) -> None:
+        self.key_id = key_id
+        if private_pem:
+            loaded = serialization.load_pem_private_key(private_pem, password=None)
+            if not isinstance(loaded, rsa.RSAPrivateKey):
+                raise ValueError("the webhook signing key must be an RSA key")
+            self.private_key = loaded
+        else:
+            self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def public_pem(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def dkim_record(self) -> str:
+        der = self.private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+
+    def headers_for(self, url: str, body: bytes, account_marker: str) -> dict[str, str]:
+        """All headers of one delivery attempt, ``Signature`` last (draft-cavage, rsa-sha256)."""
+        parts = urlsplit(url)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        values = {
+            "(request-target)": f"post {target}",
+            "host": parts.netloc,
+            "date": formatdate(usegmt=True),
+            "content-length": str(len(body)),
+            "content-type": "application/x-www-form-urlencoded",
+            "x-copernica-id": account_marker,
+            "digest": "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
+            "x-nonce": secrets.token_hex(16),
+        }
+        signing_string = "\n".join(f"{name}: {values[name]}" for name in SIGNED_HEADERS)
+        signature = self.private_key.sign(
+            signing_string.encode(), padding.PKCS1v15(), hashes.SHA256()
+        )
+        headers = {
+            "Host": values["host"],
+            "Date": values["date"],
+            "Content-Type": values["content-type"],
+            "Content-Length": values["content-length"],
+            "X-Copernica-ID": account_marker,
+            "Digest": values["digest"],
+            "X-Nonce": values["x-nonce"],
+            "Signature": (
+                f'keyId="{self.key_id}",algorithm="rsa-sha256",'
+                f'headers="{" ".join(SIGNED_HEADERS)}",'
+                f'signature="{base64.b64encode(signature).decode()}"'
+            ),
+        }
+        return headers
+
+
+def payload_pairs(change: ProfileChange, tz: ZoneInfo) -> list[tuple[str, str]]:
+    """The form fields of a profile webhook, in the documented names."""
+    pairs = [
+        ("type", change.type),
+        ("id", str(change.profile_id)),
+        ("profile", str(change.profile_id)),
+        ("database", str(change.database_id)),
+        ("timestamp", local_text(change.at, tz)),
+        ("time", str(int(change.at.timestamp()))),
+    ]
+    if change.type != "delete":
+        pairs += [
+            ("created", local_text(change.created, tz)),
+            ("modified", local_text(change.modified, tz)),
+        ]
+        pairs += [(f"parameters[{k}]", v) for k, v in change.parameters.items()]
+    pairs += [(f"fields[{k}]", v) for k, v in change.fields.items()]
+    if change.type != "delete":
+        pairs += [("interests[]", name) for name in change.interests]
+    return pairs
+
+
+@dataclass
+class Delivery:
+    """One event on its way to one webhook."""
+
+    event_id: int
+    webhook_id: int
+    change_type: str
+    profile_id: int
+    body: bytes
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class DeliveryFaults:
+    fail: int = 0  # next N attempts fail as if the connection was refused
+    duplicate: int = 0  # next N events are delivered twice
+    reorder: int = 0  # next N events are held back and delivered after the event that follows
+
+
+class Dispatcher:
+    """Turns profile changes into signed webhook deliveries with retries and back-off."""
+
+    def __init__(
+        self,
+        account: Account,
+        signer: Signer,
+        *,
+        account_marker: str,
+        max_attempts: int,
+        retry_base: float,
+        timeout: float,
+        reorder_hold: float,
+    ) -> None:
+        self.account = account
+        self.signer = signer
+        self.account_marker = account_marker
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.timeout = timeout
+        self.reorder_hold = reorder_hold
+        self.faults = DeliveryFaults()
+        self.log: deque[dict[str, Any]] = deque(maxlen=2000)
+        self.feedback_loop_errors: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.session: aiohttp.ClientSession | None = None
+        self._queues: dict[int, asyncio.Queue[Delivery]] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._held: dict[int, tuple[Delivery, asyncio.TimerHandle]] = {}
+        self._events = 0
+        account.listeners.append(self.on_change)
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+
+    async def stop(self) -> None:
+        for task in self._workers.values():
+            task.cancel()
+        for task in self._workers.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers.clear()
+        for _, timer in self._held.values():
+            timer.cancel()
+        self._held.clear()
+        if self.session is not None:
+            await self.session.close()
+
+    def pending(self) -> int:
+        return sum(q.qsize() + q._unfinished_tasks for q in self._queues.values()) + len(self._held)  # type: ignore[attr-defined]
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queued delivery finished (for tests and the control API)."""
+        deadline = time.monotonic() + timeout
+        while self.pending() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def on_change(self, change: ProfileChange) -> None:
+        hooks = [h for h in self.account.webhooks.values() if h.wants(change)]
+        if not hooks:
+            return
+        body = urlencode(payload_pairs(change, self.account.tz)).encode()
+        for hook in hooks:
+            self._events += 1
+            delivery = Delivery(self._events, hook.id, change.type, change.profile_id, body)
+            copies = 1
+            if self.faults.duplicate > 0:
+                self.faults.duplicate -= 1
+                copies = 2
+            for _ in range(copies):
+                self._enqueue(hook, delivery)
+
+    def _enqueue(self, hook: Webhook, delivery: Delivery) -> None:
+        queue = self._queues.setdefault(hook.id, asyncio.Queue())
+        if hook.id not in self._workers or self._workers[hook.id].done():
+            self._workers[hook.id] = asyncio.get_running_loop().create_task(self._work(hook.id, queue))
+        held = self._held.pop(hook.id, None)
+        if held is not None:
+            held[1].cancel()
+            queue.put_nowait(delivery)
+            queue.put_nowait(held[0])
+            return
+        if self.faults.reorder > 0:
+            self.faults.reorder -= 1
+            timer = asyncio.get_running_loop().call_later(self.reorder_hold, self._release, hook.id)
+            self._held[hook.id] = (delivery, timer)
+            return
+        queue.put_nowait(delivery)
+
+    def _release(self, hook_id: int) -> None:
+        held = self._held.pop(hook_id, None)
+        if held is not None and hook_id in self._queues:
+            self._queues[hook_id].put_nowait(held[0])
+
+    async def _work(self, hook_id: int, queue: asyncio.Queue[Delivery]) -> None:
+        while True:
+            delivery = await queue.get()
+            try:
+                await self._deliver(delivery)
+            except Exception:  # a worker must survive any single delivery
+                log.exception("webhook delivery %s crashed", delivery.event_id)
+            finally:
+                queue.task_done()
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            hook = self.account.webhooks.get(delivery.webhook_id)
+            if hook is None:
+                return  # removed while queued: nothing to deliver to
+            status, error = await self._attempt(hook.handler, delivery.body)
+            ok = status is not None and 200 <= status < 300
+            self.log.append(
+                {
+                    "event": delivery.event_id,
+                    "webhook": str(hook.id),
+                    "type": delivery.change_type,
+                    "profile": str(delivery.profile_id),
+                    "attempt": attempt,
+                    "status": status,
+                    "error": error,
+                    "ok": ok,
+                    "latency_ms": round((time.monotonic() - delivery.enqueued) * 1000, 3),
+                }
+            )
+            if ok:
+                return
+            if attempt == self.max_attempts:
+                self.feedback_loop_errors.append(
+                    {
+                        "time": formatdate(usegmt=True),
+                        "response": status or 0,
+                        "recipient": hook.handler,
+                        "header": error or "",
+                    }
+                )
+                return
+            await asyncio.sleep(min(60.0, self.retry_base * 2 ** (attempt - 1)))
+
+    async def _attempt(self, url: str, body: bytes) -> tuple[int | None, str | None]:
+        if self.faults.fail > 0:
+            self.faults.fail -= 1
+            return None, "injected failure"
+        assert self.session is not None, "dispatcher not started"
+        headers = self.signer.headers_for(url, body, self.account_marker)
+        try:
+            async with self.session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                return response.status, None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return None, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,40 @@
+"""Password hashing with scrypt (memory-hard, in the standard library's OpenSSL binding)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+
+# n=2**15, r=8, p=1: ~32 MiB and ~50 ms per hash on the reference machine.
+_N, _R, _P = 2**15, 8, 1
+_MAXMEM = 64 * 1024 * 1024
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, maxmem=_MAXMEM)
+    return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(
+        password.encode(),
+        salt=base64.b64decode(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        maxmem=_MAXMEM,
+    )
+    return hmac.compare_digest(candidate, base64.b64decode(digest))

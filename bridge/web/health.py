@@ -1,0 +1,49 @@
+"""Operational endpoints: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from bridge.db import pending_migrations
+from bridge.web.keys import METRICS, POOL, QUEUE
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(_: web.Request) -> web.Response:
+    """The process is up and its event loop answers."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """The database answers and its schema is current: this process can take traffic."""
+    try:
+        async with asyncio.timeout(2):
+            async with request.app[POOL].acquire() as conn:
+                pending = await pending_migrations(conn)
+    except (OSError, TimeoutError, Exception) as exc:  # noqa: BLE001 - any failure means not ready
+        return web.json_response(
+            {"status": "unavailable", "database": f"unreachable ({type(exc).__name__})"}, status=503
+        )
+    if pending:
+        return web.json_response(
+            {"status": "unavailable", "database": "ok", "pending_migrations": pending}, status=503
+        )
+    return web.json_response({"status": "ok", "database": "ok", "migrations": "current"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[METRICS]
+    jobs = registry.gauge("bridge_jobs", "Jobs in the queue, by kind and state")
+    jobs.values.clear()
+    for (kind, state), count in (await request.app[QUEUE].counts()).items():
+        jobs.set(count, kind=kind, state=state)
+    return web.Response(
+        text=registry.render(), content_type="text/plain", charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )

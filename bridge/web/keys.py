@@ -1,0 +1,18 @@
+"""Typed application state keys shared by the app factory and the handlers."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from bridge.config import Settings
+from bridge.metrics import Registry
+from bridge.security.vault import Vault
+from bridge.sync.jobs import JobQueue
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+QUEUE = web.AppKey("queue", JobQueue)
+VAULT = web.AppKey("vault", Vault)
+METRICS = web.AppKey("metrics", Registry)
+ROLE = web.AppKey("role", str)

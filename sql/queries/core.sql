@@ -1,0 +1,27 @@
+-- Tenants, users and credentials.
+
+-- name: create_tenant
+INSERT INTO tenants (slug, name, hook_token) VALUES ($1, $2, $3) RETURNING *;
+
+-- name: list_tenants
+SELECT t.*, (SELECT count(*) FROM users u WHERE u.tenant_id = t.id) AS users
+FROM tenants t ORDER BY t.id;
+
+-- name: tenant_by_slug
+SELECT * FROM tenants WHERE slug = $1;
+
+-- name: create_user
+INSERT INTO users (tenant_id, email, password_hash, role) VALUES ($1, $2, $3, $4) RETURNING id;
+
+-- name: store_credentials
+INSERT INTO credentials (tenant_id, platform, ciphertext) VALUES ($1, $2, $3)
+ON CONFLICT (tenant_id, platform) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = now();
+
+-- name: load_credentials
+SELECT ciphertext FROM credentials WHERE tenant_id = $1 AND platform = $2;
+
+-- name: all_credentials_for_update
+SELECT tenant_id, platform, ciphertext FROM credentials ORDER BY tenant_id, platform FOR UPDATE;
+
+-- name: replace_credentials
+UPDATE credentials SET ciphertext = $3, updated_at = now() WHERE tenant_id = $1 AND platform = $2;
