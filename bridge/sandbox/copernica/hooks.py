@@ -172,6 +172,9 @@ class Dispatcher:
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._held: dict[int, tuple[Delivery, asyncio.TimerHandle]] = {}
         self._events = 0
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         account.listeners.append(self.on_change)
 
     async def start(self) -> None:
@@ -187,17 +190,18 @@ class Dispatcher:
         for _, timer in self._held.values():
             timer.cancel()
         self._held.clear()
+        self._inflight = 0
+        self._idle.set()
         if self.session is not None:
             await self.session.close()
 
     def pending(self) -> int:
-        return sum(q.qsize() + q._unfinished_tasks for q in self._queues.values()) + len(self._held)  # type: ignore[attr-defined]
+        """Deliveries queued, held back or in progress."""
+        return self._inflight
 
-    async def drain(self, timeout: float = 10.0) -> None:
-        """Wait until every queued delivery finished (for tests and the control API)."""
-        deadline = time.monotonic() + timeout
-        while self.pending() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+    async def drain(self) -> None:
+        """Wait until every queued delivery finished (wrap in ``asyncio.timeout``)."""
+        await self._idle.wait()
 
     def on_change(self, change: ProfileChange) -> None:
         hooks = [h for h in self.account.webhooks.values() if h.wants(change)]
@@ -215,9 +219,13 @@ class Dispatcher:
                 self._enqueue(hook, delivery)
 
     def _enqueue(self, hook: Webhook, delivery: Delivery) -> None:
+        self._inflight += 1
+        self._idle.clear()
         queue = self._queues.setdefault(hook.id, asyncio.Queue())
         if hook.id not in self._workers or self._workers[hook.id].done():
-            self._workers[hook.id] = asyncio.get_running_loop().create_task(self._work(hook.id, queue))
+            self._workers[hook.id] = asyncio.get_running_loop().create_task(
+                self._work(hook.id, queue)
+            )
         held = self._held.pop(hook.id, None)
         if held is not None:
             held[1].cancel()
@@ -233,7 +241,7 @@ class Dispatcher:
 
     def _release(self, hook_id: int) -> None:
         held = self._held.pop(hook_id, None)
-        if held is not None and hook_id in self._queues:
+        if held is not None:
             self._queues[hook_id].put_nowait(held[0])
 
     async def _work(self, hook_id: int, queue: asyncio.Queue[Delivery]) -> None:
@@ -244,6 +252,9 @@ class Dispatcher:
             except Exception:  # a worker must survive any single delivery
                 log.exception("webhook delivery %s crashed", delivery.event_id)
             finally:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.set()
                 queue.task_done()
 
     async def _deliver(self, delivery: Delivery) -> None:

@@ -72,9 +72,7 @@ def parse_condition(expression: str, database: Database, tz: ZoneInfo) -> Condit
     name, operator, value = match.groups()
     field = database.field_by_name(name)
     if field is not None:
-        return Condition(
-            name, operator, value, _field_getter(field), field.type in NUMERIC_TYPES
-        )
+        return Condition(name, operator, value, _field_getter(field), field.type in NUMERIC_TYPES)
     lowered = name.lower()
     if lowered == "id":
         return Condition(name, operator, value, lambda p: p.id, True)

@@ -272,7 +272,9 @@ class Account:
             new = Field(**{**original.__dict__, "id": self.new_id("field")})
             id_map[original.id] = new.id
             copy.fields.append(new)
-        copy.interests = [Interest(self.new_id("interest"), i.name, i.group) for i in source.interests]
+        copy.interests = [
+            Interest(self.new_id("interest"), i.name, i.group) for i in source.interests
+        ]
         if truthy(options.get("profiles")):
             for profile in source.live_profiles():
                 values = {id_map[k]: v for k, v in profile.values.items() if k in id_map}
@@ -351,7 +353,9 @@ class Account:
     def field_map(self, database: Database, profile: Profile) -> dict[str, str]:
         return {f.name: profile.values.get(f.id, "") for f in database.fields}
 
-    def profile_json(self, database: Database, profile: Profile, *, dataonly: bool = False) -> dict[str, Any]:
+    def profile_json(
+        self, database: Database, profile: Profile, *, dataonly: bool = False
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "ID": str(profile.id),
             "fields": self.field_map(database, profile),
@@ -398,7 +402,9 @@ class Account:
             return result
         return set(current)
 
-    def _insert_profile(self, database: Database, values: dict[int, str], interests: set[str]) -> Profile:
+    def _insert_profile(
+        self, database: Database, values: dict[int, str], interests: set[str]
+    ) -> Profile:
         now = self.now()
         stored = {f.id: initial_value(f.type, f.value, self.tz) for f in database.fields}
         stored.update(values)
@@ -423,7 +429,9 @@ class Account:
             raise SandboxError("Invalid data provided")
         given = fields or {}
         profile = self._insert_profile(
-            database, self._coerced(database, given), self._interest_names(database, interests, set())
+            database,
+            self._coerced(database, given),
+            self._interest_names(database, interests, set()),
         )
         self._emit("create", caller, database, profile, given)
         return profile
@@ -455,7 +463,9 @@ class Account:
             self._emit("update", caller, database, profile, given)
         return True
 
-    def delete_profile(self, database: Database, profile: Profile, caller: Caller, *, completely: bool = False) -> None:
+    def delete_profile(
+        self, database: Database, profile: Profile, caller: Caller, *, completely: bool = False
+    ) -> None:
         if profile.removed is not None:
             raise SandboxError("This profile has already been removed")
         before = self.field_map(database, profile)
@@ -472,7 +482,9 @@ class Account:
         profile.modified = self.now()
 
     # views -----------------------------------------------------------------------------------
-    def create_view(self, database: Database, name: str, description: str = "", rules: Iterable[str] = ()) -> View:
+    def create_view(
+        self, database: Database, name: str, description: str = "", rules: Iterable[str] = ()
+    ) -> View:
         view = View(self.new_id("view"), database.id, name, description, list(rules), self.now())
         self.views[view.id] = view
         return view
@@ -486,7 +498,9 @@ class Account:
     # change notification ---------------------------------------------------------------------
     emit_noop_updates = False
 
-    def _emit_noop(self, database: Database, profile: Profile, given: Mapping[str, Any], caller: Caller) -> None:
+    def _emit_noop(
+        self, database: Database, profile: Profile, given: Mapping[str, Any], caller: Caller
+    ) -> None:
         if self.emit_noop_updates and profile.removed is None:
             self._emit("update", caller, database, profile, given)
 

@@ -42,7 +42,9 @@ class TokenIssuer:
             "gen": self.generation,
         }
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        signature = _b64(hmac.new(self.secret, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+        signature = _b64(
+            hmac.new(self.secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        )
         return f"{header}.{payload}.{signature}"
 
     def valid_jwt(self, token: str, now: float | None = None) -> bool:
@@ -50,7 +52,9 @@ class TokenIssuer:
         if len(parts) != 3:
             return False
         header, payload, signature = parts
-        expected = _b64(hmac.new(self.secret, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+        expected = _b64(
+            hmac.new(self.secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        )
         if not hmac.compare_digest(expected, signature):
             return False
         try:

@@ -116,7 +116,11 @@ CONTACT = ObjectSpec(
         FieldSpec("EmailBouncedDate", "datetime", "Email Bounced Date"),
         FieldSpec("IsEmailBounced", "boolean", "Is Email Bounced", default=False, **_RO),
         FieldSpec(
-            "Level__c", "picklist", "Level", length=255, picklist=("Primary", "Secondary", "Tertiary")
+            "Level__c",
+            "picklist",
+            "Level",
+            length=255,
+            picklist=("Primary", "Secondary", "Tertiary"),
         ),
         _text("Languages__c", 100, "Languages"),
     ),

@@ -1,0 +1,93 @@
+"""Copernica sandbox benchmark: profile upsert round-trips and webhook delivery latency.
+
+Starts the sandbox and a webhook receiver on localhost (OS-chosen ports), then measures
+- the round-trip of ``CopernicaClient.upsert_profile`` (half creates, half updates), and
+- the time from sending a profile update until its signed webhook arrived at the receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from bridge.copernica import CopernicaClient
+from bridge.retry import RetryPolicy
+from bridge.sandbox.copernica import SandboxSettings, create_app
+
+UPSERTS = 400
+HOOKS = 200
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def run() -> dict[str, list[float]]:
+    sandbox, url = await serve(create_app(SandboxSettings(webhook_retry_base=0.05)))
+    arrivals: dict[str, float] = {}
+    arrived = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        form = dict(parse_qsl((await request.read()).decode()))
+        arrivals[form.get("fields[FirstName]", "")] = time.perf_counter()
+        if len(arrivals) >= HOOKS:
+            arrived.set()
+        return web.Response(text="ok")
+
+    receiver_app = web.Application()
+    receiver_app.router.add_post("/hooks/copernica/{token}", hook)
+    receiver, receiver_url = await serve(receiver_app)
+    results: dict[str, list[float]] = {"upsert": [], "webhook": []}
+    try:
+        async with CopernicaClient.for_sandbox(url, retry=RetryPolicy(base=0.01)) as client:
+            await client.create_field(1, "SalesforceId", index=True)
+            await client.create_field(1, "FirstName")
+            for n in range(UPSERTS):
+                key = {"SalesforceId": f"003{n % (UPSERTS // 2):015d}"}
+                started = time.perf_counter()
+                await client.upsert_profile(1, key, {**key, "FirstName": f"n{n}"})
+                results["upsert"].append((time.perf_counter() - started) * 1000)
+            await client.create_webhook(f"{receiver_url}/hooks/copernica/bench", "update")
+            ids = [p.id async for p in client.profiles(1)]
+            sent: dict[str, float] = {}
+            for n in range(HOOKS):
+                name = f"hook{n}"
+                sent[name] = time.perf_counter()
+                await client.update_profile(ids[n % len(ids)], {"FirstName": name})
+            async with asyncio.timeout(20):
+                await arrived.wait()
+            results["webhook"] = [(arrivals[k] - sent[k]) * 1000 for k in sent if k in arrivals]
+    finally:
+        await receiver.cleanup()
+        await sandbox.cleanup()
+    return results
+
+
+def main() -> None:
+    results = asyncio.run(run())
+    print("Copernica sandbox (localhost)            n     p50 ms   p99 ms   max ms")
+    labels = {"upsert": "profile upsert round-trip", "webhook": "webhook delivery latency"}
+    for key, label in labels.items():
+        samples = results[key]
+        print(
+            f"  {label:<36} {len(samples):>5} {statistics.median(samples):>9.2f}"
+            f" {percentile(samples, 0.99):>8.2f} {max(samples):>8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,546 @@
+"""The bridge's Copernica REST client (v4 with a JWT, or v3 with ``access_token``).
+
+One instance serves one tenant. Every HTTP call goes through ``_call``: it authenticates, counts
+the call (``UsageSink``), maps failures onto ``CopernicaError`` and retries what is retryable
+(429 after ``Retry-After``, 5xx and connection errors with the shared ``RetryPolicy``). Lists are
+async iterators that fetch one page at a time, so memory does not grow with the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from bridge.copernica.auth import DEFAULT_AUTH_URL, JwtSource
+from bridge.copernica.errors import CopernicaError, error_from_reply
+from bridge.copernica.models import (
+    Database,
+    Emailing,
+    EmailingStatistics,
+    Field,
+    Product,
+    Profile,
+    Template,
+    View,
+    Webhook,
+)
+from bridge.retry import RetryPolicy
+from bridge.usage import ApiUsage, UsageSink, ignore_usage
+
+DEFAULT_HOST = "https://api.copernica.com"
+MAX_PAGE = 1000
+OPERATORS = ("==", "!=", "<>", "<=", ">=", "=~", "!~", "<", ">")
+SUCCESS = frozenset({200, 201, 204, 303})
+TargetType = Literal["database", "collection", "view", "miniview", "profile", "subprofile"]
+Params = Sequence[tuple[str, str]]
+
+
+def condition(field: str, operator: str, value: object) -> str:
+    """One ``fields[]`` search condition, e.g. ``condition("Email", "==", "a@b.c")``."""
+    if operator not in OPERATORS:
+        raise ValueError(f"unknown Copernica operator {operator!r}")
+    if not field or any(c in field for c in "=!<>~"):
+        raise ValueError(f"invalid field name {field!r}")
+    return f"{field}{operator}{value}"
+
+
+def timestamp(moment: datetime | date | str) -> str:
+    """Copernica's ``YYYY-MM-DD HH:MM:SS`` (give ``moment`` in the account's timezone)."""
+    if isinstance(moment, str):
+        return moment
+    if isinstance(moment, datetime):
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return moment.strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: CIMultiDictProxy[str]
+    data: Any
+
+    @property
+    def created_id(self) -> int | None:
+        value = self.headers.get("X-Created")
+        return int(value) if value and value.strip().isdigit() else None
+
+
+class CopernicaClient:
+    """Async Copernica REST client; use ``async with`` or call ``close()``."""
+
+    def __init__(
+        self,
+        api_token: str,
+        *,
+        version: Literal[3, 4] = 4,
+        host: str = DEFAULT_HOST,
+        auth_url: str = DEFAULT_AUTH_URL,
+        session: aiohttp.ClientSession | None = None,
+        retry: RetryPolicy | None = None,
+        usage: UsageSink = ignore_usage,
+        timeout: float = 60.0,
+        renew_margin: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not api_token:
+            raise ValueError("a Copernica API token is required")
+        self.api_token = api_token
+        self.version = version
+        host = host.strip().rstrip("/")
+        self.base = (host if "://" in host else f"https://{host}") + f"/v{version}"
+        self.retry = retry or RetryPolicy()
+        self.usage = usage
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.sleep = sleep
+        self.jwt = JwtSource(api_token, auth_url, renew_margin=renew_margin, clock=clock)
+        self._session = session
+        self._owns_session = session is None
+
+    @classmethod
+    def for_sandbox(
+        cls, base_url: str, api_token: str = "sandbox-token", **options: Any
+    ) -> CopernicaClient:
+        """A client aimed at the Copernica sandbox (its ``/authenticate`` stands in for v4 auth)."""
+        base_url = base_url.rstrip("/")
+        return cls(api_token, host=base_url, auth_url=f"{base_url}/authenticate", **options)
+
+    async def __aenter__(self) -> CopernicaClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._owns_session = True
+        return self._session
+
+    # the one way to call Copernica -------------------------------------------------------------
+    async def _call(self, method: str, path: str, params: Params = (), body: Any = None) -> Reply:
+        what = f"{method} {path}"
+        attempt = 0
+        reauthenticated = False
+        while True:
+            attempt += 1
+            try:
+                return await self._once(method, path, params, body, what)
+            except _Refused as refused:
+                if reauthenticated:
+                    raise refused.error from None
+                reauthenticated = True  # an expired JWT: fetch a new one, once, for free
+                attempt -= 1
+            except CopernicaError as error:
+                if not error.retryable or self.retry.gives_up(attempt):
+                    raise
+                wait = error.retry_after
+                if wait is None:
+                    wait = self.retry.delay(attempt)
+                elif wait > self.retry.cap:
+                    raise  # longer than we may wait here: let the job queue defer it
+                await self.sleep(wait)
+
+    async def _once(self, method: str, path: str, params: Params, body: Any, what: str) -> Reply:
+        session = self.session
+        query = list(params)
+        headers: dict[str, str] = {"Accept": "application/json"}
+        token = ""
+        try:
+            if self.version == 4:
+                token = await self.jwt.token(session)
+                headers["Authorization"] = f"Bearer {token}"
+            else:
+                query.insert(0, ("access_token", self.api_token))
+            url = f"{self.base}/{path}"
+            if query:
+                url += "?" + "&".join(
+                    f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in query
+                )
+            async with session.request(
+                method,
+                URL(url, encoded=True),
+                json=body,
+                headers=headers,
+                allow_redirects=False,  # v2-style 303 See Other after a PUT means success
+            ) as reply:
+                raw = await reply.read()
+                status, reply_headers = reply.status, reply.headers
+                content_type = reply.headers.get("Content-Type", "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.usage(ApiUsage("copernica"))
+            raise CopernicaError(
+                f"{what}: {type(exc).__name__}: {exc}", category="transient"
+            ) from exc
+        self.usage(ApiUsage("copernica"))
+        if status in SUCCESS:
+            data = None
+            if raw and "json" in content_type:
+                try:
+                    data = json.loads(raw)
+                except ValueError as exc:
+                    raise CopernicaError(
+                        f"{what}: unreadable JSON reply", category="transient", status=status
+                    ) from exc
+            return Reply(status, reply_headers, data)
+        error = error_from_reply(status, raw, content_type, reply_headers.get("Retry-After"), what)
+        if self.version == 4 and error.category == "auth" and token:
+            self.jwt.forget(token)
+            raise _Refused(error)
+        raise error
+
+    async def _get(self, path: str, params: Params = ()) -> Any:
+        return (await self._call("GET", path, params)).data
+
+    async def _pages(
+        self, path: str, params: Params = (), page_size: int = MAX_PAGE
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Offset paging: one page in memory at a time; stops on a short page."""
+        limit = max(1, min(page_size, MAX_PAGE))
+        start = 0
+        while True:
+            page = await self._get(
+                path, [*params, ("start", str(start)), ("limit", str(limit)), ("total", "false")]
+            )
+            data = page.get("data", []) if isinstance(page, dict) else []
+            for item in data:
+                yield item
+            if len(data) < limit:
+                return
+            start += len(data)
+
+    # account -----------------------------------------------------------------------------------
+    async def identity(self) -> dict[str, Any]:
+        return await self._get("identity")
+
+    async def consumption(self, begin: date, end: date) -> dict[str, Any]:
+        return await self._get(
+            "consumption", [("begin", timestamp(begin)), ("end", timestamp(end))]
+        )
+
+    # databases ---------------------------------------------------------------------------------
+    async def databases(self, page_size: int = MAX_PAGE) -> AsyncIterator[Database]:
+        async for item in self._pages("databases", page_size=page_size):
+            yield Database.from_json(item)
+
+    async def database(self, database: int | str) -> Database:
+        return Database.from_json(await self._get(f"database/{_ref(database)}"))
+
+    async def create_database(
+        self, name: str, description: str = "", archived: bool = False
+    ) -> int:
+        body = {"name": name, "description": description, "archived": archived}
+        return _created(await self._call("POST", "databases", body=body))
+
+    async def edit_database(
+        self,
+        database: int | str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        archived: bool | None = None,
+    ) -> None:
+        body = _given(name=name, description=description, archived=archived)
+        await self._call("PUT", f"database/{_ref(database)}", body=body)
+
+    async def copy_database(
+        self, database: int | str, name: str, *, profiles: bool = False, views: bool = False
+    ) -> int:
+        body = {"name": name, "options": {"profiles": profiles, "views": views}}
+        return _created(await self._call("POST", f"database/{_ref(database)}/copy", body=body))
+
+    # fields ------------------------------------------------------------------------------------
+    async def fields(self, database: int | str) -> AsyncIterator[Field]:
+        async for item in self._pages(f"database/{_ref(database)}/fields"):
+            yield Field.from_json(item)
+
+    async def create_field(
+        self, database: int | str, name: str, type: str = "text", **options: Any
+    ) -> int:
+        body = {"name": name, "type": type, **options}
+        return _created(await self._call("POST", f"database/{_ref(database)}/fields", body=body))
+
+    async def edit_field(self, database: int | str, field: int | str, **changes: Any) -> None:
+        await self._call("PUT", f"database/{_ref(database)}/field/{_ref(field)}", body=changes)
+
+    async def delete_field(self, database: int | str, field: int | str) -> None:
+        await self._call("DELETE", f"database/{_ref(database)}/field/{_ref(field)}")
+
+    # profiles ----------------------------------------------------------------------------------
+    async def profiles(
+        self,
+        database: int | str,
+        conditions: Iterable[str] = (),
+        *,
+        orderby: str = "id",
+        order: Literal["asc", "desc"] = "asc",
+        page_size: int = MAX_PAGE,
+        dataonly: bool = False,
+    ) -> AsyncIterator[Profile]:
+        """Every profile matching ``conditions`` (see ``condition``), one page in memory.
+
+        Ordered by id (the default), pages continue from the last id seen (``id>N``) rather than
+        by offset: cheaper for Copernica and stable while profiles are added or removed.
+        """
+        path = f"database/{_ref(database)}/profiles"
+        base = [("fields[]", c) for c in conditions]
+        extra = [("dataonly", "true")] if dataonly else []
+        if orderby != "id" or order != "asc":
+            params = [*base, ("orderby", orderby), ("order", order), *extra]
+            async for item in self._pages(path, params, page_size):
+                yield Profile.from_json(item)
+            return
+        limit = max(1, min(page_size, MAX_PAGE))
+        last = 0
+        while True:
+            params = [
+                *base,
+                ("fields[]", f"id>{last}"),
+                ("orderby", "id"),
+                ("limit", str(limit)),
+                ("total", "false"),
+                *extra,
+            ]
+            page = await self._get(path, params)
+            data = page.get("data", []) if isinstance(page, dict) else []
+            for item in data:
+                profile = Profile.from_json(item)
+                last = max(last, profile.id)
+                yield profile
+            if len(data) < limit:
+                return
+
+    async def find_profiles(
+        self, database: int | str, match: Mapping[str, object], limit: int = MAX_PAGE
+    ) -> list[Profile]:
+        """Profiles whose fields equal ``match`` (e.g. ``{"Email": "a@b.c"}``), at most ``limit``."""
+        if not match:
+            raise ValueError("find_profiles needs at least one field to match")
+        params = [("fields[]", condition(k, "==", v)) for k, v in match.items()]
+        page = await self._get(
+            f"database/{_ref(database)}/profiles",
+            [*params, ("limit", str(min(limit, MAX_PAGE))), ("total", "false")],
+        )
+        return [Profile.from_json(item) for item in page.get("data", [])]
+
+    def profiles_modified_since(
+        self, database: int | str, since: datetime | str, page_size: int = MAX_PAGE
+    ) -> AsyncIterator[Profile]:
+        """Profiles changed at or after ``since`` (account timezone), oldest change first."""
+        return self.profiles(
+            database,
+            [condition("modified", ">=", timestamp(since))],
+            orderby="modified",
+            page_size=page_size,
+        )
+
+    async def profile_ids(self, database: int | str) -> list[int]:
+        data = await self._get(f"database/{_ref(database)}/profileids")
+        return [int(str(i)) for i in data or []]
+
+    async def profile(self, profile_id: int) -> Profile:
+        return Profile.from_json(await self._get(f"profile/{int(profile_id)}"))
+
+    async def create_profile(
+        self,
+        database: int | str,
+        fields: Mapping[str, object],
+        interests: Sequence[str] | None = None,
+    ) -> int:
+        body: dict[str, Any] = {"fields": dict(fields)}
+        if interests is not None:
+            body["interests"] = list(interests)
+        return _created(await self._call("POST", f"database/{_ref(database)}/profiles", body=body))
+
+    async def update_profile(
+        self,
+        profile_id: int,
+        fields: Mapping[str, object] | None = None,
+        interests: Sequence[str] | Mapping[str, bool] | None = None,
+    ) -> None:
+        body: dict[str, Any] = {}
+        if fields is not None:
+            body["fields"] = dict(fields)
+        if interests is not None:
+            body["interests"] = (
+                list(interests) if not isinstance(interests, Mapping) else dict(interests)
+            )
+        await self._call("PUT", f"profile/{int(profile_id)}", body=body)
+
+    async def update_profile_fields(self, profile_id: int, fields: Mapping[str, object]) -> None:
+        await self._call("PUT", f"profile/{int(profile_id)}/fields", body=dict(fields))
+
+    async def upsert_profile(
+        self,
+        database: int | str,
+        match: Mapping[str, object],
+        fields: Mapping[str, object],
+        *,
+        create: bool = True,
+    ) -> int | None:
+        """Update the profiles whose fields equal ``match``; create one when none does.
+
+        Returns the new profile's id when one was created, else None. ``match`` must not be
+        empty: Copernica applies an empty selector to *every* profile of the database.
+        """
+        if not match:
+            raise ValueError("upsert_profile needs at least one field to match")
+        params = [("fields[]", condition(k, "==", v)) for k, v in match.items()]
+        params.append(("create", "true" if create else "false"))
+        reply = await self._call(
+            "PUT", f"database/{_ref(database)}/profiles", params, body={"fields": dict(fields)}
+        )
+        return reply.created_id
+
+    async def delete_profile(self, profile_id: int, *, completely: bool = False) -> None:
+        body = {"completely": True} if completely else None
+        await self._call("DELETE", f"profile/{int(profile_id)}", body=body)
+
+    async def delete_profiles(self, database: int | str, profile_ids: Iterable[int]) -> None:
+        body = {"profiles": [int(i) for i in profile_ids]}
+        await self._call("DELETE", f"database/{_ref(database)}/profiles", body=body)
+
+    # selections --------------------------------------------------------------------------------
+    async def views(self, database: int | str) -> AsyncIterator[View]:
+        async for item in self._pages(f"database/{_ref(database)}/views"):
+            yield View.from_json(item)
+
+    async def view_profiles(
+        self, view_id: int, page_size: int = MAX_PAGE
+    ) -> AsyncIterator[Profile]:
+        async for item in self._pages(f"view/{int(view_id)}/profiles", page_size=page_size):
+            yield Profile.from_json(item)
+
+    # content and emailings ---------------------------------------------------------------------
+    def _prefix(self, product: Product) -> str:
+        """v4 uses the new names (``draganddrop``, ``html``); v3 the old ones."""
+        if self.version == 4:
+            return "draganddrop" if product == "ms" else "html"
+        return product
+
+    async def templates(self) -> AsyncIterator[Template]:
+        """Drag-and-drop (Marketing Suite) templates."""
+        async for item in self._pages(f"{self._prefix('ms')}/templates"):
+            yield Template.from_json(item, "ms")
+
+    async def documents(self) -> AsyncIterator[Template]:
+        """Publisher (HTML) documents: what a Publisher emailing sends."""
+        async for item in self._pages(
+            f"{self._prefix('publisher')}/documents", [("source", "false")]
+        ):
+            yield Template.from_json(item, "publisher")
+
+    async def publisher_templates(self) -> AsyncIterator[Template]:
+        async for item in self._pages(f"{self._prefix('publisher')}/templates"):
+            yield Template.from_json(item, "publisher")
+
+    async def send_emailing(
+        self, template_id: int, target_id: int | str, target_type: TargetType = "database"
+    ) -> int:
+        """Send a drag-and-drop template to a target now; returns the emailing id."""
+        body = {"template": template_id, "target": target_id, "targettype": target_type}
+        return _created(await self._call("POST", f"{self._prefix('ms')}/emailing", body=body))
+
+    async def send_publisher_emailing(
+        self,
+        document_id: int,
+        target_id: int | str,
+        target_type: TargetType = "database",
+        settings: Mapping[str, Any] | None = None,
+    ) -> int:
+        body: dict[str, Any] = {
+            "document": document_id,
+            "target": target_id,
+            "targettype": target_type,
+        }
+        if settings:
+            body["settings"] = dict(settings)
+        return _created(
+            await self._call("POST", f"{self._prefix('publisher')}/emailing", body=body)
+        )
+
+    async def emailings(self, product: Product = "ms") -> AsyncIterator[Emailing]:
+        async for item in self._pages(f"{self._prefix(product)}/emailings"):
+            yield Emailing.from_json(item, product)
+
+    async def emailing(self, emailing_id: int, product: Product = "ms") -> Emailing:
+        data = await self._get(f"{self._prefix(product)}/emailing/{int(emailing_id)}")
+        return Emailing.from_json(data, product)
+
+    async def emailing_statistics(
+        self, emailing_id: int, product: Product = "ms"
+    ) -> EmailingStatistics:
+        data = await self._get(f"{self._prefix(product)}/emailing/{int(emailing_id)}/statistics")
+        return EmailingStatistics.from_json(data)
+
+    # webhooks ----------------------------------------------------------------------------------
+    async def create_webhook(
+        self,
+        handler: str,
+        trigger: Literal["create", "update", "delete"] | str,
+        *,
+        callers: Sequence[str] | None = None,
+        database: int | str | None = None,
+    ) -> int:
+        """Register ``handler`` for ``trigger``; ``callers`` limits which sources fire it."""
+        body: dict[str, Any] = {"handler": handler, "trigger": trigger}
+        if callers is not None:
+            body["callers"] = list(callers)
+        if database is not None:
+            body["database"] = database
+        return _created(await self._call("POST", "webhooks", body=body))
+
+    async def webhook(self, webhook_id: int) -> Webhook:
+        return Webhook.from_json(await self._get(f"webhook/{int(webhook_id)}"))
+
+    async def edit_webhook(self, webhook_id: int, **changes: Any) -> None:
+        await self._call("PUT", f"webhook/{int(webhook_id)}", body=changes)
+
+    async def delete_webhook(self, webhook_id: int) -> None:
+        await self._call("DELETE", f"webhook/{int(webhook_id)}")
+
+
+class _Refused(Exception):
+    """A v4 call refused the JWT: ``_call`` fetches a new one and tries once more."""
+
+    def __init__(self, error: CopernicaError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _ref(value: int | str) -> str:
+    """A path segment: ids as digits, names percent-encoded."""
+    return quote(str(value), safe="")
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _created(reply: Reply) -> int:
+    if reply.created_id is None:
+        raise CopernicaError(
+            f"Copernica answered {reply.status} without X-Created",
+            category="validation",
+            status=reply.status,
+        )
+    return reply.created_id
+
+
+__all__ = ["CopernicaClient", "Reply", "condition", "timestamp"]

@@ -1,0 +1,82 @@
+"""Copernica's failures mapped onto the bridge's one error taxonomy (``bridge.errors``).
+
+Copernica answers every refusal with 400 and ``{"error": {"message": ...}}``; the message is the
+only thing that tells "no such profile" from "bad data". 429, 5xx (its overload pages are HTML)
+and connection errors are retryable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from bridge.errors import ApiError, Category
+
+_NOT_FOUND = re.compile(r"^No .* with (supplied|given) ID|already been removed", re.IGNORECASE)
+_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+class CopernicaError(ApiError):
+    """A Copernica call failed; ``message`` is Copernica's own text when it sent one."""
+
+
+def message_of(body: bytes, content_type: str) -> str | None:
+    """Copernica's error message from a JSON body, or the title of an HTML error page."""
+    text = body.decode("utf-8", "replace")
+    if "json" in content_type:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return None
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(error, str):
+            return error
+        return None
+    title = _TITLE.search(text)
+    return title.group(1).strip() if title else None
+
+
+def category_of(status: int, message: str | None) -> Category:
+    if status == 400:
+        if message == "Invalid access token":
+            return "auth"
+        if message and _NOT_FOUND.search(message):
+            return "not_found"
+        return "validation"
+    if status == 401:
+        return "auth"
+    if status == 403:
+        return "permission"
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "rate_limit"
+    if status >= 500 or status == 408:
+        return "transient"
+    return "validation"
+
+
+def retry_after_of(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (the HTTP-date form is not used by Copernica's balancers)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        return None
+
+
+def error_from_reply(
+    status: int, body: bytes, content_type: str, retry_after: str | None, what: str
+) -> CopernicaError:
+    message = message_of(body, content_type)
+    category = category_of(status, message)
+    text = message or f"HTTP {status}"
+    return CopernicaError(
+        f"{what}: {text}",
+        category=category,
+        status=status,
+        retry_after=retry_after_of(retry_after),
+    )

@@ -1,0 +1,43 @@
+"""A Salesforce org on localhost: SOAP/OAuth login, REST with a SOQL subset, sObject Collections,
+Change Data Capture over CometD long-polling, and an admin API to seed data and inject faults.
+
+Real clients (simple-salesforce, aiosfstream-ng, jsforce) work against it with only the base URL
+changed. One user: ``admin@sandbox.example`` / ``sandbox-password`` + security token
+``SANDBOXTOKEN``; OAuth client ``sandbox-client`` / ``sandbox-secret``; refresh token
+``sandbox-refresh-token`` (all in ``SandboxSettings``).
+
+Admin API (JSON in and out; errors as Salesforce error arrays):
+
+- ``GET /_sandbox/`` — credentials, record counts, API usage, streaming clients, latest replay id.
+- ``POST /_sandbox/reset`` — empty the org: records, events, CometD clients, faults, usage
+  (sessions stay valid).
+- ``POST /_sandbox/records/{sobject}`` ``{"records": [{…}]}`` — seed records silently (no CDC
+  event, no write count); may set ``CreatedDate``, ``LastModifiedDate``, ``SystemModstamp`` and
+  ``IsDeleted``. Answers ``{"ids": […]}``.
+- ``GET /_sandbox/contacts[?include_deleted=true]`` and ``GET /_sandbox/contacts/{id}`` — contacts
+  as stored ("raw", without ``attributes``), for end-to-end comparisons.
+- ``POST /_sandbox/contacts``, ``PATCH /_sandbox/contacts/{id}``, ``DELETE /_sandbox/contacts/{id}``,
+  ``POST /_sandbox/contacts/{id}/undelete`` — changes "as a Salesforce user would" make them:
+  same validation, CDC events with an empty ``changeOrigin``.
+- ``POST /_sandbox/merge`` ``{"master": id, "losers": [id, id?], "fields": {…}}`` — merge
+  contacts: UPDATE of the master, DELETE of each loser with ``MasterRecordId`` set.
+- ``GET /_sandbox/writes`` — writes received per ``Sforce-Call-Options`` client id (``""`` = none).
+- ``POST /_sandbox/sessions/expire`` — every session answers 401 ``INVALID_SESSION_ID`` after.
+- ``POST /_sandbox/faults`` ``{"path": glob, "method"?, "status": 500|503|…|null, "latency": s,
+  "times": n|null, "error_code"?}`` — make matching routes fail and/or slow;
+  ``DELETE /_sandbox/faults`` clears them.
+- ``GET /_sandbox/streaming``; ``POST /_sandbox/streaming/drop`` ``{"client_id"?}`` — forget
+  CometD clients: their next (or held) connect answers ``403::Unknown client``.
+- ``POST /_sandbox/cdc/gap`` ``{"record_ids": […], "change_type": "GAP_UPDATE", "entity"?}``,
+  ``POST /_sandbox/cdc/overflow`` ``{"entity"?}`` — emit gap / GAP_OVERFLOW events.
+- ``POST /_sandbox/cdc/purge`` ``{"up_to"?: replay id}`` — drop retained events (stored replay ids
+  before them become invalid); ``GET /_sandbox/cdc/events`` lists what is retained.
+- ``PATCH /_sandbox/limits`` ``{"used"?: n, "max"?: n}`` — set the daily API counter.
+"""
+
+from __future__ import annotations
+
+from .app import create_app
+from .settings import SandboxSettings
+
+__all__ = ["SandboxSettings", "create_app"]

@@ -1,0 +1,111 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or the server in DATABASE_URL) with a fresh,
+migrated database for the test session."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from bridge.cli import create_tenant
+from bridge.db import EmbeddedPostgres, create_pool, migrate
+
+pytest_plugins = ["tests.fixtures.salesforce", "tests.fixtures.copernica"]
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+async def server_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A PostgreSQL server: $DATABASE_URL when set, else an embedded one for this session."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("embedded"))
+    try:
+        yield await embedded.start()
+    finally:
+        await embedded.stop()
+
+
+@pytest.fixture(scope="session")
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """One new, empty database on the server, dropped at the end of the session."""
+    name = f"bridge_test_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield with_database(server_url, name)
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(fresh_database: str) -> str:
+    """The URL of the session's migrated test database."""
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return fresh_database
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, max_size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def tenant(pool: asyncpg.Pool) -> asyncpg.Record:
+    """A new tenant of its own for each test, so tests do not see each other's rows."""
+    return await create_tenant(pool, f"t-{secrets.token_hex(5)}")
+
+
+@pytest.fixture(scope="session")
+async def new_database(server_url: str) -> AsyncIterator:
+    """Factory of extra databases for tests that need a whole database to themselves.
+
+    ``await new_database(migrated=True)`` returns the URL of a new database; all are dropped
+    at the end of the session.
+    """
+    made: list[str] = []
+
+    async def make(migrated: bool = True) -> str:
+        name = f"bridge_test_{secrets.token_hex(4)}"
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        made.append(name)
+        url = with_database(server_url, name)
+        if migrated:
+            conn = await asyncpg.connect(url)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+        return url
+
+    yield make
+    admin = await asyncpg.connect(server_url)
+    try:
+        for name in made:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -1,0 +1,17 @@
+from bridge.security.passwords import hash_password, verify_password
+
+
+def test_hash_verifies_only_the_right_password():
+    stored = hash_password("correct horse battery")
+    assert verify_password("correct horse battery", stored)
+    assert not verify_password("correct horse batterY", stored)
+    assert "correct" not in stored
+
+
+def test_same_password_hashes_differently():
+    assert hash_password("same password") != hash_password("same password")
+
+
+def test_garbage_hash_is_a_no():
+    assert not verify_password("x", "not-a-hash")
+    assert not verify_password("x", "md5$1$2$3$4$5")
