@@ -16,7 +16,7 @@ from bridge.db import open_pool
 from bridge.metrics import Registry
 from bridge.security.vault import Vault
 from bridge.sync.jobs import JobQueue, Waker
-from bridge.web import health
+from bridge.web import health, pages
 from bridge.web.keys import METRICS, POOL, QUEUE, ROLE, SETTINGS, VAULT
 from bridge.web.middlewares import request_context
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings, role: Role = "all") -> web.Application:
     if role in ("all", "worker"):
         app.cleanup_ctx.append(_workers)
     app.router.add_routes(health.routes)
+    pages.setup(app)
     return app
 
 

@@ -386,6 +386,18 @@ class SalesforceClient:
             )
         return out
 
+    async def composite(
+        self, subrequests: Sequence[dict[str, Any]], *, all_or_none: bool = False
+    ) -> list[dict[str, Any]]:
+        """``POST /composite`` (≤ 25 subrequests, one API call); later subrequests may refer to
+        earlier results as ``@{referenceId.field}``. Returns ``compositeResponse``."""
+        reply = await self._json(
+            "POST",
+            f"{self.base}/composite",
+            body={"allOrNone": all_or_none, "compositeRequest": list(subrequests)},
+        )
+        return list(reply["compositeResponse"])
+
     # --- replication ----------------------------------------------------------------
 
     async def get_updated(

@@ -15,7 +15,9 @@ reconcile; the stream continues from ``replay_fallback``, by default every retai
 Delivery guarantees: an event that was not committed is delivered again after a restart (the
 subscription resumes from the committed marker). Within one stream, a re-handshake (e.g. after
 ``403::Unknown client``) resumes from the last event handed out, and replayed duplicates are
-dropped, so the caller sees each event once.
+dropped, so the caller sees each event once. When the connection cannot be re-established
+within ``connection_timeout``, iteration raises a transient ``SalesforceError``: open a new
+stream, it resumes from the committed marker.
 """
 
 from __future__ import annotations

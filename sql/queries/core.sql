@@ -25,3 +25,12 @@ SELECT tenant_id, platform, ciphertext FROM credentials ORDER BY tenant_id, plat
 
 -- name: replace_credentials
 UPDATE credentials SET ciphertext = $3, updated_at = now() WHERE tenant_id = $1 AND platform = $2;
+
+-- name: tenant_by_id
+SELECT * FROM tenants WHERE id = $1;
+
+-- name: update_tenant_settings
+UPDATE tenants SET name = $2, direction = $3, apply_deletes = $4, auto_sync = $5,
+                   conflict_rule = $6, copernica_database = $7, link_field = $8,
+                   copernica_timezone = $9
+WHERE id = $1 RETURNING *;

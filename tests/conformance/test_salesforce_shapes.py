@@ -124,6 +124,20 @@ async def test_login_replies(sf_sandbox: RunningSandbox) -> None:
             re.findall(r"<(\w+)[ />]", (SAMPLES / "soap-login-response.xml").read_text())
         )
         assert expected <= set(re.findall(r"<(\w+)[ />]", xml))
+        jsforce = (SAMPLES / "soap-login-request-jsforce.xml").read_text()
+        jsforce = re.sub(
+            r"<username>.*?</username>", "<username>admin@sandbox.example</username>", jsforce
+        )
+        jsforce = re.sub(
+            r"<password>.*?</password>",
+            "<password>sandbox-passwordSANDBOXTOKEN</password>",
+            jsforce,
+        )
+        async with http.post(
+            url, data=jsforce, headers={"Content-Type": "text/xml", "SOAPAction": '""'}
+        ) as response:
+            assert response.status == 200
+            assert "<userId>" in await response.text()
         bad = envelope.replace("SANDBOXTOKEN", "WRONG")
         async with http.post(url, data=bad, headers=headers) as response:
             assert response.status == 500
@@ -390,3 +404,41 @@ async def test_cdc_events_and_bayeux_replies(api: Api, sf_sandbox: RunningSandbo
     ) as response:
         [no_version] = await response.json()
     assert_shape(errors["handshake_missing_version_in_uri"], no_version)
+
+
+async def test_composite(api: Api, sf_sandbox: RunningSandbox) -> None:
+    request = {
+        "allOrNone": True,
+        "compositeRequest": [
+            {
+                "method": "POST",
+                "url": f"{V}/sobjects/Contact",
+                "referenceId": "refContact",
+                "body": {"LastName": "Doe", "Email": "jane.doe@example.org"},
+            },
+            {
+                "method": "POST",
+                "url": f"{V}/sobjects/Copernica_Sync_Error__c",
+                "referenceId": "refErr",
+                "body": {"Contact__c": "@{refContact.id}", "Message__c": "demo"},
+            },
+        ],
+    }
+    status, reply = await api.call("POST", f"{V}/composite", request)
+    assert status == 200
+    assert_shape(sample("composite-response.json"), reply, skip={"created"})
+    first, second = reply["compositeResponse"]
+    assert second["httpStatusCode"] == 201 and "Location" in second["httpHeaders"]
+    status, error = await api.call(
+        "GET", f"{V}/sobjects/Copernica_Sync_Error__c/{second['body']['id']}"
+    )
+    assert error["Contact__c"] == first["body"]["id"] and error["Status__c"] == "open"
+    before = (await sf_sandbox.admin("GET", "/cdc/events"))["latest"]
+    request["compositeRequest"][1]["body"]["Contact__c"] = "003000000000000AAA"
+    status, reply = await api.call("POST", f"{V}/composite", request)
+    first, second = reply["compositeResponse"]
+    assert first["body"][0]["errorCode"] == "PROCESSING_HALTED"
+    assert second["httpStatusCode"] == 400
+    assert (await sf_sandbox.admin("GET", "/cdc/events"))["latest"] == before
+    status, count = await api.call("GET", f"{V}/query", params={"q": "SELECT COUNT() FROM Contact"})
+    assert count["totalSize"] == 1

@@ -338,3 +338,26 @@ async def test_merge_leaves_a_trace(
     ]
     assert rows and rows[0]["Id"] == loser and rows[0]["MasterRecordId"] == master
     assert (await sf_client.get("Contact", master))["Title"] == "Merged"
+
+
+async def test_composite_in_one_call(sf_client: SalesforceClient, sf_usage: list[ApiUsage]) -> None:
+    base = sf_client.base
+    before = len(sf_usage)
+    replies = await sf_client.composite(
+        [
+            {
+                "method": "POST",
+                "url": f"{base}/sobjects/Contact",
+                "referenceId": "c",
+                "body": {"LastName": "Composite"},
+            },
+            {
+                "method": "GET",
+                "url": f"{base}/sobjects/Contact/@{{c.id}}?fields=Name",
+                "referenceId": "read",
+            },
+        ]
+    )
+    assert len(sf_usage) - before == 1
+    assert [r["httpStatusCode"] for r in replies] == [201, 200]
+    assert replies[1]["body"]["Name"] == "Composite"

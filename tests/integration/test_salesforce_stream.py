@@ -137,3 +137,16 @@ async def test_gap_and_overflow_signals(
     assert isinstance(gap, GapEvent) and gap.record_ids == [record_id]
     assert gap.change_type == "GAP_UPDATE"
     assert isinstance(overflow, OverflowEvent) and overflow.entity == "Contact"
+
+
+async def test_stream_logs_in_again_when_the_session_expires(
+    sf_client: SalesforceClient, sf_sandbox: RunningSandbox
+) -> None:
+    async with stream_for(sf_client, MemoryReplayStore()) as stream:
+        await sf_client.create("Contact", {"LastName": "Before"})
+        await take(stream, 1)
+        await sf_sandbox.admin("POST", "/sessions/expire")
+        await sf_sandbox.admin("POST", "/streaming/drop", {})  # cut the held connect now
+        after = await sf_client.create("Contact", {"LastName": "After"})
+        [item] = await take(stream, 1)
+    assert isinstance(item, ChangeEvent) and item.record_ids == [after]

@@ -102,11 +102,10 @@ def credentials_ok(settings: SandboxSettings, username: str, password: str) -> b
 
 # --- SOAP ------------------------------------------------------------------------------
 
-_TAG = re.compile(r"<(?:[\w-]+:)?{}[^>]*>(.*?)</(?:[\w-]+:)?{}>", re.DOTALL)
-
 
 def _element(xml: str, name: str) -> str | None:
-    match = re.search(_TAG.pattern.format(name, name), xml, re.DOTALL)
+    """Text of the first ``<name>`` / ``<prefix:name>`` element (SOAP prefixes vary by client)."""
+    match = re.search(rf"<(?:[\w-]+:)?{name}(?:\s[^>]*)?>(.*?)</(?:[\w-]+:)?{name}>", xml, re.S)
     if not match:
         return None
     return unescape(match.group(1), {"&quot;": '"', "&apos;": "'"})

@@ -56,6 +56,7 @@ async def serve(host: str, port: int, settings: SandboxSettings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
+    port = runner.addresses[0][1]  # the real one when --port 0
     url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
     print(f"Salesforce sandbox on {url}")
     print(f"  user {settings.username}  password {settings.password}")

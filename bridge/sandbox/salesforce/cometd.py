@@ -86,6 +86,13 @@ class Bayeux:
             self.clients.pop(client.client_id, None)
         return len(victims)
 
+    def sweep(self) -> None:
+        """Forget clients that stopped polling (a killed process never says goodbye)."""
+        horizon = time.monotonic() - self.state.settings.client_expiry
+        for client in list(self.clients.values()):
+            if not client.holding and client.last_seen < horizon:
+                self.drop(client.client_id)
+
     def lookup(self, client_id: object) -> BayeuxClient | None:
         client = self.clients.get(str(client_id))
         if client is None:
@@ -192,6 +199,7 @@ class Bayeux:
         offered = message.get("supportedConnectionTypes") or []
         if "long-polling" not in offered:
             return {**base, "error": "400::Invalid connection type", "successful": False}, False
+        self.sweep()
         client_id = "".join(secrets.choice(_ALPHABET) for _ in range(28))
         self.clients[client_id] = BayeuxClient(client_id)
         return {

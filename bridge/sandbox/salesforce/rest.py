@@ -13,14 +13,19 @@ Choices where the fact sheet is silent:
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
+from multidict import CIMultiDict, MultiDict
 
 from . import schema, soql
 from .auth import bearer
@@ -190,6 +195,10 @@ async def _dispatch(
         if len(parts) == 2:
             return reply(state, _query_more(state, parts[1]))
         return reply(state, _query(request, state, version, include_deleted=head == "queryAll"))
+    if head == "composite" and len(parts) == 1:
+        if method != "POST":
+            raise _method_not_allowed(method, "POST")
+        return reply(state, await _composite(request, state, version, user_id))
     if head == "composite" and len(parts) >= 2 and parts[1] == "sobjects":
         return await _collections(request, state, version, parts[2:], user_id)
     if head != "sobjects":
@@ -731,9 +740,7 @@ def _apply(
     return results
 
 
-async def _retrieve(
-    request: Call, state: SandboxState, version: str, sobject: str
-) -> list[Any]:
+async def _retrieve(request: Call, state: SandboxState, version: str, sobject: str) -> list[Any]:
     org = state.org
     spec = org.spec(sobject)
     if request.method == "POST":
@@ -757,3 +764,121 @@ async def _retrieve(
         else:
             out.append(org.rest_record(record, version, fields or None))
     return out
+
+
+# --- Composite --------------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"@\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
+_HALTED = [
+    {
+        "errorCode": "PROCESSING_HALTED",
+        "message": "The transaction was rolled back since another operation in the same "
+        "transaction failed.",
+    }
+]
+
+
+def _resolve(text: str, results: dict[str, Any]) -> str:
+    """Replace ``@{ref.field}`` with the field of an earlier subrequest's reply body."""
+
+    def value(match: re.Match[str]) -> str:
+        reference, name = match.groups()
+        body = results.get(reference)
+        if not isinstance(body, dict) or name not in body:
+            raise SalesforceFault(
+                "PROCESSING_HALTED",
+                f"Invalid reference specified. No value for {reference}.{name} found in "
+                f"{reference}.",
+            )
+        return str(body[name])
+
+    return _REFERENCE.sub(value, text)
+
+
+async def _composite(
+    request: Call, state: SandboxState, version: str, user_id: str
+) -> dict[str, Any]:
+    """``POST /composite``: up to 25 subrequests in one transaction and one API call.
+
+    With ``allOrNone`` a failure restores the org as it was before the request (records and the
+    change events it emitted); the other subrequests then answer ``PROCESSING_HALTED``.
+    """
+    body = await _body(request)
+    subrequests = body.get("compositeRequest") if isinstance(body, dict) else None
+    if not isinstance(subrequests, list) or not subrequests:
+        raise SalesforceFault("JSON_PARSER_ERROR", "compositeRequest must be a non-empty list")
+    if len(subrequests) > 25:
+        raise SalesforceFault("LIMIT_EXCEEDED", "A composite request has at most 25 subrequests")
+    all_or_none = bool(body.get("allOrNone"))
+    txn = transaction(request, version, user_id)
+    snapshot = _snapshot(state) if all_or_none else None
+    results: dict[str, Any] = {}
+    out: list[dict[str, Any]] = []
+    failed = False
+    for sub in subrequests:
+        reference = str(sub.get("referenceId", ""))
+        if failed and all_or_none:
+            out.append(_sub_reply(reference, 400, _HALTED))
+            continue
+        try:
+            url = urlsplit(_resolve(str(sub.get("url", "")), results))
+            payload = sub.get("body")
+            raw = _resolve(json.dumps(payload), results).encode() if payload is not None else b""
+            segments = url.path.removeprefix("/services/data/").strip("/").split("/")
+            sub_version = segments[0][1:]
+            if not url.path.startswith("/services/data/v") or not _version_ok(sub_version, state):
+                raise not_found()
+            call = Call(
+                str(sub.get("method", "GET")).upper(),
+                MultiDict(parse_qsl(url.query)),
+                CIMultiDict(sub.get("httpHeaders") or {}),
+                raw,
+                txn=txn,
+            )
+            response = await _dispatch(call, state, sub_version, segments[1:], user_id)
+        except SalesforceFault as fault:
+            response = fault_reply(state, fault)
+        parsed = json.loads(response.text) if response.text else None
+        headers: dict[str, str] = {}
+        if response.status == 201 and isinstance(parsed, dict) and "id" in parsed:
+            sobject = segments[2] if len(segments) > 2 else ""
+            headers["Location"] = f"/services/data/v{sub_version}/sobjects/{sobject}/{parsed['id']}"
+        out.append(_sub_reply(reference, response.status, parsed, headers))
+        if response.status < 300:
+            results[reference] = parsed
+        else:
+            failed = True
+    if all_or_none and failed and snapshot is not None:
+        _restore(state, snapshot)
+        out = [
+            item if item["httpStatusCode"] >= 300 else _sub_reply(item["referenceId"], 400, _HALTED)
+            for item in out
+        ]
+    return {"compositeResponse": out}
+
+
+def _sub_reply(
+    reference: str, status: int, body: Any, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "body": body,
+        "httpHeaders": headers or {},
+        "httpStatusCode": status,
+        "referenceId": reference,
+    }
+
+
+def _snapshot(state: SandboxState) -> tuple[Any, int, Counter[str]]:
+    org = state.org
+    return copy.deepcopy(org.records), org.events.latest, Counter(org.writes_by_client)
+
+
+def _restore(state: SandboxState, snapshot: tuple[Any, int, Counter[str]]) -> None:
+    """Undo a failed all-or-none composite: records, write counts and undelivered events."""
+    org = state.org
+    org.records, latest, org.writes_by_client = snapshot
+    while org.events.events and org.events.events[-1].replay_id > latest:
+        org.events.events.pop()
+    org.events.latest = latest
+    for client in state.streaming.clients.values():
+        client.pending = [m for m in client.pending if m["data"]["event"]["replayId"] <= latest]

@@ -1,0 +1,50 @@
+"""Error reports: every held job and permanent error becomes one, visible in the bridge and
+pushed to Salesforce as ``Copernica_Sync_Error__c`` records."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from bridge.db import QUERIES
+from bridge.errors import Category
+from bridge.sync.jobs import JobQueue
+
+
+async def record_error(
+    conn: asyncpg.Connection,
+    tenant_id: int,
+    *,
+    category: Category,
+    operation: str,
+    message: str,
+    direction: str | None = None,
+    record_id: str | None = None,
+    details: str | None = None,
+    job_id: int | None = None,
+) -> int:
+    return int(
+        await conn.fetchval(
+            QUERIES["create_error_report"], tenant_id, category, operation, direction,
+            record_id, message, details, job_id,
+        )
+    )
+
+
+async def error_reports(
+    conn: asyncpg.Connection, tenant_id: int, limit: int = 50
+) -> list[asyncpg.Record]:
+    return await conn.fetch(QUERIES["error_reports"], tenant_id, limit)
+
+
+async def requeue_report(queue: JobQueue, tenant_id: int, report_id: int) -> bool:
+    """Requeue the held job behind a report; False when the report is not the tenant's or has
+    no held job any more."""
+    async with queue.pool.acquire() as conn:
+        report = await conn.fetchrow(QUERIES["error_report"], report_id, tenant_id)
+    if report is None or report["job_id"] is None:
+        return False
+    if not await queue.requeue(report["job_id"], tenant_id):
+        return False
+    async with queue.pool.acquire() as conn:
+        await conn.execute(QUERIES["mark_report"], report_id, tenant_id, "requeued")
+    return True

@@ -1,0 +1,44 @@
+-- Sync runs (progress of reconciles and full syncs) and error reports.
+
+-- name: create_run
+INSERT INTO sync_runs (tenant_id, kind, requested_by) VALUES ($1, $2, $3) RETURNING id;
+
+-- name: start_run
+UPDATE sync_runs SET state = 'running', started_at = coalesce(started_at, now()), total = $3
+WHERE id = $1 AND tenant_id = $2;
+
+-- name: run_progress
+UPDATE sync_runs SET done = $3, total = coalesce($4, total) WHERE id = $1 AND tenant_id = $2;
+
+-- name: finish_run
+UPDATE sync_runs SET state = $3, message = $4, finished_at = now() WHERE id = $1 AND tenant_id = $2;
+
+-- name: get_run
+SELECT * FROM sync_runs WHERE id = $1 AND tenant_id = $2;
+
+-- name: recent_runs
+SELECT * FROM sync_runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2;
+
+-- name: sync_status
+SELECT
+    (SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state IN ('waiting', 'running')) AS queue_depth,
+    (SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state = 'held') AS held_jobs,
+    (SELECT max(finished_at) FROM sync_runs WHERE tenant_id = $1 AND state = 'done') AS last_success,
+    (SELECT max(synced_at) FROM links WHERE tenant_id = $1) AS last_change,
+    (SELECT count(*) FROM error_reports WHERE tenant_id = $1 AND status = 'open') AS open_errors;
+
+-- name: stream_states
+SELECT channel, replay_id, owner, updated_at FROM stream_state WHERE tenant_id = $1;
+
+-- name: create_error_report
+INSERT INTO error_reports (tenant_id, category, operation, direction, record_id, message, details, job_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id;
+
+-- name: error_reports
+SELECT * FROM error_reports WHERE tenant_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2;
+
+-- name: error_report
+SELECT * FROM error_reports WHERE id = $1 AND tenant_id = $2;
+
+-- name: mark_report
+UPDATE error_reports SET status = $3 WHERE id = $1 AND tenant_id = $2;
