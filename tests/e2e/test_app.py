@@ -20,7 +20,8 @@ from bridge.config import Settings
 @pytest.fixture
 async def client(database_url):
     settings = dataclasses.replace(
-        Settings.from_env({}), database_url=database_url,
+        Settings.from_env({}),
+        database_url=database_url,
         secret_keys=(Fernet.generate_key().decode(),),
     )
     async with TestClient(TestServer(create_app(settings))) as client:
@@ -76,8 +77,13 @@ async def test_demo_starts_answers_and_ctrl_c_leaves_nothing_behind(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BRIDGE_SECRET_KEYS")}
     env.update(BRIDGE_DATA_DIR=str(tmp_path / "data"), PORT=str(port))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge.cli", "demo", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "bridge.cli",
+        "demo",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output = b""
     try:

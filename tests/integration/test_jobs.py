@@ -25,7 +25,8 @@ async def _count(pool, kind, state=None):
     async with pool.acquire() as conn:
         return await conn.fetchval(
             "SELECT count(*) FROM jobs WHERE kind = $1 AND ($2::text IS NULL OR state = $2)",
-            kind, state,
+            kind,
+            state,
         )
 
 
@@ -46,6 +47,7 @@ async def test_two_workers_process_1000_jobs_exactly_once(pool, database_url, te
                 by_worker[name] += 1
             if sum(seen.values()) >= 1000:
                 done.set()
+
         return handle
 
     pools = [await create_pool(database_url, max_size=3) for _ in range(2)]
@@ -56,9 +58,11 @@ async def test_two_workers_process_1000_jobs_exactly_once(pool, database_url, te
             waker = Waker(worker_pool, poll_interval=0.5)
             await waker.start()
             wakers.append(waker)
-            tasks.append(asyncio.create_task(
-                run_worker(worker_queue, waker, kind, handler_for(f"worker-{n}"), batch_size=10)
-            ))
+            tasks.append(
+                asyncio.create_task(
+                    run_worker(worker_queue, waker, kind, handler_for(f"worker-{n}"), batch_size=10)
+                )
+            )
         await asyncio.wait_for(done.wait(), 60)
         await asyncio.sleep(0.3)  # a duplicate would show up here
     finally:
@@ -124,7 +128,8 @@ async def test_back_off_schedule_then_hold(pool, tenant, kind):
         async with pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT state, extract(epoch FROM run_at - now()) AS wait, last_error "
-                "FROM jobs WHERE id = $1", job_id,
+                "FROM jobs WHERE id = $1",
+                job_id,
             )
             if outcome == "retry":
                 delays.append(round(float(row["wait"])))
@@ -147,7 +152,9 @@ async def test_permanent_failure_holds_at_once_and_requeue_is_tenant_bound(pool,
     queue = JobQueue(pool)
     job_id = await queue.enqueue(tenant["id"], kind, "003A", {})
     [job] = await queue.claim(kind)
-    assert await queue.fail(job, Failure("LastName missing", "validation", permanent=True)) == "held"
+    assert (
+        await queue.fail(job, Failure("LastName missing", "validation", permanent=True)) == "held"
+    )
     stranger = await create_tenant(pool, f"t-{secrets.token_hex(5)}")
     assert not await queue.requeue(job_id, stranger["id"])
     assert await _count(pool, kind, "held") == 1
@@ -196,8 +203,13 @@ async def test_job_of_a_killed_worker_is_claimed_after_its_lease(pool, database_
     queue = JobQueue(pool)
     job_id = await queue.enqueue(tenant["id"], kind, "003A", {"x": 1})
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", WORKER_SCRIPT, database_url, kind,
-        stdout=asyncio.subprocess.PIPE, env={**os.environ},
+        sys.executable,
+        "-c",
+        WORKER_SCRIPT,
+        database_url,
+        kind,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ},
     )
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)

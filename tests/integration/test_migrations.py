@@ -30,8 +30,20 @@ async def test_migrating_twice_changes_nothing(new_database):
         assert await conn.fetch("SELECT version, applied_at FROM schema_migrations") == recorded
         assert await pending_migrations(conn) == []
         tables = {t for t, _ in schema}
-        assert {"tenants", "users", "sessions", "password_resets", "credentials", "links", "jobs",
-                "stream_state", "watermarks", "sync_runs", "error_reports", "audit_log"} <= tables
+        assert {
+            "tenants",
+            "users",
+            "sessions",
+            "password_resets",
+            "credentials",
+            "links",
+            "jobs",
+            "stream_state",
+            "watermarks",
+            "sync_runs",
+            "error_reports",
+            "audit_log",
+        } <= tables
     finally:
         await conn.close()
 
@@ -41,8 +53,13 @@ async def test_two_processes_migrating_at_once_both_succeed(new_database):
     env = {**os.environ, "DATABASE_URL": url}
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge.cli", "migrate", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bridge.cli",
+            "migrate",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(2)
     ]

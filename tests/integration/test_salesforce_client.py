@@ -361,3 +361,12 @@ async def test_composite_in_one_call(sf_client: SalesforceClient, sf_usage: list
     assert len(sf_usage) - before == 1
     assert [r["httpStatusCode"] for r in replies] == [201, 200]
     assert replies[1]["body"]["Name"] == "Composite"
+
+
+async def test_injected_latency(sf_client: SalesforceClient, sf_sandbox: RunningSandbox) -> None:
+    await sf_sandbox.admin(
+        "POST", "/faults", {"path": "/services/data/*/limits", "status": None, "latency": 0.2}
+    )
+    started = asyncio.get_running_loop().time()
+    assert (await sf_client.limits())["DailyApiRequests"]["Max"] == 115000
+    assert asyncio.get_running_loop().time() - started >= 0.2

@@ -12,9 +12,7 @@ async def test_credentials_table_never_holds_plaintext(pool, tenant):
     vault = Vault([Fernet.generate_key().decode()])
     async with pool.acquire() as conn:
         await vault.store(conn, tenant["id"], "salesforce", SECRET)
-        raw = await conn.fetchrow(
-            "SELECT * FROM credentials WHERE tenant_id = $1", tenant["id"]
-        )
+        raw = await conn.fetchrow("SELECT * FROM credentials WHERE tenant_id = $1", tenant["id"])
         assert await vault.load(conn, tenant["id"], "salesforce") == SECRET
     dump = " ".join(str(v) for v in raw.values()) + bytes(raw["ciphertext"]).decode("latin-1")
     for value in SECRET.values():
