@@ -22,7 +22,7 @@ from bridge.config import Settings
 from bridge.db import QUERIES, database_url, migrate, open_pool
 from bridge.errors import BridgeError, ConfigError
 from bridge.security.passwords import hash_password
-from bridge.security.vault import Vault, demo_keys, generate_key
+from bridge.security.vault import DEMO_KEY_FILE, Vault, demo_keys, generate_key
 
 log = logging.getLogger("bridge")
 
@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     ucreate.set_defaults(run=_user_create)
+
+    doctor = sub.add_parser("doctor", help="check a tenant's set-up, item by item, with fixes")
+    doctor.add_argument("tenant", help="tenant slug")
+    doctor.set_defaults(run=_doctor)
 
     sub.add_parser(
         "rotate-keys", help="re-encrypt all credentials under the first BRIDGE_SECRET_KEYS key"
@@ -208,6 +212,15 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
             print(f"password (shown once): {password}")
 
     return _with_db(work, settings)
+
+
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.doctor import run
+
+    if not settings.secret_keys and (settings.data_dir / DEMO_KEY_FILE).exists():
+        settings = dataclasses.replace(settings, secret_keys=demo_keys(settings.data_dir))
+    settings = _require_keys(settings)
+    return _with_db(lambda pool: run(pool, settings, args.tenant), settings)
 
 
 def _rotate_keys(settings: Settings, _: argparse.Namespace) -> int:
