@@ -1,0 +1,1 @@
+"""Emulators of Salesforce and Copernica, faithful on the wire (demo, tests, benchmarks)."""

@@ -1,0 +1,89 @@
+-- The web pages: accounts (users, sessions, password resets, login throttling), config, tab, dashboard.
+
+-- name: user_by_email
+SELECT * FROM users WHERE lower(email) = lower($1);
+
+-- name: user_by_id
+SELECT * FROM users WHERE id = $1 AND tenant_id = $2;
+
+-- name: set_password
+UPDATE users SET password_hash = $3, password_changed_at = now() WHERE id = $1 AND tenant_id = $2;
+
+-- name: create_session
+INSERT INTO sessions (id_hash, user_id, tenant_id, csrf_token, expires_at)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5));
+
+-- name: live_session
+-- The session behind a cookie (by hash), its user and tenant; touching it slides last_seen_at.
+UPDATE sessions s SET last_seen_at = now()
+FROM users u, tenants t
+WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
+  AND u.id = s.user_id AND t.id = s.tenant_id AND u.tenant_id = s.tenant_id
+RETURNING s.id_hash, s.user_id, s.tenant_id, s.csrf_token, u.email, u.role, t.slug AS tenant_slug,
+          t.name AS tenant_name;
+
+-- name: revoke_session
+UPDATE sessions SET revoked_at = now() WHERE id_hash = $1 AND revoked_at IS NULL;
+
+-- name: revoke_user_sessions
+UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL AND id_hash <> $2;
+
+-- name: create_password_reset
+INSERT INTO password_resets (token_hash, user_id, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3));
+
+-- name: use_password_reset
+-- Marks the token used in the same statement that checks it: a token works once.
+UPDATE password_resets SET used_at = now()
+WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+RETURNING user_id;
+
+-- name: check_password_reset
+SELECT user_id FROM password_resets WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now();
+
+-- name: user_for_reset
+SELECT id, tenant_id FROM users WHERE id = $1;
+
+-- name: record_login_failure
+INSERT INTO login_failures (email, client) VALUES (lower($1), $2);
+
+-- name: login_failures
+-- Failures within the window: for this address from this client, and for this address overall.
+SELECT
+    count(*) FILTER (WHERE client = $2) AS from_client,
+    count(*) AS for_address,
+    max(at) FILTER (WHERE client = $2) AS last_from_client,
+    max(at) AS last_for_address
+FROM login_failures WHERE email = lower($1) AND at > now() - make_interval(secs => $3);
+
+-- name: clear_login_failures
+DELETE FROM login_failures WHERE email = lower($1) AND client = $2;
+
+-- name: forget_old_login_failures
+DELETE FROM login_failures WHERE at < now() - make_interval(secs => $1);
+
+-- name: tenant_webhooks
+SELECT copernica_webhooks FROM tenants WHERE id = $1;
+
+-- name: set_tenant_webhooks
+UPDATE tenants SET copernica_webhooks = $2 WHERE id = $1;
+
+-- name: credential_platforms
+SELECT platform, updated_at FROM credentials WHERE tenant_id = $1;
+
+-- name: record_emailing_send
+INSERT INTO emailing_sends (tenant_id, product, emailing_id, content_id, content_name, target_type,
+                            target_id, target_name, sent_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id;
+
+-- name: recent_emailing_sends
+SELECT * FROM emailing_sends WHERE tenant_id = $1 ORDER BY sent_at DESC, id DESC LIMIT $2;
+
+-- name: changes_per_hour
+-- Audit-log entries per hour and direction over the last $2 hours (hours without changes absent).
+SELECT date_trunc('hour', at) AS hour, direction, count(*) AS changes
+FROM audit_log WHERE tenant_id = $1 AND at > date_trunc('hour', now()) - make_interval(hours => $2 - 1)
+GROUP BY 1, 2 ORDER BY 1;
+
+-- name: api_usage_today
+SELECT platform, calls, used, max FROM api_usage WHERE tenant_id = $1 AND day = current_date;
