@@ -1,40 +1,61 @@
 """The application factory: ``create_app(settings)`` is what the CLI serves and the tests run.
 
-Resources (database pool, job waker, workers) live on ``cleanup_ctx``: started in order on
-start-up, closed in reverse order on shutdown.
+Resources (database pool, the sync runtime) live on ``cleanup_ctx``: started in order on
+start-up, closed in reverse order on shutdown. Role ``web`` serves pages and webhooks, role
+``worker`` applies changes and owns streams, role ``all`` does both.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 from aiohttp import web
 
 from bridge.config import Settings
+from bridge.copernica.keys import DnsTxtKeys, KeyLookup, SandboxKeys
 from bridge.db import open_pool
 from bridge.metrics import Registry
 from bridge.security.vault import Vault
-from bridge.sync.jobs import JobQueue, Waker
-from bridge.web import health, pages
-from bridge.web.keys import METRICS, POOL, QUEUE, ROLE, SETTINGS, VAULT
+from bridge.sync.jobs import JobQueue
+from bridge.sync.runtime import SyncOptions, SyncRuntime
+from bridge.web import health, hooks, pages
+from bridge.web.keys import METRICS, POOL, QUEUE, ROLE, SETTINGS, SYNC, VAULT, WEBHOOK_KEYS
 from bridge.web.middlewares import request_context
 
 Role = Literal["all", "web", "worker"]
 
 
-def create_app(settings: Settings, role: Role = "all") -> web.Application:
+def create_app(
+    settings: Settings, role: Role = "all", sync_options: SyncOptions | None = None
+) -> web.Application:
     app = web.Application(middlewares=[request_context])
     app[SETTINGS] = settings
     app[ROLE] = role
     app[METRICS] = Registry()
     app[VAULT] = Vault(settings.secret_keys)
+    app[WEBHOOK_KEYS] = webhook_keys(settings)
     app.cleanup_ctx.append(_database)
     if role in ("all", "worker"):
-        app.cleanup_ctx.append(_workers)
+        app.cleanup_ctx.append(_sync_runtime(sync_options or SyncOptions()))
     app.router.add_routes(health.routes)
+    app.router.add_routes(hooks.routes)
     pages.setup(app)
     return app
+
+
+def webhook_keys(settings: Settings) -> KeyLookup:
+    """Where webhook signature keys come from: DNS, as Copernica publishes them, or the sandbox."""
+    if settings.copernica_sandbox_url:
+        return SandboxKeys(settings.copernica_sandbox_url)
+
+    async def resolve_txt(name: str) -> Sequence[str]:
+        import dns.asyncresolver
+
+        answer = await dns.asyncresolver.resolve(name, "TXT")
+        return [b"".join(record.strings).decode() for record in answer]
+
+    return DnsTxtKeys(resolve_txt)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -44,11 +65,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _workers(app: web.Application) -> AsyncIterator[None]:
-    """The job waker; the sync engine registers its workers on it."""
-    waker = Waker(app[POOL])
-    await waker.start()
-    try:
-        yield
-    finally:
-        await waker.stop()
+def _sync_runtime(options: SyncOptions):  # type: ignore[no-untyped-def]
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        runtime = SyncRuntime(app[POOL], app[QUEUE], app[VAULT], app[SETTINGS], options)
+        app[SYNC] = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    return run

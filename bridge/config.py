@@ -33,6 +33,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     client_id: str = "CopernicaBridge"  # tags the bridge's Salesforce writes (Sforce-Call-Options)
+    copernica_sandbox_url: str | None = None  # demo/tests: trust the webhook key this sandbox publishes
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +50,10 @@ class Settings:
             log_level=_choice("LOG_LEVEL", (env.get("LOG_LEVEL") or "INFO").upper(), LOG_LEVELS),
             log_format=_choice("LOG_FORMAT", (env.get("LOG_FORMAT") or "text").lower(), ("text", "json")),  # type: ignore[arg-type]
             client_id=_client_id(env.get("BRIDGE_CLIENT_ID") or "CopernicaBridge"),
+            copernica_sandbox_url=(
+                _url("COPERNICA_SANDBOX_URL", env["COPERNICA_SANDBOX_URL"])
+                if env.get("COPERNICA_SANDBOX_URL") else None
+            ),
         )
 
 

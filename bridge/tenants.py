@@ -7,7 +7,7 @@ used alike by the sync engine, the config UI and ``bridge doctor``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg
@@ -40,7 +40,7 @@ class Tenant:
     id: int
     slug: str
     name: str
-    hook_token: str
+    hook_token: str = field(repr=False)
     direction: Direction = "both"
     apply_deletes: bool = False
     auto_sync: bool = True
@@ -48,6 +48,7 @@ class Tenant:
     copernica_database: str | None = None
     link_field: str = "Id"
     copernica_timezone: str = "Europe/Amsterdam"
+    fingerprint_key: str = field(default="", repr=False)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Tenant:

@@ -209,6 +209,7 @@ class Waker:
 
 
 Handler = Callable[[list[Job]], Awaitable[Mapping[int, Failure] | None]]
+OnHeld = Callable[[Job, Failure], Awaitable[None]]
 
 
 async def run_worker(
@@ -218,11 +219,13 @@ async def run_worker(
     handler: Handler,
     *,
     batch_size: int = 1,
+    on_held: OnHeld | None = None,
 ) -> None:
     """Claim and handle batches of ``kind`` forever (until cancelled).
 
     The handler returns the failures by job id (or None); jobs without a failure complete.
-    A handler that raises fails the whole batch as transient.
+    A handler that raises fails the whole batch as transient. ``on_held`` hears of every job
+    that ran out of attempts (the sync engine turns it into an error report).
     """
     while True:
         jobs = await queue.claim(kind, batch_size)
@@ -239,4 +242,6 @@ async def run_worker(
         await queue.complete([job for job in jobs if job.id not in failures])
         for job in jobs:
             if job.id in failures:
-                await queue.fail(job, failures[job.id])
+                outcome = await queue.fail(job, failures[job.id])
+                if outcome == "held" and on_held is not None:
+                    await on_held(job, failures[job.id])

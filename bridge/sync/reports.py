@@ -48,3 +48,19 @@ async def requeue_report(queue: JobQueue, tenant_id: int, report_id: int) -> boo
     async with queue.pool.acquire() as conn:
         await conn.execute(QUERIES["mark_report"], report_id, tenant_id, "requeued")
     return True
+
+
+def salesforce_record(report: asyncpg.Record) -> dict[str, object]:
+    """The ``Copernica_Sync_Error__c`` record of a report (field names: bridge.salesforce.objects)."""
+    record_id = report["record_id"] or ""
+    return {
+        "Category__c": report["category"],
+        "Operation__c": report["operation"],
+        "Direction__c": report["direction"],
+        "Record_Id__c": record_id[:255] or None,
+        "Contact__c": record_id if record_id.startswith("003") else None,
+        "Message__c": report["message"][:255],
+        "Details__c": "\n\n".join(p for p in (report["message"], report["details"]) if p)[:32768],
+        "Occurred_At__c": report["occurred_at"].isoformat(),
+        "Status__c": "open",
+    }

@@ -55,12 +55,22 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 async def request_sync(
-    queue: JobQueue, tenant_id: int, kind: RunKind = "manual", requested_by: str | None = None
+    queue: JobQueue,
+    tenant_id: int,
+    kind: RunKind = "manual",
+    requested_by: str | None = None,
+    *,
+    conn: asyncpg.Connection | None = None,
 ) -> int:
-    """Queue a full reconcile run; return the run id the status bar follows."""
-    async with queue.pool.acquire() as conn, conn.transaction():
-        run_id = await conn.fetchval(QUERIES["create_run"], tenant_id, kind, requested_by)
-        await queue.enqueue(tenant_id, RECONCILE, f"run-{run_id}", {"run_id": run_id}, conn=conn)
+    """Queue a reconcile run (``full`` and ``manual`` compare everything, ``reconcile`` what
+    changed since the last one); return the run id the status bar follows."""
+    if conn is None:
+        async with queue.pool.acquire() as own, own.transaction():
+            return await request_sync(queue, tenant_id, kind, requested_by, conn=own)
+    run_id = await conn.fetchval(QUERIES["create_run"], tenant_id, kind, requested_by)
+    await queue.enqueue(
+        tenant_id, RECONCILE, f"run-{run_id}", {"run_id": run_id, "kind": kind}, conn=conn
+    )
     return int(run_id)
 
 

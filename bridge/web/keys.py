@@ -6,9 +6,11 @@ import asyncpg
 from aiohttp import web
 
 from bridge.config import Settings
+from bridge.copernica.keys import KeyLookup
 from bridge.metrics import Registry
 from bridge.security.vault import Vault
 from bridge.sync.jobs import JobQueue
+from bridge.sync.runtime import SyncRuntime
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -16,3 +18,5 @@ QUEUE = web.AppKey("queue", JobQueue)
 VAULT = web.AppKey("vault", Vault)
 METRICS = web.AppKey("metrics", Registry)
 ROLE = web.AppKey("role", str)
+WEBHOOK_KEYS = web.AppKey("webhook_keys", KeyLookup)
+SYNC = web.AppKey("sync", SyncRuntime)

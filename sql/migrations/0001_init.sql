@@ -14,6 +14,8 @@ CREATE TABLE tenants (
     copernica_database text,                       -- Copernica database id
     link_field      text NOT NULL DEFAULT 'Id',    -- Copernica field holding the Salesforce Contact Id
     copernica_timezone text NOT NULL DEFAULT 'Europe/Amsterdam',
+    -- keys the per-field fingerprints of links: no customer value is stored, not even as a plain hash
+    fingerprint_key text NOT NULL DEFAULT encode(sha256((random()::text || clock_timestamp()::text)::bytea), 'hex'),
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 
@@ -60,8 +62,8 @@ CREATE TABLE links (
     tenant_id       bigint NOT NULL REFERENCES tenants ON DELETE CASCADE,
     salesforce_id   text NOT NULL,
     copernica_id    text NOT NULL,
-    sf_fingerprint  text,                          -- keyed hash of the mapped values last seen/written
-    cp_fingerprint  text,
+    agreed          jsonb NOT NULL DEFAULT '{}',   -- field -> keyed hash of the value both sides agreed on
+    sf_deleted_at   timestamptz,                   -- the contact is deleted; the profile was kept
     synced_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, salesforce_id)
 );

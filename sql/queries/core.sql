@@ -34,3 +34,6 @@ UPDATE tenants SET name = $2, direction = $3, apply_deletes = $4, auto_sync = $5
                    conflict_rule = $6, copernica_database = $7, link_field = $8,
                    copernica_timezone = $9
 WHERE id = $1 RETURNING *;
+
+-- name: tenant_by_hook_token
+SELECT * FROM tenants WHERE hook_token = $1;

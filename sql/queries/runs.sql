@@ -8,7 +8,8 @@ UPDATE sync_runs SET state = 'running', started_at = coalesce(started_at, now())
 WHERE id = $1 AND tenant_id = $2;
 
 -- name: run_progress
-UPDATE sync_runs SET done = $3, total = coalesce($4, total) WHERE id = $1 AND tenant_id = $2;
+UPDATE sync_runs SET done = $3, total = coalesce($4, total), message = coalesce($5, message)
+WHERE id = $1 AND tenant_id = $2;
 
 -- name: finish_run
 UPDATE sync_runs SET state = $3, message = $4, finished_at = now() WHERE id = $1 AND tenant_id = $2;

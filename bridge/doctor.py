@@ -1,0 +1,512 @@
+"""``bridge doctor <tenant>``: a checklist of a tenant's set-up, one line per item, with the fix.
+
+Every check runs on its own: one that fails does not stop the others, and one that needs an
+earlier check (e.g. a Salesforce login) says so instead of running. Lines start with ``ok``,
+``WARN`` (works, but will not for long: little API budget left, a clock a little off) or
+``FAILED`` (with ``fix:``). The exit code is 1 when any line is ``FAILED``, else 0.
+
+The checks only read: a CometD handshake and subscribe (then disconnect), describes, the limits,
+the webhooks by id and a ``GET`` on the bridge's own webhook URL. Nothing secret is printed: the
+tenant's hook token is masked in URLs, credentials never appear.
+
+Where the issue left room, these choices were made:
+
+- Clock skew comes from the ``Date`` headers of the platforms' replies (1 s resolution). Above
+  30 s it is a warning; above 300 s it fails, because OAuth JWT assertions and Copernica's
+  tokens are only valid for minutes.
+- Salesforce API headroom warns below 10 % of ``DailyApiRequests`` left and fails at 0.
+  Copernica publishes no API limit, so its line reports today's count from ``consumption``.
+- A direction that does not need a part (CDC for ``cp_to_sf``, webhooks for ``sf_to_cp``)
+  passes that part with "not needed".
+- The registered webhooks are read from ``tenants.copernica_webhooks`` (trigger -> id, as the
+  config page stores them) or a single ``tenants.copernica_webhook_id``; Copernica has no
+  "list webhooks" call, so nothing stored means "not registered".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+import asyncpg
+
+from bridge.config import Settings
+from bridge.copernica.auth import DEFAULT_AUTH_URL
+from bridge.copernica.client import DEFAULT_HOST, CopernicaClient
+from bridge.db import QUERIES
+from bridge.errors import ApiError, BridgeError
+from bridge.retry import RetryPolicy
+from bridge.salesforce.client import SalesforceClient
+from bridge.salesforce.objects import BRIDGE_OBJECTS
+from bridge.salesforce.stream import SalesforceStream
+from bridge.security.vault import Vault
+from bridge.tenants import (
+    CopernicaCredentials,
+    NotConfigured,
+    SalesforceCredentials,
+    Tenant,
+    load_copernica_credentials,
+    load_salesforce_credentials,
+)
+
+Status = Literal["ok", "WARN", "FAILED"]
+
+SKEW_WARN = 30.0  # seconds between a platform's clock and ours before a warning
+SKEW_FAIL = 300.0  # ... and before tokens stop working
+HEADROOM_WARN = 0.10  # share of the daily Salesforce API requests left before a warning
+HTTP_TIMEOUT = 20.0  # seconds for any one call
+STREAM_TIMEOUT = 10.0  # seconds for the CometD handshake + subscribe
+QUICK_RETRY = RetryPolicy(max_attempts=2, base=0.2, cap=1.0)  # a checklist should not linger
+CDC_CHANNEL = "/data/ContactChangeEvent"
+HOOK_TRIGGERS = ("create", "update", "delete")
+PERMISSION_SET = "Copernica_Bridge_Integration"
+
+SAVE_SALESFORCE = "save the Salesforce settings on the config page"
+SAVE_COPERNICA = "save the Copernica settings on the config page"
+DEPLOY_PACKAGE = (
+    "deploy the package in salesforce/ (README, Production set-up) and assign permission set "
+    f"{PERMISSION_SET} to the integration user"
+)
+GRANT = (
+    f"assign permission set {PERMISSION_SET} (deployed from salesforce/) to the integration user"
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the checklist."""
+
+    status: Status
+    item: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status:<7}{self.item}: {self.detail}"
+        return f"{text} -- fix: {self.fix}" if self.fix and self.status != "ok" else text
+
+
+def _ok(item: str, detail: str) -> Finding:
+    return Finding("ok", item, detail)
+
+
+def _failed(item: str, detail: str, fix: str) -> Finding:
+    return Finding("FAILED", item, detail, fix)
+
+
+def _not_checked(item: str, needs: str) -> Finding:
+    return _failed(item, f"not checked: needs {needs}", f"first fix '{needs}' above")
+
+
+async def run(pool: asyncpg.Pool, settings: Settings, slug: str) -> int:
+    """Print the checklist of tenant ``slug``; 0 when nothing failed, else 1."""
+    failed = 0
+    async for finding in diagnose(pool, settings, slug):
+        print(finding.line(), flush=True)
+        failed += finding.status == "FAILED"
+    print(f"{failed} check(s) failed" if failed else "all checks passed", flush=True)
+    return 1 if failed else 0
+
+
+async def diagnose(pool: asyncpg.Pool, settings: Settings, slug: str) -> AsyncIterator[Finding]:
+    """The findings for tenant ``slug``, each as soon as its check has run."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(QUERIES["tenant_by_slug"], slug)
+    if row is None:
+        yield _failed(
+            "Tenant", f"no tenant named {slug!r}", "see `bridge tenant list` for the names"
+        )
+        return
+    tenant = Tenant.from_row(row)
+    vault = Vault(settings.secret_keys)
+    sf_clock, cp_clock = PlatformClock(), PlatformClock()
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
+    async with (
+        aiohttp.ClientSession(timeout=timeout, trace_configs=[sf_clock.trace()]) as sf_http,
+        aiohttp.ClientSession(timeout=timeout, trace_configs=[cp_clock.trace()]) as cp_http,
+    ):
+        sf_finding, sf = await _salesforce_login(pool, vault, tenant, settings, sf_http)
+        yield sf_finding
+        cp_finding, cp = await _copernica_login(pool, vault, tenant, cp_http)
+        yield cp_finding
+        yield await _guarded("Salesforce Change Data Capture", _cdc, tenant, sf)
+        yield await _guarded("Salesforce custom objects", _custom_objects, sf)
+        yield await _guarded("Copernica database", _copernica_database, tenant, cp)
+        yield await _guarded("Copernica webhooks registered", _webhooks, row, settings, cp)
+        yield await _guarded("Webhook reachable at PUBLIC_URL", _reachable, tenant, settings)
+        yield _clock(sf_clock, cp_clock)
+        yield await _guarded("Salesforce API headroom", _salesforce_headroom, sf)
+        yield await _guarded("Copernica API usage", _copernica_usage, cp)
+
+
+async def _guarded(item: str, check: Callable[..., Awaitable[Finding]], *args: Any) -> Finding:
+    """Run one check; whatever it raises becomes its FAILED line, never the end of the list."""
+    try:
+        async with asyncio.timeout(HTTP_TIMEOUT * 2):
+            return await check(item, *args)
+    except ApiError as error:
+        return _failed(item, str(error), _fix_for(error))
+    except TimeoutError:
+        return _failed(item, "no answer in time", "check the network and the platform's status")
+    except Exception as error:  # noqa: BLE001 - a checklist reports, it does not crash
+        return _failed(item, f"{type(error).__name__}: {error}", "see the message")
+
+
+def _fix_for(error: ApiError) -> str:
+    return {
+        "auth": "check the credentials on the config page",
+        "permission": GRANT,
+        "not_found": DEPLOY_PACKAGE,
+        "rate_limit": "the API budget is spent: wait for it to refill or raise the allocation",
+        "transient": "the platform did not answer properly: check the network and its status",
+    }.get(error.category, "see the message")
+
+
+# --- credentials --------------------------------------------------------------------------
+
+
+async def _salesforce_login(
+    pool: asyncpg.Pool,
+    vault: Vault,
+    tenant: Tenant,
+    settings: Settings,
+    http: aiohttp.ClientSession,
+) -> tuple[Finding, SalesforceClient | None]:
+    item = "Salesforce credentials"
+    try:
+        async with pool.acquire() as conn:
+            creds = await load_salesforce_credentials(conn, vault, tenant.id)
+    except NotConfigured:
+        return _failed(item, "not saved yet", SAVE_SALESFORCE), None
+    except BridgeError as error:  # the vault cannot open them
+        return _failed(
+            item, str(error), f"use the keys that encrypted them, or {SAVE_SALESFORCE}"
+        ), None
+    # built here rather than by tenants.salesforce_client to share the session that reads the
+    # platform's Date headers, and to retry only briefly
+    client = SalesforceClient(
+        creds.authenticator(), client_id=settings.client_id, retry=QUICK_RETRY, http=http
+    )
+    try:
+        session = await client.session()
+    except ApiError as error:
+        return _failed(item, str(error), _login_fix(creds, error)), None
+    who = creds.username or f"Connected App {creds.consumer_key[:6]}…"
+    return _ok(item, f"{who} ({creds.method}) logged in to {session.instance_url}"), client
+
+
+def _login_fix(creds: SalesforceCredentials, error: ApiError) -> str:
+    if error.category == "transient":
+        return f"check that {creds.login_url} is reachable from this machine"
+    if creds.method == "soap":
+        return (
+            "check the integration user's username, password and security token, and the "
+            f"login URL ({creds.login_url}); SOAP login must be allowed in the org"
+        )
+    return (
+        "check the Connected App's consumer key and secret (or certificate), that it is "
+        f"enabled for the flow, and the login URL ({creds.login_url})"
+    )
+
+
+async def _copernica_login(
+    pool: asyncpg.Pool, vault: Vault, tenant: Tenant, http: aiohttp.ClientSession
+) -> tuple[Finding, CopernicaClient | None]:
+    item = "Copernica credentials"
+    try:
+        async with pool.acquire() as conn:
+            creds = await load_copernica_credentials(conn, vault, tenant.id)
+    except NotConfigured:
+        return _failed(item, "not saved yet", SAVE_COPERNICA), None
+    except BridgeError as error:
+        return _failed(
+            item, str(error), f"use the keys that encrypted them, or {SAVE_COPERNICA}"
+        ), None
+    client = _copernica_client(creds, http)
+    try:
+        identity = await client.identity()
+    except ApiError as error:
+        fix = (
+            "check the API token on the config page (Copernica: Configuration → API access tokens)"
+            if error.category in ("auth", "permission")
+            else f"check that {client.base} is reachable from this machine"
+        )
+        return _failed(item, str(error), fix), None
+    name = identity.get("name") or identity.get("company") or "?"
+    return _ok(item, f"account {name} (id {identity.get('id', '?')})"), client
+
+
+def _copernica_client(creds: CopernicaCredentials, http: aiohttp.ClientSession) -> CopernicaClient:
+    """As ``tenants.copernica_client``, on the session that reads Copernica's Date headers."""
+    return CopernicaClient(
+        creds.api_token,
+        host=creds.hostname or DEFAULT_HOST,
+        auth_url=creds.auth_url or DEFAULT_AUTH_URL,
+        session=http,
+        retry=QUICK_RETRY,
+    )
+
+
+# --- Salesforce -----------------------------------------------------------------------------
+
+
+async def _cdc(item: str, tenant: Tenant, sf: SalesforceClient | None) -> Finding:
+    if not tenant.sf_to_cp:
+        return _ok(item, f"not needed (direction {tenant.direction})")
+    if sf is None:
+        return _not_checked(item, "Salesforce credentials")
+    try:
+        async with SalesforceStream(sf, CDC_CHANNEL, connection_timeout=STREAM_TIMEOUT):
+            pass  # handshake and subscribe worked; leaving the block disconnects
+    except ApiError as error:
+        text = error.message
+        if "does not exist" in text:
+            fix = (
+                "select Contact for Change Data Capture (Setup → Change Data Capture), or "
+                "deploy salesforce/, which selects it"
+            )
+        elif "View All Data" in text or error.category == "permission":
+            fix = f"the integration user needs View All Data: {GRANT}"
+        elif error.category == "auth":
+            fix = "the session was refused by the Streaming API: check the credentials"
+        else:
+            fix = "the Streaming API did not answer: check the network and Salesforce's status"
+        return _failed(item, f"subscribe to {CDC_CHANNEL}: {text}", fix)
+    return _ok(item, f"subscribed to {CDC_CHANNEL} and disconnected")
+
+
+async def _custom_objects(item: str, sf: SalesforceClient | None) -> Finding:
+    if sf is None:
+        return _not_checked(item, "Salesforce credentials")
+    problems = []
+    for spec in BRIDGE_OBJECTS:
+        try:
+            described = await sf.describe(spec.name, refresh=True)
+        except ApiError as error:
+            if error.category != "not_found":
+                raise
+            problems.append(f"{spec.name} is missing")
+            continue
+        present = {f["name"].lower() for f in described.get("fields", [])}
+        lacking = [f.name for f in spec.fields if f.custom and f.name.lower() not in present]
+        if lacking:
+            problems.append(f"{spec.name} lacks {', '.join(lacking)}")
+    if problems:
+        return _failed(item, "; ".join(problems), DEPLOY_PACKAGE)
+    return _ok(item, ", ".join(spec.name for spec in BRIDGE_OBJECTS) + " with all their fields")
+
+
+async def _salesforce_headroom(item: str, sf: SalesforceClient | None) -> Finding:
+    if sf is None:
+        return _not_checked(item, "Salesforce credentials")
+    daily = (await sf.limits()).get("DailyApiRequests")
+    if not isinstance(daily, dict) or not daily.get("Max"):
+        return _failed(
+            item, "the org reports no DailyApiRequests", f"the user needs View Setup: {GRANT}"
+        )
+    most, left = int(daily["Max"]), int(daily.get("Remaining", 0))
+    detail = f"{left:,} of {most:,} daily API requests left"
+    if left <= 0:
+        return _failed(
+            item, detail, "wait for the rolling 24-hour window or raise the org's API allocation"
+        )
+    if left < most * HEADROOM_WARN:
+        return Finding(
+            "WARN", item, detail, "raise the org's API allocation or lower other integrations' use"
+        )
+    return _ok(item, detail)
+
+
+# --- Copernica --------------------------------------------------------------------------------
+
+
+async def _copernica_database(item: str, tenant: Tenant, cp: CopernicaClient | None) -> Finding:
+    if cp is None:
+        return _not_checked(item, "Copernica credentials")
+    fix = "choose the Copernica database on the config page"
+    if not tenant.copernica_database:
+        return _failed(item, "none chosen", fix)
+    try:
+        database = await cp.database(tenant.copernica_database)
+    except ApiError as error:
+        if error.category != "not_found":
+            raise
+        return _failed(item, f"database {tenant.copernica_database} does not exist", fix)
+    return _ok(item, f"{database.name} (id {database.id})")
+
+
+def hook_url(settings: Settings, tenant: Tenant) -> str:
+    """Where Copernica must post this tenant's webhooks."""
+    return f"{settings.public_url}/hooks/copernica/{tenant.hook_token}"
+
+
+def _masked(url: str, tenant: Tenant) -> str:
+    return url.replace(tenant.hook_token, "<token>") if tenant.hook_token else url
+
+
+def stored_webhooks(row: asyncpg.Record) -> dict[str, Any]:
+    """Trigger -> webhook id as stored for the tenant (``"*"`` for a single unnamed one)."""
+    data = dict(row)
+    hooks = data.get("copernica_webhooks")
+    if isinstance(hooks, str):
+        with contextlib.suppress(ValueError):
+            hooks = json.loads(hooks)
+    if isinstance(hooks, dict) and hooks:
+        return hooks
+    single = data.get("copernica_webhook_id")
+    return {"*": single} if single else {}
+
+
+async def _webhooks(
+    item: str, row: asyncpg.Record, settings: Settings, cp: CopernicaClient | None
+) -> Finding:
+    tenant = Tenant.from_row(row)
+    if not tenant.cp_to_sf:
+        return _ok(item, f"not needed (direction {tenant.direction})")
+    if cp is None:
+        return _not_checked(item, "Copernica credentials")
+    expected = hook_url(settings, tenant)
+    stored = stored_webhooks(row)
+    fix = f"{SAVE_COPERNICA}: it registers the webhooks at PUBLIC_URL ({settings.public_url})"
+    if not stored:
+        return _failed(item, "no webhook registered", fix)
+    wanted = ["*"] if "*" in stored else list(HOOK_TRIGGERS)
+    problems = []
+    for trigger in wanted:
+        hook_id = stored.get(trigger)
+        if not hook_id:
+            problems.append(f"no {trigger} webhook")
+            continue
+        try:
+            hook = await cp.webhook(int(hook_id))
+        except ApiError as error:
+            if error.category != "not_found":
+                raise
+            problems.append(f"webhook {hook_id} ({trigger}) no longer exists in Copernica")
+            continue
+        if hook.handler != expected:
+            problems.append(f"webhook {hook_id} calls {_masked(hook.handler, tenant)}")
+        if trigger != "*" and hook.trigger != trigger:
+            problems.append(f"webhook {hook_id} fires on {hook.trigger}, not {trigger}")
+    watched = stored.get("database")
+    if watched and tenant.copernica_database and str(watched) != str(tenant.copernica_database):
+        problems.append(
+            f"they watch database {watched}, the tenant syncs {tenant.copernica_database}"
+        )
+    if problems:
+        return _failed(item, "; ".join(problems), fix)
+    names = ", ".join(t for t in wanted if t != "*") or "1 webhook"
+    return _ok(item, f"{names} -> {_masked(expected, tenant)}")
+
+
+async def _copernica_usage(item: str, cp: CopernicaClient | None) -> Finding:
+    if cp is None:
+        return _not_checked(item, "Copernica credentials")
+    today = datetime.now(UTC).date()
+    calls = (await cp.consumption(today, today)).get("apicalls", "?")
+    return _ok(item, f"{calls} API calls today (Copernica publishes no fixed limit)")
+
+
+# --- the bridge itself ----------------------------------------------------------------------
+
+
+async def _reachable(item: str, tenant: Tenant, settings: Settings) -> Finding:
+    if not tenant.cp_to_sf:
+        return _ok(item, f"not needed (direction {tenant.direction})")
+    url = hook_url(settings, tenant)
+    shown = _masked(url, tenant)
+    fix = (
+        f"make {settings.public_url} reach this bridge (DNS, HTTPS reverse proxy, firewall) "
+        "and set PUBLIC_URL to the address Copernica must call"
+    )
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT / 2)) as http,
+            http.get(url, allow_redirects=False) as response,
+        ):
+            status = response.status
+            body = await response.json(content_type=None) if status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        return _failed(item, f"GET {shown}: {type(error).__name__} {error}".strip(), fix)
+    if status == 404:
+        return _failed(
+            item,
+            f"GET {shown} answers 404",
+            f"{fix}; a 404 means another server (or another bridge database) answers there",
+        )
+    if status != 200 or not isinstance(body, dict) or body.get("status") != "ready":
+        return _failed(item, f"GET {shown} answers HTTP {status}, not ready", fix)
+    if not url.startswith("https://") and not _local(settings.public_url):
+        return Finding(
+            "WARN",
+            item,
+            f"{shown} answers, but over plain HTTP",
+            "serve PUBLIC_URL over HTTPS: the Salesforce tab and Copernica need it",
+        )
+    return _ok(item, f"{shown} answers ready")
+
+
+def _local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+
+
+# --- clocks ---------------------------------------------------------------------------------
+
+
+class PlatformClock:
+    """The offset of one platform's clock from ours, read from the ``Date`` header of every
+    reply on a session: positive means the platform is ahead."""
+
+    def __init__(self) -> None:
+        self.offsets: list[float] = []
+
+    def trace(self) -> aiohttp.TraceConfig:
+        config = aiohttp.TraceConfig()
+        config.on_request_end.append(self._on_request_end)
+        return config
+
+    async def _on_request_end(
+        self, _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        value = params.response.headers.get("Date")
+        if not value:
+            return
+        with contextlib.suppress(TypeError, ValueError):
+            self.offsets.append(parsedate_to_datetime(value).timestamp() - time.time())
+
+    @property
+    def offset(self) -> float | None:
+        """The median offset seen (None: no reply carried a Date)."""
+        if not self.offsets:
+            return None
+        ordered = sorted(self.offsets)
+        return ordered[len(ordered) // 2]
+
+
+def _clock(sf: PlatformClock, cp: PlatformClock) -> Finding:
+    item = "Clock"
+    offsets = {"Salesforce": sf.offset, "Copernica": cp.offset}
+    seen = {name: off for name, off in offsets.items() if off is not None}
+    if not seen:
+        return _not_checked(item, "a reply from Salesforce or Copernica")
+    parts = [f"{name} {round(off):+d} s" for name, off in seen.items()]
+    parts += [f"{name} not checked (no reply)" for name, off in offsets.items() if off is None]
+    detail = "offset from this machine: " + ", ".join(parts)
+    worst = max(abs(off) for off in seen.values())
+    fix = "synchronise this machine's clock (NTP, e.g. `timedatectl set-ntp true`)"
+    if worst > SKEW_FAIL:
+        return _failed(item, detail, fix)
+    if worst > SKEW_WARN:
+        return Finding("WARN", item, detail, fix)
+    return _ok(item, detail)

@@ -1,0 +1,83 @@
+"""Ingestion: a change announced by either platform becomes a durable job.
+
+Nothing is acknowledged to its source before the job is committed: the CDC replay marker is
+written in the same transaction as the jobs it covers, and the webhook endpoint answers 2xx only
+after ``ingest_copernica`` returned.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from bridge.copernica.webhooks import ProfileEvent, WebhookEvent
+from bridge.db import QUERIES
+from bridge.salesforce.stream import (
+    ChangeEvent,
+    GapEvent,
+    OverflowEvent,
+    ReplayIdInvalid,
+    StreamItem,
+)
+from bridge.sync.engine import SYNC, copernica_key, salesforce_key, valid_salesforce_id
+from bridge.sync.jobs import JobQueue
+from bridge.sync.runs import request_sync
+from bridge.tenants import Tenant
+
+
+async def ingest_salesforce(
+    conn: asyncpg.Connection,
+    queue: JobQueue,
+    tenant: Tenant,
+    item: StreamItem,
+    *,
+    client_id: str,
+    owner: str,
+) -> int:
+    """Store the jobs of one stream item and its replay marker in one transaction.
+
+    Returns the number of records queued. The bridge's own writes (``changeOrigin`` carrying its
+    client id) and changes while Salesforce → Copernica is switched off only move the marker.
+    """
+    queued = 0
+    async with conn.transaction():
+        if isinstance(item, ChangeEvent | GapEvent) and item.entity == "Contact":
+            own_write = isinstance(item, ChangeEvent) and item.origin_client == client_id
+            if tenant.sf_to_cp and tenant.auto_sync and not own_write:
+                for record_id in item.record_ids:
+                    if valid_salesforce_id(record_id):
+                        await queue.enqueue(
+                            tenant.id, SYNC, salesforce_key(record_id), {"sf_id": record_id},
+                            conn=conn,
+                        )
+                        queued += 1
+        elif isinstance(item, OverflowEvent | ReplayIdInvalid) and tenant.auto_sync:
+            # Changes were missed or are too many to describe: compare everything.
+            await request_sync(queue, tenant.id, "full", f"stream: {type(item).__name__}", conn=conn)
+        if not isinstance(item, ReplayIdInvalid):
+            millis = str(int(item.commit_timestamp.timestamp() * 1000))
+            await conn.execute(
+                QUERIES["set_replay"], tenant.id, item.channel, item.replay_id, millis, owner
+            )
+    return queued
+
+
+async def ingest_copernica(
+    conn: asyncpg.Connection, queue: JobQueue, tenant: Tenant, event: WebhookEvent
+) -> bool:
+    """Queue the profile a webhook announced; False when the event is not for this bridge
+    (another database, not a profile, a direction switched off, auto-sync off).
+
+    Deletes are queued whatever the direction: they only drop the link.
+    """
+    if not isinstance(event, ProfileEvent) or str(event.database_id) != tenant.copernica_database:
+        return False
+    if not tenant.auto_sync or (event.type != "delete" and not tenant.cp_to_sf):
+        return False
+    cp_id = str(event.profile_id)
+    linked = await conn.fetchval(QUERIES["link_for_copernica"], tenant.id, cp_id)
+    payload: dict[str, str] = {"cp_id": cp_id}
+    if linked:
+        payload["sf_id"] = linked
+    key = salesforce_key(linked) if linked else copernica_key(cp_id)
+    await queue.enqueue(tenant.id, SYNC, key, payload, conn=conn)
+    return True

@@ -1,0 +1,216 @@
+"""The safety net and the first merge: compare both sides page by page, queue what differs.
+
+A run reads Salesforce contacts (pages of ≤ 2,000) and Copernica profiles (pages of ≤ 1,000),
+compares each record's fingerprints with its link, and queues a ``sync`` job for every record that
+is unlinked or differs; the engine does the rest. Memory holds one page (plus the set of
+Copernica profile ids, to find profiles deleted in Copernica). ``full`` and ``manual`` runs
+compare everything; ``reconcile`` runs only what changed since the watermark of the last run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from bridge.db import QUERIES
+from bridge.sync.context import TenantContext
+from bridge.sync.engine import SYNC, copernica_key, salesforce_key
+from bridge.sync.jobs import Job, JobQueue
+from bridge.sync.mapping import Mapping, fingerprints, from_copernica, from_salesforce
+
+log = logging.getLogger(__name__)
+
+WATERMARK = "reconcile"
+OVERLAP = timedelta(minutes=2)  # re-read a little before the watermark: clocks and commits lag
+DRAIN_POLL = 0.25
+
+
+async def run_reconcile(ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, job: Job) -> None:
+    """Carry out the run of ``job`` (a ``reconcile`` job), recording progress on it."""
+    run_id = int(job.payload["run_id"])
+    tenant = ctx.tenant
+    async with pool.acquire() as conn:
+        since = None
+        if job.payload.get("kind") == "reconcile":
+            since = await conn.fetchval(QUERIES["get_watermark"], tenant.id, WATERMARK)
+        await conn.execute(QUERIES["start_run"], run_id, tenant.id, None)
+    started = datetime.now(UTC)
+    mapping = await ctx.mapping()
+    progress = _Progress(pool, tenant.id, run_id)
+    try:
+        cp_ids = {str(i) for i in await ctx.copernica.profile_ids(ctx.database)}
+        progress.total = 0
+        if tenant.sf_to_cp:
+            progress.total += await ctx.salesforce.count(
+                "SELECT COUNT() FROM Contact" + _changed_since(since)
+            )
+        if tenant.cp_to_sf:
+            progress.total += len(cp_ids)  # at most; a reconcile reads only the changed ones
+        queued = 0
+        if tenant.sf_to_cp:
+            queued += await _scan_salesforce(ctx, pool, queue, mapping, since, progress, job)
+        if tenant.cp_to_sf:
+            queued += await _scan_copernica(ctx, pool, queue, mapping, since, progress, job)
+        if since is None:
+            queued += await _find_copernica_deletes(ctx, pool, queue, cp_ids)
+        del cp_ids
+        await progress.save(f"applying {queued} change(s)")
+        held = await _drain(pool, queue, tenant.id, job)
+    except Exception as error:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                QUERIES["finish_run"], run_id, tenant.id, "failed", f"{type(error).__name__}: {error}"
+            )
+        raise
+    async with pool.acquire() as conn:
+        await conn.execute(QUERIES["set_watermark"], tenant.id, WATERMARK, started)
+        message = f"{progress.done} record(s) compared, {queued} change(s) applied"
+        if held:
+            message += f", {held} held (see the error reports)"
+        await conn.execute(QUERIES["finish_run"], run_id, tenant.id, "done", message)
+
+
+class _Progress:
+    def __init__(self, pool: asyncpg.Pool, tenant_id: int, run_id: int) -> None:
+        self.pool, self.tenant_id, self.run_id = pool, tenant_id, run_id
+        self.done = 0
+        self.total: int | None = None
+
+    async def add(self, count: int) -> None:
+        self.done += count
+        if self.total is not None and self.done > self.total:
+            self.total = self.done
+        await self.save()
+
+    async def save(self, message: str | None = None) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                QUERIES["run_progress"], self.run_id, self.tenant_id, self.done, self.total, message
+            )
+
+
+def _changed_since(since: datetime | None) -> str:
+    if since is None:
+        return ""
+    return f" WHERE SystemModstamp >= {(since - OVERLAP).astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+async def _scan_salesforce(
+    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, mapping: Mapping,
+    since: datetime | None, progress: _Progress, job: Job,
+) -> int:
+    soql = (
+        f"SELECT {', '.join(mapping.salesforce_select())} FROM Contact{_changed_since(since)}"
+        " ORDER BY Id"
+    )
+    queued = 0
+    async for page in ctx.salesforce.query_pages(soql):
+        async with pool.acquire() as conn:
+            links = {
+                r["salesforce_id"]: r
+                for r in await conn.fetch(
+                    QUERIES["links_by_salesforce"], ctx.tenant.id, [r["Id"] for r in page]
+                )
+            }
+            for record in page:
+                link = links.get(record["Id"])
+                values = fingerprints(ctx.key, mapping, from_salesforce(mapping, record))
+                if link is None or _differs(values, link["agreed"]):
+                    await queue.enqueue(
+                        ctx.tenant.id, SYNC, salesforce_key(record["Id"]),
+                        {"sf_id": record["Id"]}, conn=conn,
+                    )
+                    queued += 1
+        await progress.add(len(page))
+        await queue.extend([job])
+    return queued
+
+
+async def _scan_copernica(
+    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, mapping: Mapping,
+    since: datetime | None, progress: _Progress, job: Job,
+) -> int:
+    if since is None:
+        profiles = ctx.copernica.profiles(ctx.database)
+    else:
+        local = (since - OVERLAP).astimezone(ZoneInfo(mapping.timezone))
+        profiles = ctx.copernica.profiles_modified_since(ctx.database, local.replace(tzinfo=None))
+    queued = 0
+    page: list = []
+    async for profile in profiles:
+        page.append(profile)
+        if len(page) == 1000:
+            queued += await _queue_profiles(ctx, pool, queue, mapping, page)
+            await progress.add(len(page))
+            await queue.extend([job])
+            page = []
+    if page:
+        queued += await _queue_profiles(ctx, pool, queue, mapping, page)
+        await progress.add(len(page))
+    return queued
+
+
+async def _queue_profiles(
+    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, mapping: Mapping, page: list
+) -> int:
+    queued = 0
+    async with pool.acquire() as conn:
+        links = {
+            r["copernica_id"]: r
+            for r in await conn.fetch(
+                QUERIES["links_by_copernica"], ctx.tenant.id, [str(p.id) for p in page]
+            )
+        }
+        for profile in page:
+            link = links.get(str(profile.id))
+            if link is None and not ctx.tenant.cp_to_sf and not ctx.tenant.sf_to_cp:
+                continue
+            values = fingerprints(ctx.key, mapping, from_copernica(mapping, profile.fields))
+            if link is not None and not _differs(values, link["agreed"]):
+                continue
+            payload = {"cp_id": str(profile.id)}
+            if link is not None:
+                payload["sf_id"] = link["salesforce_id"]
+            key = salesforce_key(link["salesforce_id"]) if link else copernica_key(profile.id)
+            await queue.enqueue(ctx.tenant.id, SYNC, key, payload, conn=conn)
+            queued += 1
+    return queued
+
+
+async def _find_copernica_deletes(
+    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, cp_ids: set[str]
+) -> int:
+    """Links whose profile is gone: deleted in Copernica while no webhook reached us."""
+    queued, after = 0, ""
+    while True:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(QUERIES["links_page"], ctx.tenant.id, after, 1000)
+            for row in rows:
+                if row["copernica_id"] not in cp_ids:
+                    await queue.enqueue(
+                        ctx.tenant.id, SYNC, salesforce_key(row["salesforce_id"]),
+                        {"sf_id": row["salesforce_id"], "cp_id": row["copernica_id"]}, conn=conn,
+                    )
+                    queued += 1
+        if len(rows) < 1000:
+            return queued
+        after = rows[-1]["salesforce_id"]
+
+
+def _differs(current: dict[str, str], agreed: dict[str, str]) -> bool:
+    return any(agreed.get(name) != value for name, value in current.items())
+
+
+async def _drain(pool: asyncpg.Pool, queue: JobQueue, tenant_id: int, job: Job) -> int:
+    """Wait until the tenant's queued changes are applied (or held); return the held count."""
+    while True:
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(QUERIES["tenant_jobs_pending"], tenant_id, SYNC)
+        if row["pending"] == 0:
+            return int(row["held"])
+        await queue.extend([job])
+        await asyncio.sleep(DRAIN_POLL)

@@ -1,0 +1,234 @@
+"""Accounts: login and logout, password change, password reset by e-mail.
+
+- Login is throttled per address and client (``bridge.security.throttle``); unknown addresses
+  cost the same scrypt work as known ones, and every failure gets the same message.
+- A successful login always starts a new session (new id), ending the one the browser had.
+- A reset token is random, stored only as its SHA-256, expires after an hour and works once.
+  Asking for a reset answers the same whether or not the address exists; the mail goes out in
+  the background so the answer's timing does not tell either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from bridge.db import QUERIES
+from bridge.mail import send_mail
+from bridge.security import throttle
+from bridge.security.passwords import hash_password, verify_password
+from bridge.security.sessions import COOKIE as SESSION_COOKIE
+from bridge.security.sessions import digest, open_session, revoke, revoke_others
+from bridge.web.guard import (
+    SESSION,
+    current,
+    end_session,
+    login_required,
+    redirect,
+    safe_next,
+    start_session,
+)
+from bridge.web.keys import POOL, SETTINGS
+from bridge.web.render import render
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+RESET_LIFETIME = 3600.0
+MIN_PASSWORD = 10
+# Checked against when the address is unknown, so both cases cost one scrypt verification.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+BACKGROUND = web.AppKey("background_tasks", set)
+
+
+def client_address(request: web.Request) -> str:
+    """The peer address (a proxy in front should be the only peer; its header is not trusted)."""
+    return request.remote or "unknown"
+
+
+@routes.get("/login")
+async def login_page(request: web.Request) -> web.Response:
+    target = safe_next(request.query.get("next"), "/")
+    if request.get(SESSION) is not None:
+        raise web.HTTPSeeOther(target)
+    return render(request, "login.html", {"next": target, "email": ""})
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    email = str(form.get("email", "")).strip()
+    password = str(form.get("password", ""))
+    target = safe_next(str(form.get("next", "")), "/")
+    client = client_address(request)
+    context: dict[str, Any] = {"next": target, "email": email}
+    if not email or not password:
+        context["error"] = "Fill in your e-mail address and your password."
+        return render(request, "login.html", context, status=400)
+    async with request.app[POOL].acquire() as conn:
+        verdict = await throttle.check(conn, email, client)
+        if not verdict.allowed:
+            minutes = max(1, round(verdict.retry_after / 60))
+            context["error"] = (
+                f"Too many failed attempts. Try again in {minutes} minute"
+                f"{'s' if minutes != 1 else ''}, or reset your password."
+            )
+            response = render(request, "login.html", context, status=429)
+            response.headers["Retry-After"] = str(int(verdict.retry_after) + 1)
+            return response
+        user = await conn.fetchrow(QUERIES["user_by_email"], email)
+    stored = user["password_hash"] if user is not None else _DUMMY_HASH
+    valid = await asyncio.to_thread(verify_password, password, stored)
+    async with request.app[POOL].acquire() as conn:
+        if user is None or not valid:
+            await throttle.failed(conn, email, client)
+            log.info("failed login from %s", client)
+            context["error"] = "Wrong e-mail address or password."
+            return render(request, "login.html", context, status=401)
+        await throttle.succeeded(conn, email, client)
+        old = request.get(SESSION)
+        if old is not None:
+            await revoke(conn, old.id_hash)
+        elif request.cookies.get(SESSION_COOKIE):
+            await revoke(conn, digest(request.cookies[SESSION_COOKIE]))
+        value = await open_session(conn, user["id"], user["tenant_id"])
+    log.info("user %s logged in", user["id"])
+    response = web.HTTPSeeOther(target)
+    start_session(request, response, value)
+    raise response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = request.get(SESSION)
+    if session is not None:
+        async with request.app[POOL].acquire() as conn:
+            await revoke(conn, session.id_hash)
+    response = redirect(request, "/login", "You have been logged out.")
+    end_session(request, response)
+    raise response
+
+
+@routes.post("/account/password")
+@login_required
+async def change_password(request: web.Request) -> web.StreamResponse:
+    """Change password (the last section of the config page); other sessions end."""
+    session = current(request)
+    form = await request.post()
+    old, new, again = (str(form.get(k, "")) for k in ("current_password", "new_password",
+                                                       "repeat_password"))
+    problem = password_problem(new, again)
+    async with request.app[POOL].acquire() as conn:
+        user = await conn.fetchrow(QUERIES["user_by_id"], session.user_id, session.tenant_id)
+    if user is None:
+        raise web.HTTPNotFound()
+    if not problem and not await asyncio.to_thread(verify_password, old, user["password_hash"]):
+        problem = "The current password is wrong."
+    back = safe_next(str(form.get("back", "")), "/config")
+    if problem:
+        raise redirect(request, f"{back}#password", problem, "error")
+    new_hash = await asyncio.to_thread(hash_password, new)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await conn.execute(QUERIES["set_password"], session.user_id, session.tenant_id, new_hash)
+        await revoke_others(conn, session.user_id, session.id_hash)
+    raise redirect(request, f"{back}#password", "Your password has been changed.")
+
+
+def password_problem(new: str, again: str) -> str | None:
+    if len(new) < MIN_PASSWORD:
+        return f"The new password must be at least {MIN_PASSWORD} characters long."
+    if new != again:
+        return "The two new passwords are not the same."
+    return None
+
+
+@routes.get("/password-reset")
+async def reset_request_page(request: web.Request) -> web.Response:
+    return render(request, "reset_request.html")
+
+
+@routes.post("/password-reset")
+async def reset_request(request: web.Request) -> web.Response:
+    form = await request.post()
+    email = str(form.get("email", "")).strip()
+    if "@" not in email:
+        return render(request, "reset_request.html",
+                      {"error": "Fill in the e-mail address you log in with."}, status=400)
+    tasks: set[asyncio.Task[None]] = request.app[BACKGROUND]
+    task = asyncio.create_task(_send_reset(request.app, email))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return render(request, "reset_request.html", {"sent": True})
+
+
+async def _send_reset(app: web.Application, email: str) -> None:
+    settings = app[SETTINGS]
+    try:
+        async with app[POOL].acquire() as conn:
+            user = await conn.fetchrow(QUERIES["user_by_email"], email)
+            if user is None:
+                return
+            token = secrets.token_urlsafe(32)
+            await conn.execute(QUERIES["create_password_reset"], _hash(token), user["id"],
+                               RESET_LIFETIME)
+        link = f"{settings.public_url}/password-reset/{token}"
+        await send_mail(
+            settings, user["email"], "Reset your Copernica bridge password",
+            "Someone (hopefully you) asked to reset the password of your Copernica bridge "
+            f"account.\n\nChoose a new password here (the link works once, for one hour):\n{link}\n\n"
+            "If you did not ask for this, ignore this message; your password stays as it is.\n",
+        )
+        log.info("password reset mail sent to user %s", user["id"])
+    except Exception as exc:  # noqa: BLE001 - a background task must log, not die silently
+        log.error("could not send a password reset mail: %s", type(exc).__name__)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@routes.get("/password-reset/{token}")
+async def reset_page(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        user_id = await conn.fetchval(QUERIES["check_password_reset"],
+                                      _hash(request.match_info["token"]))
+    if user_id is None:
+        return render(request, "reset_form.html", {"invalid": True}, status=404)
+    return render(request, "reset_form.html")
+
+
+@routes.post("/password-reset/{token}")
+async def reset(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    new, again = str(form.get("new_password", "")), str(form.get("repeat_password", ""))
+    token_hash = _hash(request.match_info["token"])
+    problem = password_problem(new, again)
+    if problem:
+        async with request.app[POOL].acquire() as conn:
+            valid = await conn.fetchval(QUERIES["check_password_reset"], token_hash)
+        if valid is None:
+            return render(request, "reset_form.html", {"invalid": True}, status=404)
+        return render(request, "reset_form.html", {"error": problem}, status=400)
+    new_hash = await asyncio.to_thread(hash_password, new)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        user_id = await conn.fetchval(QUERIES["use_password_reset"], token_hash)
+        if user_id is None:
+            return render(request, "reset_form.html", {"invalid": True}, status=404)
+        user = await conn.fetchrow(QUERIES["user_for_reset"], user_id)
+        await conn.execute(QUERIES["set_password"], user["id"], user["tenant_id"], new_hash)
+        await revoke_others(conn, user["id"])
+    log.info("user %s reset the password", user_id)
+    raise redirect(request, "/login", "Your password has been changed. Log in with the new one.")
+
+
+async def background_tasks(app: web.Application):  # type: ignore[no-untyped-def]
+    """Mail still being sent at shutdown is waited for (briefly)."""
+    yield
+    pending = list(app[BACKGROUND])
+    if pending:
+        await asyncio.wait(pending, timeout=10)

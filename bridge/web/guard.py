@@ -1,0 +1,234 @@
+"""What stands in front of every page: security headers (CSP ``frame-ancestors``), the login
+session, CSRF checks, cookie attributes fit for a Salesforce iframe, and one-shot flash messages.
+
+Cookies. The web tab lives in an iframe on a Salesforce domain, so the session cookie is a
+third-party cookie there: it must be ``SameSite=None; Secure`` and ``Partitioned`` (CHIPS) to be
+sent at all when third-party cookies are blocked. ``Secure`` is set when the request came over
+HTTPS (directly, or ``PUBLIC_URL`` is https:// behind a TLS-terminating proxy) or from a host
+browsers treat as potentially trustworthy (``localhost``, ``127.0.0.1``, ``::1``: Chromium keeps
+``Secure`` cookies over plain HTTP there, which the demo and the browser tests rely on). Over plain
+HTTP from any other host a ``Secure`` cookie would be dropped, so the cookie falls back to
+``SameSite=Lax`` without ``Partitioned``: the pages work top-level, but not inside Salesforce.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+
+from bridge import logs
+from bridge.security import csrf
+from bridge.security.sessions import COOKIE as SESSION_COOKIE
+from bridge.security.sessions import LIFETIME, Session, find_session
+from bridge.web.keys import POOL, SETTINGS
+
+log = logging.getLogger(__name__)
+
+SALESFORCE_FRAME_ANCESTORS = (
+    "https://*.force.com",
+    "https://*.salesforce.com",
+    "https://*.lightning.force.com",
+    "https://*.visualforce.com",
+)
+# Extra origins allowed to frame the pages (e.g. a My Domain on another suffix, or a test page).
+FRAME_ANCESTORS = web.AppKey("frame_ancestors", tuple)
+# Machine endpoints that authenticate otherwise (signed webhooks): no CSRF token expected.
+CSRF_EXEMPT_PREFIXES = ("/hooks/",)
+TRUSTWORTHY_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+FLASH_COOKIE = "bridge_flash"
+SESSION = web.RequestKey("session", object)  # the Session, or None when not logged in
+PRE_LOGIN_TOKEN = web.RequestKey("csrf_pre", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def frame_ancestors(app: web.Application) -> str:
+    extra = tuple(app.get(FRAME_ANCESTORS, ())) + tuple(
+        getattr(app[SETTINGS], "frame_ancestors", ()) or ()
+    )
+    return " ".join(("'self'", *SALESFORCE_FRAME_ANCESTORS, *extra))
+
+
+def content_security_policy(app: web.Application) -> str:
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; "
+        f"frame-ancestors {frame_ancestors(app)}"
+    )
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _secure_headers(request, exc.headers)
+        raise
+    _secure_headers(request, response.headers)
+    return response
+
+
+def _secure_headers(request: web.Request, headers: Any) -> None:
+    headers.setdefault("Content-Security-Policy", content_security_policy(request.app))
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if request.get(SESSION) is not None:
+        headers.setdefault("Cache-Control", "no-store")
+
+
+def secure_context(request: web.Request) -> bool:
+    """May cookies be ``Secure`` (see the module docstring)?"""
+    if request.secure or request.app[SETTINGS].public_url.startswith("https://"):
+        return True
+    host = (request.url.host or "").lower()
+    return host in TRUSTWORTHY_HOSTS
+
+
+def cookie_attributes(request: web.Request) -> str:
+    if secure_context(request):
+        return "Path=/; HttpOnly; Secure; SameSite=None; Partitioned"
+    return "Path=/; HttpOnly; SameSite=Lax"
+
+
+def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
+               max_age: int | None = None) -> None:
+    """Written by hand: Python 3.11's ``http.cookies`` does not know ``Partitioned``."""
+    lifetime = f"; Max-Age={max_age}" if max_age is not None else ""
+    response.headers.add("Set-Cookie", f"{name}={value}{lifetime}; {cookie_attributes(request)}")
+
+
+def drop_cookie(request: web.Request, response: web.StreamResponse, name: str) -> None:
+    """Delete a cookie with the attributes it was set with (a partitioned one needs them)."""
+    response.headers.add(
+        "Set-Cookie",
+        f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; {cookie_attributes(request)}",
+    )
+
+
+def start_session(request: web.Request, response: web.StreamResponse, value: str) -> None:
+    set_cookie(request, response, SESSION_COOKIE, value, max_age=int(LIFETIME))
+
+
+def end_session(request: web.Request, response: web.StreamResponse) -> None:
+    drop_cookie(request, response, SESSION_COOKIE)
+
+
+@web.middleware
+async def sessions_and_csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Load the session from its cookie; refuse state-changing requests without a valid token."""
+    value = request.cookies.get(SESSION_COOKIE)
+    session = None
+    if value:
+        async with request.app[POOL].acquire() as conn:
+            session = await find_session(conn, value)
+    request[SESSION] = session
+    token = logs.tenant.set(session.tenant_slug) if session else None
+    try:
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.startswith(
+            CSRF_EXEMPT_PREFIXES
+        ):
+            await _check_csrf(request, session)
+        return await handler(request)
+    finally:
+        if token is not None:
+            logs.tenant.reset(token)
+
+
+async def _check_csrf(request: web.Request, session: Session | None) -> None:
+    given = request.headers.get(csrf.HEADER)
+    if given is None and request.content_type in (
+        "application/x-www-form-urlencoded", "multipart/form-data"
+    ):
+        given = (await request.post()).get(csrf.FIELD)  # type: ignore[assignment]
+    expected = session.csrf_token if session else request.cookies.get(csrf.COOKIE)
+    if not csrf.matches(expected, given if isinstance(given, str) else None):
+        log.warning("refused %s %s: missing or wrong CSRF token", request.method, request.path)
+        raise web.HTTPForbidden(
+            text="This form has expired or did not come from the bridge. "
+            "Reload the page and try again.",
+        )
+
+
+def csrf_token(request: web.Request, response: web.StreamResponse | None = None) -> str:
+    """The token a form on this page must carry; before login it also sets the cookie."""
+    session: Session | None = request.get(SESSION)
+    if session is not None:
+        return session.csrf_token
+    token = request.get(PRE_LOGIN_TOKEN) or request.cookies.get(csrf.COOKIE) or csrf.new_token()
+    request[PRE_LOGIN_TOKEN] = token
+    return token
+
+
+def keep_pre_login_token(request: web.Request, response: web.StreamResponse) -> None:
+    token = request.get(PRE_LOGIN_TOKEN)
+    if token and request.cookies.get(csrf.COOKIE) != token:
+        set_cookie(request, response, csrf.COOKIE, token)
+
+
+def current(request: web.Request) -> Session:
+    session: Session | None = request.get(SESSION)
+    if session is None:
+        raise web.HTTPUnauthorized()
+    return session
+
+
+def login_required(handler: Handler) -> Handler:
+    """Pages answer with the login page's address; JSON endpoints with 401."""
+    @wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if request.get(SESSION) is None:
+            if request.path.endswith(".json"):
+                raise web.HTTPUnauthorized(text='{"error": "not logged in"}',
+                                           content_type="application/json")
+            target = request.path if request.method == "GET" else "/sfcp"
+            raise web.HTTPSeeOther(f"/login?next={quote(target, safe='/')}")
+        return await handler(request)
+
+    return guarded
+
+
+def admin_required(handler: Handler) -> Handler:
+    @wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if current(request).role != "admin":
+            raise web.HTTPForbidden(text="Only an administrator of this account may do this.")
+        return await handler(request)
+
+    return login_required(guarded)
+
+
+def flash(request: web.Request, response: web.StreamResponse, text: str, kind: str = "ok") -> None:
+    """A message for the next page shown (after a redirect)."""
+    set_cookie(request, response, FLASH_COOKIE, quote(json.dumps({"kind": kind, "text": text})))
+
+
+def take_flash(request: web.Request) -> dict[str, str] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    try:
+        data = json.loads(unquote(raw))
+        return {"kind": str(data.get("kind", "ok")), "text": str(data["text"])}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def redirect(request: web.Request, location: str, message: str | None = None,
+             kind: str = "ok") -> web.HTTPSeeOther:
+    response = web.HTTPSeeOther(location)
+    if message:
+        flash(request, response, message, kind)
+    return response
+
+
+def safe_next(target: str | None, default: str = "/sfcp") -> str:
+    """Only local paths: never an open redirect to another site."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target

@@ -1,0 +1,192 @@
+"""What the pages ask of the two platforms, always through the tenant's own stored credentials
+and the clients ``bridge.tenants`` builds. Each call is bounded by ``UI_TIMEOUT`` so a slow
+platform gives the user a clear message instead of a hanging page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from bridge.config import Settings
+from bridge.copernica.client import CopernicaClient
+from bridge.db import QUERIES
+from bridge.errors import ApiError, BridgeError
+from bridge.salesforce.client import SalesforceClient
+from bridge.security.vault import Vault
+from bridge.tenants import (
+    Tenant,
+    copernica_client,
+    load_copernica_credentials,
+    load_salesforce_credentials,
+    salesforce_client,
+)
+
+UI_TIMEOUT = 20.0
+WEBHOOK_TRIGGERS = ("create", "update", "delete")
+DEFAULT_DATABASE_FIELDS = ("FirstName", "LastName", "Email", "Id")
+LINK_FIELD_FOR_NEW_DATABASES = "SalesforceId"  # Copernica refuses a field named "Id"
+T = TypeVar("T")
+
+
+class Unavailable(BridgeError):
+    """A platform could not be asked; ``str()`` is a message for the user."""
+
+
+def user_message(exc: BaseException) -> str:
+    """What went wrong, in words for the page (never a credential: clients do not echo them)."""
+    if isinstance(exc, ApiError):
+        return exc.message
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {UI_TIMEOUT:.0f} seconds"
+    if isinstance(exc, BridgeError):
+        return str(exc)
+    return f"could not connect ({type(exc).__name__})"
+
+
+async def bounded(call: Awaitable[T]) -> T:
+    async with asyncio.timeout(UI_TIMEOUT):
+        return await call
+
+
+@contextlib.asynccontextmanager
+async def copernica(pool: asyncpg.Pool, vault: Vault, tenant_id: int) -> AsyncIterator[CopernicaClient]:
+    """A client on the tenant's saved Copernica access (``NotConfigured`` when there is none)."""
+    async with pool.acquire() as conn:
+        creds = await load_copernica_credentials(conn, vault, tenant_id)
+    client = copernica_client(creds)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def salesforce(
+    pool: asyncpg.Pool, vault: Vault, tenant_id: int, settings: Settings
+) -> AsyncIterator[SalesforceClient]:
+    async with pool.acquire() as conn:
+        creds = await load_salesforce_credentials(conn, vault, tenant_id)
+    client = salesforce_client(creds, settings)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def collect(iterator: AsyncIterator[T], limit: int = 1000) -> list[T]:
+    found: list[T] = []
+    async for item in iterator:
+        found.append(item)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def webhook_url(settings: Settings, tenant: Tenant) -> str:
+    return f"{settings.public_url}/hooks/copernica/{tenant.hook_token}"
+
+
+async def ensure_webhooks(
+    client: CopernicaClient, settings: Settings, tenant: Tenant, stored: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """Make sure one webhook per trigger points at the tenant's hook URL for its database.
+
+    Webhooks already registered (ids kept on the tenant) are checked and kept; ones that are gone,
+    point elsewhere or watch another database are replaced. Returns the new ids and how many were
+    created, so saving twice registers nothing twice.
+    """
+    handler = webhook_url(settings, tenant)
+    database = tenant.copernica_database
+    kept: dict[str, Any] = {"database": database, "handler": handler}
+    created = 0
+    same_target = stored.get("database") == database and stored.get("handler") == handler
+    for trigger in WEBHOOK_TRIGGERS:
+        webhook_id = stored.get(trigger)
+        if webhook_id is not None and same_target:
+            try:
+                existing = await client.webhook(int(webhook_id))
+            except ApiError as exc:
+                if exc.category != "not_found":
+                    raise
+            else:
+                if existing.handler == handler and existing.trigger == trigger:
+                    kept[trigger] = existing.id
+                    continue
+        if webhook_id is not None:
+            with contextlib.suppress(ApiError):
+                await client.delete_webhook(int(webhook_id))
+        kept[trigger] = await client.create_webhook(
+            handler, trigger, database=int(database) if database and database.isdigit() else database
+        )
+        created += 1
+    return kept, created
+
+
+async def stored_webhooks(conn: asyncpg.Connection, tenant_id: int) -> dict[str, Any]:
+    return dict(await conn.fetchval(QUERIES["tenant_webhooks"], tenant_id) or {})
+
+
+async def save_webhooks(conn: asyncpg.Connection, tenant_id: int, hooks: dict[str, Any]) -> None:
+    await conn.execute(QUERIES["set_tenant_webhooks"], tenant_id, hooks)
+
+
+async def delete_or_archive(client: CopernicaClient, database_id: int) -> bool:
+    """Delete a Copernica database; True if deleted, False if it was archived instead.
+
+    Copernica's REST API documents no call to delete a database. We try ``DELETE database/$id``
+    anyway (an account may allow it one day); when it is refused, the database is archived, which
+    hides it from the Copernica UI and from the lists here, and the page says so.
+    """
+    try:
+        await client._call("DELETE", f"database/{int(database_id)}")  # noqa: SLF001 - no public call exists
+        return True
+    except ApiError as exc:
+        if exc.category in ("auth", "rate_limit", "transient"):
+            raise
+    await client.edit_database(database_id, archived=True)
+    return False
+
+
+def copernica_field_type(salesforce_type: str) -> str:
+    """The Copernica field type for a Salesforce field type (everything else is text).
+
+    Dates become the "empty" variants so a contact without a birthdate stays empty instead of
+    0000-00-00; phones stay text because Copernica allows one phone field of each kind only.
+    """
+    return {
+        "email": "email",
+        "date": "empty_date",
+        "datetime": "empty_datetime",
+        "int": "integer",
+        "double": "float",
+        "currency": "float",
+        "percent": "float",
+        "textarea": "big",
+    }.get(salesforce_type, "text")
+
+
+def copernica_field_name(salesforce_name: str) -> str:
+    return LINK_FIELD_FOR_NEW_DATABASES if salesforce_name.lower() == "id" else salesforce_name
+
+
+async def create_database(
+    client: CopernicaClient, name: str, fields: list[tuple[str, str]]
+) -> int:
+    """Create a database and its fields (``(Salesforce name, Salesforce type)`` pairs)."""
+    database_id = await client.create_database(name, "Created from the Salesforce tab")
+    email_taken = False
+    for sf_name, sf_type in fields:
+        field_type = copernica_field_type(sf_type)
+        if field_type == "email":  # Copernica allows one e-mail field per database
+            field_type, email_taken = ("text" if email_taken else "email"), True
+        options: dict[str, Any] = {"index": True} if sf_name.lower() == "id" else {}
+        await client.create_field(database_id, copernica_field_name(sf_name), field_type, **options)
+    return database_id
+
+
+# What a page catches from a platform call and turns into a message for the user.
+FAILURES: tuple[type[BaseException], ...] = (ApiError, BridgeError, TimeoutError, OSError)

@@ -1,0 +1,307 @@
+"""The Salesforce web tab (``/sfcp``): what Salesforce shows in its "Copernica" tab.
+
+Status bar (JSON under the tab, polled by ``static/status.js``), "Sync manually", "Terminate
+session", create/delete a Copernica database, emailings (send, result, statistics of recent
+sends) and the error reports with a requeue button. Database management and emailings are only
+offered in the direction "Both ways", as the product manual says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from bridge.db import QUERIES
+from bridge.errors import ApiError
+from bridge.security.sessions import revoke
+from bridge.sync import reports, runs
+from bridge.tenants import Tenant, load_tenant
+from bridge.web import platforms
+from bridge.web.guard import current, end_session, login_required, redirect
+from bridge.web.keys import POOL, QUEUE, SETTINGS, VAULT
+from bridge.web.render import render
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+RECENT_SENDS = 5
+SKIPPED_CONTACT_FIELDS = frozenset({"IsDeleted", "MasterRecordId", "SystemModstamp"})
+
+
+async def _tenant(request: web.Request) -> Tenant:
+    async with request.app[POOL].acquire() as conn:
+        return await load_tenant(conn, current(request).tenant_id)
+
+
+@routes.get("/sfcp")
+@login_required
+async def tab(request: web.Request) -> web.Response:
+    session = current(request)
+    tenant = await _tenant(request)
+    async with request.app[POOL].acquire() as conn:
+        status = await runs.status(conn, tenant.id)
+        errors = await reports.error_reports(conn, tenant.id, 50)
+        sends = await conn.fetch(QUERIES["recent_emailing_sends"], tenant.id, RECENT_SENDS)
+    context: dict[str, Any] = {
+        "tenant": tenant, "status": status, "errors": errors, "manage": tenant.direction == "both",
+        "sends": [], "databases": [], "contents": [], "targets": [], "contact_fields": [],
+        "problems": [],
+    }
+    if context["manage"]:
+        await _copernica_sections(request, tenant, sends, context)
+        await _salesforce_fields(request, tenant, context)
+    context["is_admin"] = session.role == "admin"
+    return render(request, "tab.html", context)
+
+
+async def _copernica_sections(
+    request: web.Request, tenant: Tenant, sends: list[Any], context: dict[str, Any]
+) -> None:
+    try:
+        async with platforms.copernica(request.app[POOL], request.app[VAULT], tenant.id) as client:
+            databases, templates, documents = await platforms.bounded(asyncio.gather(
+                platforms.collect(client.databases()),
+                platforms.collect(client.templates()),
+                platforms.collect(client.documents()),
+            ))
+            views = []
+            if tenant.copernica_database:
+                views = await platforms.bounded(
+                    platforms.collect(client.views(tenant.copernica_database))
+                )
+            context["sends"] = await _with_statistics(client, sends)
+    except platforms.FAILURES as exc:
+        context["problems"].append(f"Copernica could not be reached: {platforms.user_message(exc)}")
+        context["sends"] = [{"send": s, "stats": None} for s in sends]
+        return
+    live = [d for d in databases if not d.archived]
+    context["databases"] = live
+    synced = next((d for d in databases if str(d.id) == tenant.copernica_database), None)
+    context["synced_database"] = synced
+    context["contents"] = [t for t in templates if not t.archived] + [
+        d for d in documents if not d.archived
+    ]
+    if synced is not None:
+        context["targets"] = [("database", synced.id, f"Database: {synced.name}")] + [
+            ("view", v.id, f"Selection: {v.name}") for v in views
+        ]
+
+
+async def _with_statistics(client: Any, sends: list[Any]) -> list[dict[str, Any]]:
+    async def one(send: Any) -> dict[str, Any]:
+        try:
+            stats = await client.emailing_statistics(send["emailing_id"], send["product"])
+        except ApiError:
+            stats = None
+        return {"send": send, "stats": stats}
+
+    return list(await platforms.bounded(asyncio.gather(*(one(s) for s in sends))))
+
+
+async def _salesforce_fields(request: web.Request, tenant: Tenant, context: dict[str, Any]) -> None:
+    try:
+        async with platforms.salesforce(
+            request.app[POOL], request.app[VAULT], tenant.id, request.app[SETTINGS]
+        ) as client:
+            fields = await platforms.bounded(client.fields("Contact"))
+    except platforms.FAILURES as exc:
+        context["problems"].append(
+            f"Salesforce could not be reached: {platforms.user_message(exc)}"
+        )
+        fields = {}
+    context["contact_fields"] = sorted(
+        (name for name in fields if name not in SKIPPED_CONTACT_FIELDS),
+        key=lambda n: (n not in platforms.DEFAULT_DATABASE_FIELDS, n),
+    )
+    context["default_fields"] = platforms.DEFAULT_DATABASE_FIELDS
+
+
+@routes.get("/sfcp/status.json")
+@login_required
+async def status_json(request: web.Request) -> web.Response:
+    """The status bar: current run with progress, stream state, queue depth, last success."""
+    async with request.app[POOL].acquire() as conn:
+        status = await runs.status(conn, current(request).tenant_id)
+    return web.json_response(status, headers={"Cache-Control": "no-store"})
+
+
+@routes.get(r"/sfcp/runs/{run_id:\d+}.json")
+@login_required
+async def run_json(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        run = await runs.get_run(conn, current(request).tenant_id, int(request.match_info["run_id"]))
+    if run is None:
+        raise web.HTTPNotFound()
+    return web.json_response(run.as_json())
+
+
+@routes.post("/sfcp/sync")
+@login_required
+async def sync_manually(request: web.Request) -> web.StreamResponse:
+    session = current(request)
+    run_id = await runs.request_sync(request.app[QUEUE], session.tenant_id, "manual", session.email)
+    log.info("manual sync requested: run %s", run_id)
+    raise redirect(request, "/sfcp",
+                   f"Your request has been added to the queue (run {run_id}). "
+                   "The status bar shows how it goes.")
+
+
+@routes.post("/sfcp/terminate")
+@login_required
+async def terminate(request: web.Request) -> web.StreamResponse:
+    """"Terminate session": log the Salesforce user out of the bridge."""
+    async with request.app[POOL].acquire() as conn:
+        await revoke(conn, current(request).id_hash)
+    response = redirect(request, "/login?next=/sfcp", "Your session has been terminated.")
+    end_session(request, response)
+    raise response
+
+
+def _require_both(tenant: Tenant, request: web.Request) -> None:
+    if tenant.direction != "both":
+        raise redirect(request, "/sfcp", "Databases and emailings can only be managed when the "
+                       "data sync direction is Both ways.", "error")
+
+
+@routes.post("/sfcp/databases")
+@login_required
+async def create_database(request: web.Request) -> web.StreamResponse:
+    tenant = await _tenant(request)
+    _require_both(tenant, request)
+    form = await request.post()
+    name = str(form.get("name", "")).strip()
+    chosen = [str(v) for v in form.getall("fields", [])]
+    if not name:
+        raise redirect(request, "/sfcp#databases", "Fill in a name for the new database.", "error")
+    try:
+        async with platforms.salesforce(
+            request.app[POOL], request.app[VAULT], tenant.id, request.app[SETTINGS]
+        ) as sf:
+            described = await platforms.bounded(sf.fields("Contact"))
+        unknown = [f for f in chosen if f not in described]
+        if unknown:
+            raise redirect(request, "/sfcp#databases",
+                           f"Salesforce contacts have no field {unknown[0]}.", "error")
+        fields = [(f, str(described[f].get("type", "string"))) for f in chosen]
+        async with platforms.copernica(request.app[POOL], request.app[VAULT], tenant.id) as client:
+            database_id = await platforms.bounded(platforms.create_database(client, name, fields))
+    except platforms.FAILURES as exc:
+        raise redirect(request, "/sfcp#databases",
+                       f"The database was not created: {platforms.user_message(exc)}",
+                       "error") from None
+    note = ""
+    if any(f.lower() == "id" for f in chosen):
+        note = (f" The Salesforce Id is kept in the field {platforms.LINK_FIELD_FOR_NEW_DATABASES}"
+                " (Copernica does not allow a field named Id).")
+    log.info("created Copernica database %s", database_id)
+    raise redirect(request, "/sfcp#databases",
+                   f"Database {name} created with {len(fields)} field"
+                   f"{'s' if len(fields) != 1 else ''}.{note}")
+
+
+@routes.post("/sfcp/databases/delete")
+@login_required
+async def delete_database(request: web.Request) -> web.StreamResponse:
+    """First post: a confirmation page. Second post (``confirm=yes``): delete, or archive."""
+    tenant = await _tenant(request)
+    _require_both(tenant, request)
+    form = await request.post()
+    database_id = str(form.get("database", ""))
+    if not database_id.isdigit():
+        raise redirect(request, "/sfcp#databases", "Choose the database to delete.", "error")
+    if database_id == tenant.copernica_database:
+        raise redirect(request, "/sfcp#databases",
+                       "This is the database the bridge synchronises; choose another one in the "
+                       "settings before deleting it.", "error")
+    try:
+        async with platforms.copernica(request.app[POOL], request.app[VAULT], tenant.id) as client:
+            database = await platforms.bounded(client.database(int(database_id)))
+            if form.get("confirm") != "yes":
+                return render(request, "delete_database.html", {"database": database})
+            deleted = await platforms.bounded(platforms.delete_or_archive(client, database.id))
+    except platforms.FAILURES as exc:
+        raise redirect(request, "/sfcp#databases",
+                       f"The database was not deleted: {platforms.user_message(exc)}",
+                       "error") from None
+    if deleted:
+        raise redirect(request, "/sfcp#databases", f"Database {database.name} deleted.")
+    log.info("Copernica database %s archived (delete refused)", database.id)
+    raise redirect(request, "/sfcp#databases",
+                   f"Copernica does not allow deleting databases through its API, so database "
+                   f"{database.name} was archived instead: it no longer shows in Copernica's "
+                   "lists, and its profiles are kept.", "warning")
+
+
+@routes.post("/sfcp/emailings")
+@login_required
+async def send_emailing(request: web.Request) -> web.StreamResponse:
+    session = current(request)
+    tenant = await _tenant(request)
+    _require_both(tenant, request)
+    form = await request.post()
+    content = str(form.get("content", ""))
+    target = str(form.get("target", ""))
+    product, _, content_id = content.partition(":")
+    target_type, _, target_id = target.partition(":")
+    if product not in ("ms", "publisher") or not content_id.isdigit():
+        raise redirect(request, "/sfcp#emailings", "Choose a template or document.", "error")
+    if target_type not in ("database", "view") or not target_id.isdigit():
+        raise redirect(request, "/sfcp#emailings", "Choose who receives the emailing.", "error")
+    if not tenant.copernica_database:
+        raise redirect(request, "/sfcp#emailings", "Choose the Copernica database in the "
+                       "settings first.", "error")
+    try:
+        async with platforms.copernica(request.app[POOL], request.app[VAULT], tenant.id) as client:
+            synced = await platforms.bounded(client.database(tenant.copernica_database))
+            names = {"database": {synced.id: synced.name}, "view": {
+                v.id: v.name for v in await platforms.bounded(
+                    platforms.collect(client.views(synced.id)))
+            }}
+            target_name = names[target_type].get(int(target_id))
+            if target_name is None:  # only the synced database and its selections
+                raise redirect(request, "/sfcp#emailings",
+                               "Choose the synchronised database or one of its selections.", "error")
+            listing = client.templates() if product == "ms" else client.documents()
+            item = next((t for t in await platforms.bounded(platforms.collect(listing))
+                         if t.id == int(content_id)), None)
+            if item is None:
+                raise redirect(request, "/sfcp#emailings",
+                               "That template or document does not exist (any more).", "error")
+            if product == "ms":
+                emailing_id = await platforms.bounded(
+                    client.send_emailing(item.id, int(target_id), target_type))  # type: ignore[arg-type]
+            else:
+                emailing_id = await platforms.bounded(
+                    client.send_publisher_emailing(item.id, int(target_id), target_type))  # type: ignore[arg-type]
+            emailing = await platforms.bounded(client.emailing(emailing_id, product))  # type: ignore[arg-type]
+    except platforms.FAILURES as exc:
+        raise redirect(request, "/sfcp#emailings",
+                       f"The emailing was not sent: {platforms.user_message(exc)}",
+                       "error") from None
+    async with request.app[POOL].acquire() as conn:
+        await conn.execute(
+            QUERIES["record_emailing_send"], tenant.id, product, emailing_id, item.id, item.name,
+            target_type, int(target_id), target_name, session.email,
+        )
+    log.info("emailing %s sent", emailing_id)
+    raise redirect(request, "/sfcp#emailings",
+                   f"Emailing {emailing_id} sent: {item.name} to {target_name}, "
+                   f"{emailing.destinations} destination{'s' if emailing.destinations != 1 else ''}.")
+
+
+@routes.post(r"/sfcp/errors/{report_id:\d+}/requeue")
+@login_required
+async def requeue(request: web.Request) -> web.StreamResponse:
+    tenant_id = current(request).tenant_id
+    report_id = int(request.match_info["report_id"])
+    async with request.app[POOL].acquire() as conn:
+        report = await conn.fetchrow(QUERIES["error_report"], report_id, tenant_id)
+    if report is None:
+        raise web.HTTPNotFound()
+    if not await reports.requeue_report(request.app[QUEUE], tenant_id, report_id):
+        raise redirect(request, "/sfcp#errors",
+                       f"Error report {report_id} has no held job to requeue.", "error")
+    raise redirect(request, "/sfcp#errors", f"The job of error report {report_id} was requeued.")

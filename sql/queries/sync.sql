@@ -1,0 +1,95 @@
+-- The sync engine: links, audit log, stream state, watermarks, API usage.
+
+-- name: links_by_salesforce
+SELECT * FROM links WHERE tenant_id = $1 AND salesforce_id = ANY($2::text[]);
+
+-- name: links_by_copernica
+SELECT * FROM links WHERE tenant_id = $1 AND copernica_id = ANY($2::text[]);
+
+-- name: link_for_copernica
+SELECT salesforce_id FROM links WHERE tenant_id = $1 AND copernica_id = $2;
+
+-- name: save_link
+-- A profile or contact may have been linked to another record before (a merge, a re-created
+-- profile): the old link of either id gives way to the new pair.
+WITH gone AS (
+    DELETE FROM links WHERE tenant_id = $1 AND (salesforce_id = $2 OR copernica_id = $3)
+      AND NOT (salesforce_id = $2 AND copernica_id = $3)
+)
+INSERT INTO links (tenant_id, salesforce_id, copernica_id, agreed, sf_deleted_at, synced_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT (tenant_id, salesforce_id) DO UPDATE
+SET copernica_id = excluded.copernica_id, agreed = excluded.agreed,
+    sf_deleted_at = excluded.sf_deleted_at, synced_at = now();
+
+-- name: drop_link
+DELETE FROM links WHERE tenant_id = $1 AND salesforce_id = $2;
+
+-- name: links_page
+SELECT salesforce_id, copernica_id, agreed, sf_deleted_at FROM links
+WHERE tenant_id = $1 AND salesforce_id > $2 ORDER BY salesforce_id LIMIT $3;
+
+-- name: count_links
+SELECT count(*) FROM links WHERE tenant_id = $1;
+
+-- name: write_audit
+INSERT INTO audit_log (tenant_id, direction, salesforce_id, copernica_id, action, fields, outcome, detail)
+SELECT $1, d.direction, d.salesforce_id, d.copernica_id, d.action, d.fields, d.outcome, d.detail
+FROM jsonb_to_recordset($2::jsonb) AS d(direction text, salesforce_id text, copernica_id text,
+                                        action text, fields text[], outcome text, detail jsonb);
+
+-- name: erase_old_audit_values
+UPDATE audit_log SET detail = NULL WHERE detail IS NOT NULL AND at < now() - make_interval(days => $1);
+
+-- name: get_replay
+SELECT replay_id, replay_date FROM stream_state WHERE tenant_id = $1 AND channel = $2;
+
+-- name: set_replay
+INSERT INTO stream_state (tenant_id, channel, replay_id, replay_date, owner, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT (tenant_id, channel) DO UPDATE
+SET replay_id = greatest(stream_state.replay_id, excluded.replay_id),
+    replay_date = CASE WHEN excluded.replay_id >= coalesce(stream_state.replay_id, -1)
+                       THEN excluded.replay_date ELSE stream_state.replay_date END,
+    owner = excluded.owner, updated_at = now();
+
+-- name: set_stream_owner
+INSERT INTO stream_state (tenant_id, channel, owner, updated_at) VALUES ($1, $2, $3, now())
+ON CONFLICT (tenant_id, channel) DO UPDATE SET owner = excluded.owner, updated_at = now();
+
+-- name: get_watermark
+SELECT value FROM watermarks WHERE tenant_id = $1 AND name = $2;
+
+-- name: set_watermark
+INSERT INTO watermarks (tenant_id, name, value) VALUES ($1, $2, $3)
+ON CONFLICT (tenant_id, name) DO UPDATE SET value = excluded.value, updated_at = now();
+
+-- name: add_usage
+INSERT INTO api_usage (tenant_id, platform, day, calls, used, max)
+VALUES ($1, $2, current_date, $3, $4, $5)
+ON CONFLICT (tenant_id, platform, day) DO UPDATE
+SET calls = api_usage.calls + excluded.calls,
+    used = coalesce(excluded.used, api_usage.used), max = coalesce(excluded.max, api_usage.max);
+
+-- name: syncable_tenants
+SELECT t.* FROM tenants t
+WHERE EXISTS (SELECT 1 FROM credentials c WHERE c.tenant_id = t.id AND c.platform = 'salesforce')
+  AND EXISTS (SELECT 1 FROM credentials c WHERE c.tenant_id = t.id AND c.platform = 'copernica')
+  AND t.copernica_database IS NOT NULL;
+
+-- name: credentials_version
+SELECT coalesce(max(updated_at), 'epoch') FROM credentials WHERE tenant_id = $1;
+
+-- name: last_run_of_kind
+SELECT max(created_at) FROM sync_runs WHERE tenant_id = $1 AND ($2::text IS NULL OR kind = $2);
+
+-- name: tenant_jobs_pending
+SELECT count(*) FILTER (WHERE state IN ('waiting', 'running')) AS pending,
+       count(*) FILTER (WHERE state = 'held') AS held
+FROM jobs WHERE tenant_id = $1 AND kind = $2;
+
+-- name: unpushed_error_reports
+SELECT * FROM error_reports WHERE tenant_id = $1 AND salesforce_id IS NULL ORDER BY id LIMIT $2;
+
+-- name: mark_report_pushed
+UPDATE error_reports SET salesforce_id = $3 WHERE id = $1 AND tenant_id = $2;

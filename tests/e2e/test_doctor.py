@@ -1,0 +1,251 @@
+"""``bridge doctor`` against the running bridge and both sandboxes: all ok for a tenant set up
+as the config page leaves it, and the failing item with its fix for each broken part."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from bridge.copernica.client import CopernicaClient
+from bridge.doctor import hook_url, run
+from bridge.security.vault import Vault
+from bridge.tenants import (
+    Tenant,
+    load_copernica_credentials,
+    load_salesforce_credentials,
+    save_credentials,
+)
+from tests.fixtures.bridge import RunningBridge, configure_tenant, free_port
+from tests.fixtures.copernica import RunningSandbox as CopernicaSandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKS = (
+    "Salesforce credentials",
+    "Copernica credentials",
+    "Salesforce Change Data Capture",
+    "Salesforce custom objects",
+    "Copernica database",
+    "Copernica webhooks registered",
+    "Webhook reachable at PUBLIC_URL",
+    "Clock",
+    "Salesforce API headroom",
+    "Copernica API usage",
+)
+
+
+async def register_webhooks(
+    pool: asyncpg.Pool, copernica: CopernicaSandbox, tenant: Tenant, url: str
+) -> dict[str, object]:
+    """What saving the Copernica settings does: one webhook per trigger, ids on the tenant."""
+    stored: dict[str, object] = {"database": tenant.copernica_database}
+    async with CopernicaClient.for_sandbox(copernica.url) as client:
+        for trigger in ("create", "update", "delete"):
+            stored[trigger] = await client.create_webhook(
+                url, trigger, database=tenant.copernica_database
+            )
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE tenants SET copernica_webhooks = $2 WHERE id = $1", tenant.id, stored
+        )
+    return stored
+
+
+async def doctor(
+    bridge: RunningBridge, slug: str, capsys: pytest.CaptureFixture[str], **settings: object
+) -> tuple[int, dict[str, str]]:
+    """Run the checklist in-process; the exit code and each check's line by item."""
+    capsys.readouterr()
+    code = await run(bridge.pool, dataclasses.replace(bridge.settings, **settings), slug)
+    return code, lines_by_item(capsys.readouterr().out)
+
+
+def lines_by_item(output: str) -> dict[str, str]:
+    lines = {}
+    for line in output.splitlines():
+        for item in CHECKS:
+            if line.split(maxsplit=1)[-1].startswith(item + ":"):
+                lines[item] = line
+    return lines
+
+
+async def hook_endpoint_served(bridge: RunningBridge) -> bool:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(hook_url(bridge.settings, bridge.tenant)) as response,
+    ):
+        return response.status == 200
+
+
+@pytest.fixture
+async def ready(bridge: RunningBridge) -> RunningBridge:
+    """The fixture's tenant with its webhooks registered, as after saving the config page."""
+    await register_webhooks(
+        bridge.pool, bridge.copernica, bridge.tenant, hook_url(bridge.settings, bridge.tenant)
+    )
+    if not await hook_endpoint_served(bridge):
+        pytest.skip("the bridge does not answer GET /hooks/copernica/<token> yet")
+    return bridge
+
+
+async def test_a_configured_tenant_passes_every_check(
+    ready: RunningBridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = await doctor(ready, ready.tenant.slug, capsys)
+    assert set(lines) == set(CHECKS)
+    assert all(line.startswith("ok ") for line in lines.values()), lines
+    assert code == 0
+    assert ready.tenant.hook_token not in "".join(lines.values())  # masked
+
+
+async def test_the_cli_prints_the_same_checklist(ready: RunningBridge, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": ready.settings.database_url or "",
+        "BRIDGE_SECRET_KEYS": ",".join(ready.settings.secret_keys),
+        "PUBLIC_URL": ready.settings.public_url,
+        "BRIDGE_DATA_DIR": str(tmp_path),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge.cli",
+        "doctor",
+        ready.tenant.slug,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    lines = lines_by_item(out.decode())
+    assert set(lines) == set(CHECKS), (out, err)
+    assert all(line.startswith("ok ") for line in lines.values()), lines
+    assert process.returncode == 0
+    assert out.decode().rstrip().endswith("all checks passed")
+
+
+async def test_wrong_credentials_name_the_item_and_the_fix(
+    bridge: RunningBridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vault = Vault(bridge.settings.secret_keys)
+    async with bridge.pool.acquire() as conn:
+        sf = await load_salesforce_credentials(conn, vault, bridge.tenant.id)
+        cp = await load_copernica_credentials(conn, vault, bridge.tenant.id)
+        await save_credentials(
+            conn, vault, bridge.tenant.id, dataclasses.replace(sf, password="wrong-password")
+        )
+        await save_credentials(
+            conn, vault, bridge.tenant.id, dataclasses.replace(cp, api_token="wrong-token")
+        )
+    code, lines = await doctor(bridge, bridge.tenant.slug, capsys)
+    assert code == 1
+    assert lines["Salesforce credentials"].startswith("FAILED ")
+    assert (
+        "fix: check the integration user's username, password and security token"
+        in lines["Salesforce credentials"]
+    )
+    assert "wrong-password" not in "".join(lines.values())
+    assert lines["Copernica credentials"].startswith("FAILED ")
+    assert "fix: check the API token on the config page" in lines["Copernica credentials"]
+    for item in ("Salesforce Change Data Capture", "Salesforce custom objects"):
+        assert "not checked: needs Salesforce credentials" in lines[item]
+    for item in ("Copernica database", "Copernica webhooks registered", "Copernica API usage"):
+        assert "not checked: needs Copernica credentials" in lines[item]
+    # independent checks still ran
+    assert set(lines) == set(CHECKS)
+
+
+async def test_a_org_without_the_package_is_told_to_deploy_it(
+    bridge: RunningBridge,
+    sf_sandbox_factory,  # noqa: ANN001 - fixture factory
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bare_org = await sf_sandbox_factory(bridge_objects=False)
+    tenant, _ = await configure_tenant(
+        bridge.pool, Vault(bridge.settings.secret_keys), bare_org, bridge.copernica
+    )
+    code, lines = await doctor(bridge, tenant.slug, capsys)
+    assert code == 1
+    line = lines["Salesforce custom objects"]
+    assert line.startswith("FAILED ")
+    assert "Copernica_Sync_Error__c is missing" in line
+    assert "Copernica_Emailing__c is missing" in line
+    assert "fix: deploy the package in salesforce/" in line
+    assert lines["Salesforce credentials"].startswith("ok ")
+    assert lines["Salesforce Change Data Capture"].startswith("ok ")
+
+
+async def test_contact_not_selected_for_cdc_is_named(
+    bridge: RunningBridge,
+    sf_sandbox_factory,  # noqa: ANN001 - fixture factory
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    org = await sf_sandbox_factory(cdc_entities=())
+    tenant, _ = await configure_tenant(
+        bridge.pool, Vault(bridge.settings.secret_keys), org, bridge.copernica
+    )
+    code, lines = await doctor(bridge, tenant.slug, capsys)
+    assert code == 1
+    line = lines["Salesforce Change Data Capture"]
+    assert line.startswith("FAILED ") and "fix: select Contact for Change Data Capture" in line
+    assert lines["Salesforce custom objects"].startswith("ok ")
+
+
+async def test_an_unreachable_webhook_url_is_named(
+    bridge: RunningBridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    elsewhere = dataclasses.replace(bridge.settings, public_url=nowhere)
+    await register_webhooks(
+        bridge.pool, bridge.copernica, bridge.tenant, hook_url(elsewhere, bridge.tenant)
+    )
+    code, lines = await doctor(bridge, bridge.tenant.slug, capsys, public_url=nowhere)
+    assert code == 1
+    assert lines["Copernica webhooks registered"].startswith("ok ")
+    line = lines["Webhook reachable at PUBLIC_URL"]
+    assert line.startswith("FAILED ")
+    assert f"GET {nowhere}/hooks/copernica/<token>" in line
+    assert f"fix: make {nowhere} reach this bridge" in line
+
+
+async def test_webhooks_not_registered_or_pointing_elsewhere(
+    bridge: RunningBridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = await doctor(bridge, bridge.tenant.slug, capsys)
+    assert code == 1
+    assert lines["Copernica webhooks registered"].startswith(
+        "FAILED Copernica webhooks registered: no webhook registered -- fix: save the Copernica"
+    )
+    await register_webhooks(
+        bridge.pool, bridge.copernica, bridge.tenant, "https://old.example.com/hooks/copernica/x"
+    )
+    _, lines = await doctor(bridge, bridge.tenant.slug, capsys)
+    line = lines["Copernica webhooks registered"]
+    assert line.startswith("FAILED ") and "calls https://old.example.com/hooks/copernica/x" in line
+
+
+async def test_settings_not_saved_yet(
+    bridge: RunningBridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.cli import create_tenant
+
+    record = await create_tenant(bridge.pool, f"empty-{secrets.token_hex(4)}")
+    code, lines = await doctor(bridge, record["slug"], capsys)
+    assert code == 1
+    assert "not saved yet -- fix: save the Salesforce settings" in lines["Salesforce credentials"]
+    assert "not saved yet -- fix: save the Copernica settings" in lines["Copernica credentials"]
+    assert lines["Clock"].startswith("FAILED Clock: not checked")
+
+
+async def test_an_unknown_tenant(bridge: RunningBridge, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert await run(bridge.pool, bridge.settings, "no-such-tenant") == 1
+    assert "no tenant named 'no-such-tenant'" in capsys.readouterr().out

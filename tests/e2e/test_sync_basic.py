@@ -1,0 +1,39 @@
+"""Real-time sync through the running app and both sandboxes (issue 5, acceptance 1)."""
+
+from tests.e2e.sync_helpers import (
+    contacts,
+    create_contact,
+    create_profile,
+    eventually,
+    profile_of,
+    profiles,
+)
+
+
+async def test_salesforce_create_and_update_reach_copernica(bridge):
+    sf_id = await create_contact(bridge, FirstName="Ada", LastName="Lovelace", Email="ada@example.org")
+    profile = await eventually(lambda: profile_of(bridge, sf_id))
+    assert profile["fields"]["LastName"] == "Lovelace"
+    assert profile["fields"]["Email"] == "ada@example.org"
+
+    await bridge.salesforce.admin("PATCH", f"/contacts/{sf_id}", {"Title": "Countess"})
+
+    async def updated():
+        found = await profile_of(bridge, sf_id)
+        return found if found and found["fields"]["Title"] == "Countess" else None
+
+    await eventually(updated)
+
+
+async def test_copernica_create_and_update_reach_salesforce(bridge):
+    await create_profile(bridge, FirstName="Grace", LastName="Hopper", Email="grace@example.org")
+
+    async def contact():
+        found = [c for c in await contacts(bridge) if c.get("Email") == "grace@example.org"]
+        return found[0] if found else None
+
+    created = await eventually(contact)
+    assert created["LastName"] == "Hopper"
+    profile = await eventually(lambda: profile_of(bridge, created["Id"]))
+    assert profile["fields"]["FirstName"] == "Grace"
+    assert len(await profiles(bridge)) == 1
