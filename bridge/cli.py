@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -23,6 +24,7 @@ from bridge.db import QUERIES, database_url, migrate, open_pool
 from bridge.errors import BridgeError, ConfigError
 from bridge.security.passwords import hash_password
 from bridge.security.vault import DEMO_KEY_FILE, Vault, demo_keys, generate_key
+from bridge.tenants import Tenant
 
 log = logging.getLogger("bridge")
 
@@ -63,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="everything on one machine, with sandboxes and a demo tenant")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, help="default: $PORT")
+    demo.add_argument("--salesforce-port", type=int, default=8801)
+    demo.add_argument("--copernica-port", type=int, default=8802)
+    demo.add_argument("--contacts", type=int, default=25, help="contacts in the Salesforce sandbox")
+    demo.add_argument(
+        "--traffic", type=float, default=0.0, metavar="R",
+        help="make R random edits per second on both sides, to watch the sync",
+    )
     demo.set_defaults(run=_demo)
 
     sub.add_parser("sandbox", help="run an emulator: bridge sandbox salesforce|copernica --help")
@@ -235,69 +244,116 @@ def _rotate_keys(settings: Settings, _: argparse.Namespace) -> int:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = _require_keys(settings)
-    app = create_app(settings, role=args.role)
-    asyncio.run(_run_until_signal([(app, args.host, args.port or settings.port)]))
+
+    async def run() -> None:
+        runner = await _start(create_app(settings, role=args.role), args.host, args.port or settings.port)
+        try:
+            await _until_signal()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())
     return 0
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.secret_keys:
         settings = dataclasses.replace(settings, secret_keys=demo_keys(settings.data_dir))
-    asyncio.run(_run_demo(settings, args.host, args.port or settings.port))
+    asyncio.run(_run_demo(settings, args))
     return 0
 
 
-async def _run_demo(settings: Settings, host: str, port: int) -> None:
-    async with database_url(settings) as url:
-        settings = dataclasses.replace(settings, database_url=url)
-        async with open_pool(settings) as pool:
-            await _seed_demo(pool)
-        app = create_app(settings)
+async def _run_demo(settings: Settings, args: argparse.Namespace) -> None:
+    """Embedded PostgreSQL, both sandboxes, a mail sink, the bridge: one process, one Ctrl-C."""
+    from bridge.sandbox import copernica, demo, salesforce
+    from bridge.web.mailsink import MAIL_SINK, mail_sink
 
-        def banner() -> None:
+    host, port = args.host, args.port or settings.port
+    runners: list[web.AppRunner] = []
+    traffic: asyncio.Task[None] | None = None
+    async with database_url(settings) as url, mail_sink() as sink:
+        try:
+            sandboxes = demo.Sandboxes(
+                salesforce_url=f"http://localhost:{args.salesforce_port}",
+                copernica_url=f"http://127.0.0.1:{args.copernica_port}",
+                salesforce=salesforce.SandboxSettings(),
+                copernica=copernica.SandboxSettings(),
+            )
+            runners.append(await _start(
+                salesforce.create_app(sandboxes.salesforce), "127.0.0.1", args.salesforce_port
+            ))
+            runners.append(await _start(
+                copernica.create_app(sandboxes.copernica), "127.0.0.1", args.copernica_port
+            ))
+            public_url = settings.public_url if os.environ.get("PUBLIC_URL") else f"http://{host}:{port}"
+            settings = dataclasses.replace(
+                settings, database_url=url, smtp_url=sink.url, public_url=public_url,
+                copernica_sandbox_url=sandboxes.copernica_url,
+            )
+            async with open_pool(settings) as pool:
+                tenant = await _seed_demo(pool)
+                tenant = await demo.wire_tenant(pool, Vault(settings.secret_keys), settings, tenant, sandboxes)
+            await demo.seed_contacts(sandboxes.salesforce_url, args.contacts)
+            app = create_app(settings)
+            app[MAIL_SINK] = sink
+            runners.append(await _start(app, host, port))
+            if args.traffic:
+                traffic = asyncio.create_task(
+                    demo.traffic(sandboxes, str(tenant.copernica_database), args.traffic)
+                )
             print(
                 "\n  Copernica bridge demo is running\n"
-                f"    bridge:  http://{host}:{port}/  (health: /healthz, /readyz, /metrics)\n"
-                f"    login:   {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
-                "  Press Ctrl-C to stop everything (embedded PostgreSQL included).\n",
+                f"    bridge:      {public_url}/  (config page; the Salesforce tab is {public_url}/sfcp)\n"
+                f"    login:       {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
+                f"    mail sent:   {public_url}/demo/mail\n"
+                f"    salesforce:  {sandboxes.salesforce_url}/_sandbox/contacts  (emulator)\n"
+                f"    copernica:   {sandboxes.copernica_url}/_sandbox/databases/"
+                f"{tenant.copernica_database}/profiles  (emulator)\n"
+                f"    health:      {public_url}/healthz, /readyz, /metrics\n"
+                + (f"    traffic:     {args.traffic} random edits per second on both sides\n"
+                   if args.traffic else "")
+                + "  Press Ctrl-C to stop everything (embedded PostgreSQL included).\n",
                 flush=True,
             )
+            await _until_signal()
+        finally:
+            if traffic is not None:
+                traffic.cancel()
+                await asyncio.gather(traffic, return_exceptions=True)
+            for runner in reversed(runners):
+                with contextlib.suppress(Exception):
+                    await runner.cleanup()
 
-        await _run_until_signal([(app, host, port)], on_started=banner)
 
-
-async def _seed_demo(pool: asyncpg.Pool) -> None:
+async def _seed_demo(pool: asyncpg.Pool) -> Tenant:
     async with pool.acquire() as conn:
-        if await conn.fetchrow(QUERIES["tenant_by_slug"], DEMO_TENANT):
-            return
-    await create_tenant(pool, DEMO_TENANT, "Demo company")
-    await create_user(pool, DEMO_TENANT, DEMO_EMAIL, DEMO_PASSWORD)
+        row = await conn.fetchrow(QUERIES["tenant_by_slug"], DEMO_TENANT)
+    if row is None:
+        row = await create_tenant(pool, DEMO_TENANT, "Demo company")
+        await create_user(pool, DEMO_TENANT, DEMO_EMAIL, DEMO_PASSWORD)
+    return Tenant.from_row(row)
 
 
-async def _run_until_signal(
-    apps: list[tuple[web.Application, str, int]], on_started: Callable[[], None] | None = None
-) -> None:
-    """Serve the apps until SIGINT or SIGTERM, then shut every one down cleanly."""
+async def _start(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise BridgeError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    log.info("listening on http://%s:%s", host, port)
+    return runner
+
+
+async def _until_signal() -> None:
+    """Return on SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runners = []
-    try:
-        for app, host, port in apps:
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            runners.append(runner)
-            await web.TCPSite(runner, host, port).start()
-            log.info("listening on http://%s:%s", host, port)
-        if on_started:
-            on_started()
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        for runner in reversed(runners):
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
+    await stop.wait()
+    log.info("stopping")
 
 
 if __name__ == "__main__":

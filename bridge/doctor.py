@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -144,7 +144,7 @@ async def diagnose(pool: asyncpg.Pool, settings: Settings, slug: str) -> AsyncIt
         yield await _guarded("Copernica database", _copernica_database, tenant, cp)
         yield await _guarded("Copernica webhooks registered", _webhooks, row, settings, cp)
         yield await _guarded("Webhook reachable at PUBLIC_URL", _reachable, tenant, settings)
-        yield _clock(sf_clock, cp_clock)
+        yield clock_finding(sf_clock, cp_clock)
         yield await _guarded("Salesforce API headroom", _salesforce_headroom, sf)
         yield await _guarded("Copernica API usage", _copernica_usage, cp)
 
@@ -201,6 +201,8 @@ async def _salesforce_login(
         session = await client.session()
     except ApiError as error:
         return _failed(item, str(error), _login_fix(creds, error)), None
+    except ValueError as error:  # e.g. a private key that does not parse
+        return _failed(item, str(error), SAVE_SALESFORCE), None
     who = creds.username or f"Connected App {creds.consumer_key[:6]}…"
     return _ok(item, f"{who} ({creds.method}) logged in to {session.instance_url}"), client
 
@@ -232,7 +234,10 @@ async def _copernica_login(
         return _failed(
             item, str(error), f"use the keys that encrypted them, or {SAVE_COPERNICA}"
         ), None
-    client = _copernica_client(creds, http)
+    try:
+        client = _copernica_client(creds, http)
+    except ValueError as error:  # an empty token
+        return _failed(item, str(error), SAVE_COPERNICA), None
     try:
         identity = await client.identity()
     except ApiError as error:
@@ -354,7 +359,7 @@ def _masked(url: str, tenant: Tenant) -> str:
     return url.replace(tenant.hook_token, "<token>") if tenant.hook_token else url
 
 
-def stored_webhooks(row: asyncpg.Record) -> dict[str, Any]:
+def stored_webhooks(row: Mapping[str, Any]) -> dict[str, Any]:
     """Trigger -> webhook id as stored for the tenant (``"*"`` for a single unnamed one)."""
     data = dict(row)
     hooks = data.get("copernica_webhooks")
@@ -437,7 +442,8 @@ async def _reachable(item: str, tenant: Tenant, settings: Settings) -> Finding:
             status = response.status
             body = await response.json(content_type=None) if status == 200 else None
     except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-        return _failed(item, f"GET {shown}: {type(error).__name__} {error}".strip(), fix)
+        detail = _masked(f"GET {url}: {type(error).__name__} {error}".strip(), tenant)
+        return _failed(item, detail, fix)
     if status == 404:
         return _failed(
             item,
@@ -494,7 +500,7 @@ class PlatformClock:
         return ordered[len(ordered) // 2]
 
 
-def _clock(sf: PlatformClock, cp: PlatformClock) -> Finding:
+def clock_finding(sf: PlatformClock, cp: PlatformClock) -> Finding:
     item = "Clock"
     offsets = {"Salesforce": sf.offset, "Copernica": cp.offset}
     seen = {name: off for name, off in offsets.items() if off is not None}

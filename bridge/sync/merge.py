@@ -3,7 +3,15 @@ fingerprints both sides last agreed on. Pure: it only decides what to write wher
 
 A side *changed* a field when the fingerprint of its comparable value differs from the agreed
 one. Echoes of the bridge's own writes therefore merge to nothing, and merging again after the
-writes were applied gives nothing to do.
+writes were applied gives nothing to do. Per field:
+
+- equal on both sides (comparable values): nothing to write, agreed on that value;
+- only one side changed: the other side gets its value (to Salesforce only for writable fields);
+- both changed (or, without agreement, both non-empty and different): a conflict, won by the
+  source side of a one-way direction, by Salesforce for read-only fields, else by ``rule``;
+- a change the direction or a read-only field does not let through is ignored and the old
+  agreement kept, so it is ignored again next time;
+- a side without a record gets everything of the other side (a create), nothing conflicts.
 """
 
 from __future__ import annotations

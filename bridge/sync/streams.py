@@ -18,7 +18,7 @@ from bridge import logs
 from bridge.db import QUERIES
 from bridge.errors import BridgeError
 from bridge.retry import RetryPolicy
-from bridge.salesforce.stream import ReplayMarker, SalesforceStream
+from bridge.salesforce.stream import ALL_EVENTS, ReplayMarker, SalesforceStream
 from bridge.sync.context import Contexts
 from bridge.sync.ingest import ingest_salesforce
 from bridge.sync.jobs import JobQueue
@@ -125,7 +125,11 @@ class StreamSupervisor:
             try:
                 context = await self.contexts.get(tenant_id)
                 store = PostgresReplayStore(self.pool, tenant_id, self.owner)
-                async with SalesforceStream(context.salesforce, CHANNEL, store) as stream:
+                # No marker yet: every retained event. Replays are harmless (the engine merges
+                # current state), and nothing between the first full sync and now is missed.
+                async with SalesforceStream(
+                    context.salesforce, CHANNEL, store, default_replay=ALL_EVENTS
+                ) as stream:
                     attempt = 0
                     async for item in stream:
                         tenant = (await self.contexts.get(tenant_id)).tenant

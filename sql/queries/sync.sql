@@ -93,3 +93,11 @@ SELECT * FROM error_reports WHERE tenant_id = $1 AND salesforce_id IS NULL ORDER
 
 -- name: mark_report_pushed
 UPDATE error_reports SET salesforce_id = $3 WHERE id = $1 AND tenant_id = $2;
+
+-- name: reset_sync_state
+-- The demo starts with empty sandboxes: forget what was synced with the previous ones.
+WITH l AS (DELETE FROM links WHERE tenant_id = $1),
+     j AS (DELETE FROM jobs WHERE tenant_id = $1),
+     s AS (DELETE FROM stream_state WHERE tenant_id = $1),
+     w AS (DELETE FROM watermarks WHERE tenant_id = $1)
+DELETE FROM sync_runs WHERE tenant_id = $1;

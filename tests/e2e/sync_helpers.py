@@ -53,3 +53,46 @@ async def create_profile(bridge: RunningBridge, **fields: str) -> str:
     database = bridge.tenant.copernica_database
     reply = await bridge.copernica.admin("POST", f"databases/{database}/profiles", {"fields": fields})
     return str(reply["ID"])
+
+
+async def quiet(bridge: RunningBridge, timeout: float = 15.0) -> None:
+    """Wait until every change made so far has travelled: webhooks delivered, CDC events
+    ingested, jobs applied — and stayed so for a moment (a write may announce another)."""
+    calm = 0
+
+    async def settled() -> bool:
+        nonlocal calm
+        pending_hooks = (await bridge.copernica.admin("POST", "webhooks/drain"))["pending"]
+        retained = await bridge.salesforce.admin("GET", "/cdc/events")
+        latest = max((e["replay_id"] for e in retained["events"]), default=0)
+        async with bridge.pool.acquire() as conn:
+            jobs = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state <> 'held'",
+                bridge.tenant.id,
+            )
+            replay = await conn.fetchval(
+                "SELECT coalesce(max(replay_id), 0) FROM stream_state WHERE tenant_id = $1",
+                bridge.tenant.id,
+            )
+        streaming = bridge.tenant.auto_sync and bridge.tenant.direction != "cp_to_sf"
+        caught_up = not streaming or replay >= latest
+        calm = calm + 1 if (pending_hooks == 0 and jobs == 0 and caught_up) else 0
+        return calm >= 3
+
+    await eventually(settled, timeout)
+
+
+async def set_tenant(bridge: RunningBridge, **settings: Any) -> None:
+    from bridge.tenants import update_tenant
+
+    async with bridge.pool.acquire() as conn:
+        bridge.tenant = await update_tenant(conn, bridge.tenant.id, **settings)
+    await asyncio.sleep(0.5)  # the stream supervisor looks every 0.3 s
+
+
+async def links(bridge: RunningBridge) -> dict[str, str]:
+    async with bridge.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT salesforce_id, copernica_id FROM links WHERE tenant_id = $1", bridge.tenant.id
+        )
+    return {r["salesforce_id"]: r["copernica_id"] for r in rows}

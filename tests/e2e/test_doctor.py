@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from bridge.copernica.client import CopernicaClient
-from bridge.doctor import hook_url, run
+from bridge.doctor import PlatformClock, clock_finding, hook_url, run, stored_webhooks
 from bridge.security.vault import Vault
 from bridge.tenants import (
     Tenant,
@@ -25,6 +25,7 @@ from bridge.tenants import (
 )
 from tests.fixtures.bridge import RunningBridge, configure_tenant, free_port
 from tests.fixtures.copernica import RunningSandbox as CopernicaSandbox
+from tests.fixtures.salesforce import SandboxFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = (
@@ -45,7 +46,7 @@ async def register_webhooks(
     pool: asyncpg.Pool, copernica: CopernicaSandbox, tenant: Tenant, url: str
 ) -> dict[str, object]:
     """What saving the Copernica settings does: one webhook per trigger, ids on the tenant."""
-    stored: dict[str, object] = {"database": tenant.copernica_database}
+    stored: dict[str, object] = {"database": tenant.copernica_database, "handler": url}
     async with CopernicaClient.for_sandbox(copernica.url) as client:
         for trigger in ("create", "update", "delete"):
             stored[trigger] = await client.create_webhook(
@@ -165,7 +166,7 @@ async def test_wrong_credentials_name_the_item_and_the_fix(
 
 async def test_a_org_without_the_package_is_told_to_deploy_it(
     bridge: RunningBridge,
-    sf_sandbox_factory,  # noqa: ANN001 - fixture factory
+    sf_sandbox_factory: SandboxFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     bare_org = await sf_sandbox_factory(bridge_objects=False)
@@ -185,7 +186,7 @@ async def test_a_org_without_the_package_is_told_to_deploy_it(
 
 async def test_contact_not_selected_for_cdc_is_named(
     bridge: RunningBridge,
-    sf_sandbox_factory,  # noqa: ANN001 - fixture factory
+    sf_sandbox_factory: SandboxFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     org = await sf_sandbox_factory(cdc_entities=())
@@ -249,3 +250,41 @@ async def test_an_unknown_tenant(bridge: RunningBridge, capsys: pytest.CaptureFi
     capsys.readouterr()
     assert await run(bridge.pool, bridge.settings, "no-such-tenant") == 1
     assert "no tenant named 'no-such-tenant'" in capsys.readouterr().out
+
+
+async def test_little_salesforce_api_headroom_warns_without_failing(
+    ready: RunningBridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await ready.salesforce.admin("PATCH", "/limits", {"used": 114_000, "max": 115_000})
+    code, lines = await doctor(ready, ready.tenant.slug, capsys)
+    line = lines["Salesforce API headroom"]
+    assert line.startswith("WARN ") and "of 115,000 daily API requests left" in line
+    assert "fix: raise the org's API allocation" in line
+    assert code == 0
+
+
+def test_clock_offsets_warn_then_fail() -> None:
+    def clock(*offsets: float) -> PlatformClock:
+        watched = PlatformClock()
+        watched.offsets.extend(offsets)
+        return watched
+
+    assert clock_finding(clock(-1, 0, 1), clock(0.4)).status == "ok"
+    warned = clock_finding(clock(45), clock(0))
+    assert warned.status == "WARN" and "Salesforce +45 s" in warned.detail
+    failed = clock_finding(clock(0), clock(-400, -400, 3))
+    assert failed.status == "FAILED" and "Copernica -400 s" in failed.detail
+    assert "NTP" in failed.fix
+    one_side = clock_finding(clock(), clock(2))
+    assert one_side.status == "ok" and "Salesforce not checked" in one_side.detail
+    assert clock_finding(clock(), clock()).status == "FAILED"
+
+
+def test_stored_webhooks_in_either_shape() -> None:
+    assert stored_webhooks({"copernica_webhooks": {"create": 1, "database": "2"}}) == {
+        "create": 1,
+        "database": "2",
+    }
+    assert stored_webhooks({"copernica_webhooks": '{"update": 3}'}) == {"update": 3}
+    assert stored_webhooks({"copernica_webhooks": {}, "copernica_webhook_id": 7}) == {"*": 7}
+    assert stored_webhooks({"slug": "x"}) == {}

@@ -255,7 +255,7 @@ pairs = st.sampled_from(PAIRS).map(lambda pair: field_map(*pair))
 # --- round trips ------------------------------------------------------------------------------
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_salesforce_values_survive_copernica(data: st.DataObject) -> None:
     fm = data.draw(pairs)
@@ -270,7 +270,7 @@ def test_salesforce_values_survive_copernica(data: st.DataObject) -> None:
         assert back == canonical
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_copernica_values_survive_salesforce(data: st.DataObject) -> None:
     fm = data.draw(pairs)
@@ -285,7 +285,7 @@ def test_copernica_values_survive_salesforce(data: st.DataObject) -> None:
     assert comparable(fm, again[fm.sf_name]) == comparable(fm, canonical[fm.sf_name])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_comparable_is_idempotent_and_canonical(data: st.DataObject) -> None:
     fm = data.draw(pairs)

@@ -1,0 +1,151 @@
+"""The demo: both sandboxes, a tenant wired to them, some contacts, and optional traffic.
+
+``bridge demo`` starts the emulators in its own process, so each demo begins with an empty
+Salesforce org and Copernica account; the demo tenant's sync state (links, jobs, replay marker,
+runs) is reset to match, and its credentials, database, fields and webhooks are set again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+
+from bridge.config import Settings
+from bridge.copernica.client import CopernicaClient
+from bridge.db import QUERIES
+from bridge.sandbox.copernica import SandboxSettings as CopernicaSettings
+from bridge.sandbox.salesforce import SandboxSettings as SalesforceSettings
+from bridge.security.vault import Vault
+from bridge.tenants import (
+    CopernicaCredentials,
+    SalesforceCredentials,
+    Tenant,
+    save_credentials,
+    update_tenant,
+)
+from bridge.web.platforms import ensure_webhooks, save_webhooks, stored_webhooks
+
+log = logging.getLogger(__name__)
+
+# Copernica fields named like Salesforce Contact fields, so the default mapping picks them up.
+DEMO_FIELDS = (
+    ("FirstName", "text"), ("LastName", "text"), ("Email", "email"), ("Title", "text"),
+    ("Phone", "phone_fax"), ("Department", "text"), ("Birthdate", "empty_date"),
+    ("SalesforceId", "text"),
+)
+FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia", "Ken")
+LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus", "Perlman")
+TITLES = ("CEO", "CTO", "Engineer", "Buyer", "Marketing manager", "Analyst", "Consultant")
+
+
+@dataclass(frozen=True)
+class Sandboxes:
+    salesforce_url: str
+    copernica_url: str
+    salesforce: SalesforceSettings
+    copernica: CopernicaSettings
+
+
+async def wire_tenant(
+    pool: asyncpg.Pool, vault: Vault, settings: Settings, tenant: Tenant, sandboxes: Sandboxes
+) -> Tenant:
+    """Point ``tenant`` at the sandboxes, as an administrator would on the config page."""
+    sf, cp = sandboxes.salesforce, sandboxes.copernica
+    async with CopernicaClient.for_sandbox(sandboxes.copernica_url, cp.api_token) as client:
+        database = [db async for db in client.databases()][0]
+        existing = {f.name async for f in client.fields(database.id)}
+        for name, kind in DEMO_FIELDS:
+            if name not in existing:
+                await client.create_field(database.id, name, kind)
+        async with pool.acquire() as conn:
+            await conn.execute(QUERIES["reset_sync_state"], tenant.id)
+            await save_credentials(conn, vault, tenant.id, SalesforceCredentials(
+                method="soap", login_url=sandboxes.salesforce_url, username=sf.username,
+                password=sf.password, security_token=sf.security_token,
+            ))
+            await save_credentials(conn, vault, tenant.id, CopernicaCredentials(
+                api_token=cp.api_token, hostname=sandboxes.copernica_url,
+                auth_url=f"{sandboxes.copernica_url}/authenticate",
+            ))
+            tenant = await update_tenant(
+                conn, tenant.id, copernica_database=str(database.id), link_field="SalesforceId"
+            )
+            hooks, _ = await ensure_webhooks(
+                client, settings, tenant, await stored_webhooks(conn, tenant.id)
+            )
+            await save_webhooks(conn, tenant.id, hooks)
+    return tenant
+
+
+def random_contact(rng: random.Random) -> dict[str, str]:
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    return {
+        "FirstName": first,
+        "LastName": last,
+        "Email": f"{first}.{last}.{rng.randrange(10**6)}@demo.example".lower(),
+        "Title": rng.choice(TITLES),
+    }
+
+
+async def seed_contacts(salesforce_url: str, count: int, seed: int = 7) -> None:
+    """Contacts that exist before the bridge looks: the first full sync copies them."""
+    rng = random.Random(seed)
+    records = [random_contact(rng) for _ in range(count)]
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{salesforce_url}/_sandbox/records/Contact", json={"records": records}
+    ) as reply:
+        reply.raise_for_status()
+
+
+async def traffic(sandboxes: Sandboxes, database: str, per_second: float, seed: int = 11) -> None:
+    """Random edits "as users would" on both sides, ``per_second`` in all, until cancelled."""
+    rng = random.Random(seed)
+    sf, cp = sandboxes.salesforce_url, sandboxes.copernica_url
+    async with aiohttp.ClientSession() as http:
+        while True:
+            await asyncio.sleep(1 / per_second)
+            try:
+                if rng.random() < 0.5:
+                    await _edit_salesforce(http, sf, rng)
+                else:
+                    await _edit_copernica(http, cp, database, rng)
+            except (aiohttp.ClientError, KeyError, IndexError) as error:
+                log.warning("demo traffic: %s", error)
+
+
+async def _edit_salesforce(http: aiohttp.ClientSession, base: str, rng: random.Random) -> None:
+    async with http.get(f"{base}/_sandbox/contacts") as reply:
+        records = (await reply.json())["records"]
+    if not records or rng.random() < 0.2:
+        await _send(http, "POST", f"{base}/_sandbox/contacts", random_contact(rng))
+        return
+    record = rng.choice(records)
+    await _send(
+        http, "PATCH", f"{base}/_sandbox/contacts/{record['Id']}", {"Title": rng.choice(TITLES)}
+    )
+
+
+async def _edit_copernica(
+    http: aiohttp.ClientSession, base: str, database: str, rng: random.Random
+) -> None:
+    async with http.get(f"{base}/_sandbox/databases/{database}/profiles") as reply:
+        live = [p for p in (await reply.json())["data"] if not p.get("removed")]
+    if not live or rng.random() < 0.2:
+        url = f"{base}/_sandbox/databases/{database}/profiles"
+        await _send(http, "POST", url, {"fields": random_contact(rng)})
+        return
+    profile = rng.choice(live)
+    await _send(
+        http, "PUT", f"{base}/_sandbox/profiles/{profile['ID']}",
+        {"fields": {"Title": rng.choice(TITLES)}},
+    )
+
+
+async def _send(http: aiohttp.ClientSession, method: str, url: str, body: object) -> None:
+    async with http.request(method, url, json=body) as reply:
+        reply.raise_for_status()
