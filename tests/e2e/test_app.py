@@ -73,14 +73,16 @@ def _processes_using(path: str) -> list[psutil.Process]:
 
 
 async def test_demo_starts_answers_and_ctrl_c_leaves_nothing_behind(tmp_path):
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BRIDGE_SECRET_KEYS")}
+    port, sf_port, cp_port = _free_port(), _free_port(), _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "BRIDGE_SECRET_KEYS", "PUBLIC_URL")
+    }
     env.update(BRIDGE_DATA_DIR=str(tmp_path / "data"), PORT=str(port))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bridge.cli",
-        "demo",
+        *(sys.executable, "-m", "bridge.cli", "demo", "--contacts", "3"),
+        *("--salesforce-port", str(sf_port), "--copernica-port", str(cp_port)),
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -96,6 +98,24 @@ async def test_demo_starts_answers_and_ctrl_c_leaves_nothing_behind(tmp_path):
             for path in ("/healthz", "/readyz"):
                 async with http.get(f"http://127.0.0.1:{port}{path}") as response:
                     assert response.status == 200, path
+            # a contact edited in the Salesforce emulator shows up in the Copernica emulator
+            async with http.post(
+                f"http://127.0.0.1:{sf_port}/_sandbox/contacts",
+                json={"LastName": "Demo", "Email": "demo@example.org"},
+            ) as response:
+                sf_id = (await response.json())["id"]
+            for _ in range(100):
+                async with http.get(
+                    f"http://127.0.0.1:{cp_port}/_sandbox/databases/1/profiles"
+                ) as response:
+                    linked = [
+                        p for p in (await response.json())["data"]
+                        if p["fields"].get("SalesforceId") == sf_id
+                    ]
+                if linked:
+                    break
+                await asyncio.sleep(0.1)
+            assert linked and linked[0]["fields"]["Email"] == "demo@example.org"
         assert _processes_using(str(tmp_path / "data"))  # its PostgreSQL runs
     finally:
         proc.send_signal(signal.SIGINT)
