@@ -96,3 +96,31 @@ async def links(bridge: RunningBridge) -> dict[str, str]:
             "SELECT salesforce_id, copernica_id FROM links WHERE tenant_id = $1", bridge.tenant.id
         )
     return {r["salesforce_id"]: r["copernica_id"] for r in rows}
+
+
+COMPARED = ("FirstName", "LastName", "Email", "Title")
+
+
+async def assert_sides_agree(bridge: RunningBridge) -> int:
+    """Every contact has exactly one profile and every profile one contact, field by field
+    equal; returns the number of pairs."""
+    by_id = {c["Id"]: c for c in await contacts(bridge)}
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for profile in await profiles(bridge):
+        grouped.setdefault(profile["fields"].get("SalesforceId", ""), []).append(profile)
+    assert set(grouped) == set(by_id), (set(grouped) ^ set(by_id))
+    for sf_id, group in grouped.items():
+        assert len(group) == 1, f"{len(group)} profiles for {sf_id}"
+        contact, fields = by_id[sf_id], group[0]["fields"]
+        for name in COMPARED:
+            assert (contact.get(name) or "") == fields.get(name, ""), (sf_id, name)
+    emails = [c.get("Email") for c in by_id.values() if c.get("Email")]
+    assert len(emails) == len(set(emails)), "a contact was created twice"
+    return len(by_id)
+
+
+async def bridge_writes(bridge: RunningBridge) -> tuple[int, int]:
+    """(writes the bridge made to Salesforce, REST writes Copernica received)."""
+    sf = await bridge.salesforce.admin("GET", "/writes")
+    cp = await bridge.copernica.admin("GET", "stats")
+    return sf["by_client"].get(bridge.settings.client_id, 0), cp["rest_writes"]
