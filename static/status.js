@@ -12,6 +12,12 @@
     if (el) { el.textContent = value; }
   }
 
+  function when(iso) {
+    if (!iso) { return "never"; }
+    var moment = new Date(iso);
+    return isNaN(moment) ? iso : moment.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  }
+
   function render(status) {
     var run = status.current_run;
     var state = run ? run.state : "none";
@@ -24,7 +30,7 @@
     text("run-count", run ? (run.total ? run.done + " of " + run.total : run.done + " done") : "");
     text("queue-depth", String(status.queue_depth));
     text("held-jobs", String(status.held_jobs));
-    text("last-success", status.last_success || "never");
+    text("last-success", when(status.last_success));
     var streams = (status.streams || []).map(function (s) {
       return s.channel + (s.owner ? " (held by " + s.owner + ")" : "");
     });

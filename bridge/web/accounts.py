@@ -41,6 +41,7 @@ routes = web.RouteTableDef()
 
 RESET_LIFETIME = 3600.0
 MIN_PASSWORD = 10
+RESETS_PER_HOUR = 5
 # Checked against when the address is unknown, so both cases cost one scrypt verification.
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 BACKGROUND = web.AppKey("background_tasks", set)
@@ -172,6 +173,10 @@ async def _send_reset(app: web.Application, email: str) -> None:
         async with app[POOL].acquire() as conn:
             user = await conn.fetchrow(QUERIES["user_by_email"], email)
             if user is None:
+                return
+            recent = await conn.fetchval(QUERIES["recent_password_resets"], user["id"], 3600.0)
+            if recent >= RESETS_PER_HOUR:  # no mail bombing through the reset form
+                log.warning("password reset for user %s refused: %s this hour", user["id"], recent)
                 return
             token = secrets.token_urlsafe(32)
             await conn.execute(QUERIES["create_password_reset"], _hash(token), user["id"],

@@ -18,11 +18,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp_jinja2
 from aiohttp import web
-from aiosmtpd.smtp import SMTP, Envelope, Session
+
+if TYPE_CHECKING:  # aiosmtpd is needed by the demo and the tests only: imported when used
+    from aiosmtpd.smtp import SMTP, Envelope, Session
 
 KEEP = 200  # messages kept; older ones are dropped
 
@@ -77,6 +79,8 @@ MAIL_SINK = web.AppKey("mail_sink", MailSink)
 @asynccontextmanager
 async def mail_sink(host: str = "127.0.0.1") -> AsyncIterator[MailSink]:
     """Run a sink on an OS-chosen port of ``host`` for as long as the block runs."""
+    from aiosmtpd.smtp import SMTP
+
     sink = MailSink()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(sink, hostname="bridge-mail-sink"), host, 0)

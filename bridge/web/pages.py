@@ -15,6 +15,7 @@ from aiohttp import web
 from bridge.web import accounts, config_page, dashboard, tab
 from bridge.web.guard import SESSION, security_headers, sessions_and_csrf
 from bridge.web.mailsink import demo_mail
+from bridge.web.render import when
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES = ROOT / "templates"
@@ -23,11 +24,12 @@ STATIC = ROOT / "static"
 
 def setup(app: web.Application) -> None:
     """Register templates, middlewares and routes of the pages on ``app``."""
-    aiohttp_jinja2.setup(
+    environment = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     )
+    environment.filters["when"] = when
     app.middlewares.append(security_headers)
     app.middlewares.append(sessions_and_csrf)
     app[accounts.BACKGROUND] = set()

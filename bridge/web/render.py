@@ -3,6 +3,7 @@ forms and the flash message left by the previous action."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp_jinja2
@@ -16,6 +17,20 @@ from bridge.web.guard import (
     keep_pre_login_token,
     take_flash,
 )
+
+
+def when(moment: str | datetime | None, empty: str = "never") -> str:
+    """A moment for people: ``2026-03-29 14:05 UTC`` (ISO text from the status JSON, too)."""
+    if not moment:
+        return empty
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return moment
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def render(

@@ -32,6 +32,9 @@ UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL
 INSERT INTO password_resets (token_hash, user_id, expires_at)
 VALUES ($1, $2, now() + make_interval(secs => $3));
 
+-- name: recent_password_resets
+SELECT count(*) FROM password_resets WHERE user_id = $1 AND created_at > now() - make_interval(secs => $2);
+
 -- name: use_password_reset
 -- Marks the token used in the same statement that checks it: a token works once.
 UPDATE password_resets SET used_at = now()

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 from bridge.copernica.client import CopernicaClient
 from bridge.sync import reports
 from bridge.sync.jobs import Failure, JobQueue
-from tests.fixtures.bridge import PASSWORD
+from tests.fixtures.bridge import PASSWORD, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
@@ -217,20 +217,26 @@ async def test_dashboard_shows_chart_usage_held_jobs_and_stream(page, web_bridge
     assert "API usage today" in await page.locator("main").inner_text()
 
 
-async def test_the_tab_works_inside_an_iframe_of_another_origin(page, web_bridge):
-    """The session cookie (SameSite=None; Secure; Partitioned) and the CSP frame-ancestors let
-    the tab work when framed by another site, as Salesforce frames it."""
+async def _framing_site(bridge, port: int) -> TestServer:
+    """A page on another origin that frames the tab, as Salesforce does."""
     async def outer(_: web.Request) -> web.Response:
         return web.Response(
             text=f'<!doctype html><title>Salesforce</title><h1>Salesforce</h1>'
-            f'<iframe id="tab" src="{web_bridge.url}/sfcp" width="1000" height="800"></iframe>',
+            f'<iframe id="tab" src="{bridge.url}/sfcp" width="1000" height="800"></iframe>',
             content_type="text/html",
         )
 
     app = web.Application()
     app.router.add_get("/", outer)
-    server = TestServer(app, host="127.0.0.1", port=web_bridge.frame_port)
+    server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
+    return server
+
+
+async def test_the_tab_works_inside_an_iframe_of_another_origin(page, web_bridge):
+    """The session cookie (SameSite=None; Secure; Partitioned) and the CSP frame-ancestors let
+    the tab work when framed by another site, as Salesforce frames it."""
+    server = await _framing_site(web_bridge, web_bridge.frame_port)
     try:
         await page.goto(f"{web_bridge.frame_origin}/")
         frame = page.frame_locator("#tab")
@@ -241,6 +247,31 @@ async def test_the_tab_works_inside_an_iframe_of_another_origin(page, web_bridge
         assert "Your request has been added to the queue" in (
             await frame.locator("p.flash").first.inner_text()
         )
-        await asyncio.sleep(0)
     finally:
         await server.close()
+
+
+async def test_a_site_not_in_frame_ancestors_cannot_frame_the_tab(page, web_bridge):
+    server = await _framing_site(web_bridge, free_port())
+    try:
+        await page.goto(str(server.make_url("/")).replace("127.0.0.1", "localhost"))
+        await page.wait_for_load_state("load")
+        await asyncio.sleep(0.5)
+        assert await page.frame_locator("#tab").get_by_label("E-mail address").count() == 0
+    finally:
+        await server.close()
+
+
+async def test_every_page_fits_the_tab_and_every_field_has_a_label(page, web_bridge):
+    await login(page, web_bridge)
+    for path in ("/sfcp", "/config", "/dashboard", "/password-reset"):
+        await page.goto(f"{web_bridge.url}{path}")
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1000, (path, width)
+        unlabelled = await page.evaluate(
+            """() => [...document.querySelectorAll('input, select, textarea')]
+                 .filter(e => e.type !== 'hidden')
+                 .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                 .map(e => e.name)"""
+        )
+        assert unlabelled == [], (path, unlabelled)

@@ -8,6 +8,7 @@ import logging
 import re
 
 import pytest
+from yarl import URL
 
 from bridge.db import QUERIES
 from bridge.security import throttle
@@ -148,8 +149,7 @@ async def test_the_session_id_changes_at_login_and_logout_revokes_it(web_bridge,
     assert revoked
     stale = WebUser(web_bridge.url)
     try:
-        stale.http.cookie_jar.update_cookies({COOKIE: first}, response_url=stale.http._base_url
-                                             or __import__("yarl").URL(web_bridge.url))
+        stale.http.cookie_jar.update_cookies({COOKIE: first}, response_url=URL(web_bridge.url))
         status, text = await stale.get("/sfcp")
         assert "Login" in text and "Sync manually" not in text
     finally:

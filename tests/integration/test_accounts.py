@@ -1,0 +1,96 @@
+"""Accounts against PostgreSQL: sessions, reset tokens, throttling; mail through a real SMTP sink."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bridge.cli import create_user
+from bridge.config import Settings
+from bridge.db import QUERIES
+from bridge.mail import MailNotConfigured, send_mail
+from bridge.security import sessions, throttle
+from bridge.web.mailsink import MAIL_SINK, demo_mail, mail_sink
+from bridge.web.pages import TEMPLATES
+
+
+async def _user(pool, tenant) -> int:
+    return await create_user(pool, tenant["slug"], f"u-{secrets.token_hex(4)}@x.example",
+                             "long-enough-password")
+
+
+async def test_sessions_open_find_and_revoke(pool, tenant):
+    user_id = await _user(pool, tenant)
+    async with pool.acquire() as conn:
+        value = await sessions.open_session(conn, user_id, tenant["id"])
+        found = await sessions.find_session(conn, value)
+        assert found.user_id == user_id and found.tenant_id == tenant["id"]
+        stored = await conn.fetchval("SELECT id_hash FROM sessions WHERE user_id = $1", user_id)
+        assert stored == sessions.digest(value) and value not in stored
+        other = await sessions.open_session(conn, user_id, tenant["id"])
+        await sessions.revoke_others(conn, user_id, found.id_hash)
+        assert await sessions.find_session(conn, other) is None
+        assert await sessions.find_session(conn, value) is not None
+        await sessions.revoke(conn, found.id_hash)
+        assert await sessions.find_session(conn, value) is None
+        expired = await sessions.open_session(conn, user_id, tenant["id"], lifetime=-1)
+        assert await sessions.find_session(conn, expired) is None
+        assert await sessions.find_session(conn, "") is None
+
+
+async def test_a_reset_token_is_used_once_and_expires(pool, tenant):
+    user_id = await _user(pool, tenant)
+    async with pool.acquire() as conn:
+        await conn.execute(QUERIES["create_password_reset"], "h1", user_id, 3600.0)
+        await conn.execute(QUERIES["create_password_reset"], "h2", user_id, -1.0)
+        assert await conn.fetchval(QUERIES["use_password_reset"], "h1") == user_id
+        assert await conn.fetchval(QUERIES["use_password_reset"], "h1") is None
+        assert await conn.fetchval(QUERIES["use_password_reset"], "h2") is None
+
+
+async def test_throttle_counts_per_address_and_client(pool):
+    email = f"t-{secrets.token_hex(4)}@x.example"
+    async with pool.acquire() as conn:
+        for _ in range(throttle.PER_CLIENT):
+            assert (await throttle.check(conn, email, "10.0.0.1")).allowed
+            await throttle.failed(conn, email.upper(), "10.0.0.1")
+        assert not (await throttle.check(conn, email, "10.0.0.1")).allowed
+        assert (await throttle.check(conn, email, "10.0.0.2")).allowed
+        await throttle.succeeded(conn, email, "10.0.0.1")
+        assert (await throttle.check(conn, email, "10.0.0.1")).allowed
+
+
+async def test_mail_reaches_the_sink_and_the_demo_page_lists_it():
+    async with mail_sink() as sink:
+        settings = dataclasses.replace(Settings(), smtp_url=sink.url, mail_from="bridge@x.example")
+        await send_mail(settings, "someone@x.example", "Hello", "line one\nline two\n")
+        mail = await sink.wait_for("someone@x.example")
+        assert mail.subject == "Hello" and "line two" in mail.body
+        assert mail.sender == "bridge@x.example"
+
+        app = web.Application()
+        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
+        app.router.add_get("/demo/mail", demo_mail)
+        async with TestClient(TestServer(app)) as client:
+            assert (await client.get("/demo/mail")).status == 404  # no sink: no page
+        app = web.Application()
+        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
+        app.router.add_get("/demo/mail", demo_mail)
+        app[MAIL_SINK] = sink
+        async with TestClient(TestServer(app)) as client:
+            response = await client.get("/demo/mail")
+            assert response.status == 200 and "line two" in await response.text()
+
+
+async def test_without_smtp_url_mail_is_refused_clearly():
+    try:
+        await send_mail(Settings(), "a@x.example", "s", "b")
+    except MailNotConfigured as exc:
+        assert "SMTP_URL" in str(exc)
+    else:
+        raise AssertionError("expected MailNotConfigured")
