@@ -12,15 +12,15 @@ from tests.fixtures.bridge import RunningBridge
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 10.0) -> T:
+async def eventually(check: Callable[[], Awaitable[T]], within: float = 10.0) -> T:
     """Poll ``check`` until it returns something truthy; fail with its last value."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s (last: {value!r})")
+            raise AssertionError(f"not within {within} s (last: {value!r})")
         await asyncio.sleep(0.05)
 
 
@@ -55,7 +55,7 @@ async def create_profile(bridge: RunningBridge, **fields: str) -> str:
     return str(reply["ID"])
 
 
-async def quiet(bridge: RunningBridge, timeout: float = 15.0) -> None:
+async def quiet(bridge: RunningBridge, within: float = 15.0) -> None:
     """Wait until every change made so far has travelled: webhooks delivered, CDC events
     ingested, jobs applied — and stayed so for a moment (a write may announce another)."""
     calm = 0
@@ -79,7 +79,7 @@ async def quiet(bridge: RunningBridge, timeout: float = 15.0) -> None:
         calm = calm + 1 if (pending_hooks == 0 and jobs == 0 and caught_up) else 0
         return calm >= 3
 
-    await eventually(settled, timeout)
+    await eventually(settled, within)
 
 
 async def set_tenant(bridge: RunningBridge, **settings: Any) -> None:

@@ -45,7 +45,7 @@ async def test_a_thousand_random_edits_make_no_echo_writes(bridge):
 
     for start in range(0, EDITS, 20):
         await asyncio.gather(*(edit(n) for n in range(start, start + 20)))
-    await quiet(bridge, timeout=60)
+    await quiet(bridge, within=60)
 
     sf_writes, cp_writes = await bridge_writes(bridge)
     to_salesforce, to_copernica = sf_writes - sf_before, cp_writes - cp_before

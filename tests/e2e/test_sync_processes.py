@@ -106,7 +106,7 @@ async def test_two_processes_share_the_work_and_the_survivor_takes_the_stream(br
         for sf_id in during:  # changes made while nobody streamed are not missed
             await eventually(lambda sf_id=sf_id: profile_of(setup, sf_id), 20)
         await create_profile(setup, LastName="From Copernica", Email="cp@x.org")
-        await quiet(setup, timeout=30)
+        await quiet(setup, within=30)
         assert await assert_sides_agree(setup) == 21
     finally:
         await first.stop()
@@ -169,7 +169,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(br
                 await bridge.start()
             await asyncio.gather(*(change(made + i) for i in range(25)))
             made += 25
-        await quiet(setup, timeout=180)
+        await quiet(setup, within=180)
         pairs = await assert_sides_agree(setup)
         assert pairs == len(sf_ids) + len(cp_ids)
     finally:
