@@ -99,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     ucreate.set_defaults(run=_user_create)
 
+    sync = sub.add_parser("sync", help="compare both sides of a tenant now and apply what differs")
+    sync.add_argument("tenant", help="tenant slug")
+    sync.add_argument(
+        "--full", action="store_true",
+        help="compare every record (default: what changed since the last run)",
+    )
+    sync.set_defaults(run=_sync)
+
     doctor = sub.add_parser("doctor", help="check a tenant's set-up, item by item, with fixes")
     doctor.add_argument("tenant", help="tenant slug")
     doctor.set_defaults(run=_doctor)
@@ -223,12 +231,64 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     return _with_db(work, settings)
 
 
+def _sync(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one reconcile in this process (sharing the queue with any running bridge) and show
+    its progress until it ends."""
+    from bridge.sync.jobs import JobQueue
+    from bridge.sync.runs import get_run, request_sync
+    from bridge.sync.runtime import SyncOptions, SyncRuntime
+
+    settings = _keys_for_cli(settings)
+
+    async def work(pool: asyncpg.Pool) -> int:
+        async with pool.acquire() as conn:
+            tenant = await conn.fetchrow(QUERIES["tenant_by_slug"], args.tenant)
+        if tenant is None:
+            raise BridgeError(f"no tenant named {args.tenant!r} (see `bridge tenant list`)")
+        queue = JobQueue(pool)
+        runtime = SyncRuntime(
+            pool, queue, Vault(settings.secret_keys), settings,
+            SyncOptions(streams=False, schedule=False, poll_interval=0.5),
+        )
+        run_id = await request_sync(queue, tenant["id"], "full" if args.full else "reconcile", "cli")
+        await runtime.start()
+        try:
+            while True:
+                async with pool.acquire() as conn:
+                    run = await get_run(conn, tenant["id"], run_id)
+                assert run is not None
+                _progress_bar(run.done, run.total, run.message or run.state)
+                if run.state in ("done", "failed"):
+                    print(file=sys.stderr)
+                    print(f"{run.state}: {run.message}")
+                    return 0 if run.state == "done" else 1
+                await asyncio.sleep(0.25)
+        finally:
+            await runtime.stop()
+
+    return _with_db(work, settings)
+
+
+def _progress_bar(done: int, total: int | None, note: str, width: int = 30) -> None:
+    if total:
+        filled = min(width, width * done // total)
+        bar = f"[{'#' * filled}{'.' * (width - filled)}] {100 * done // total:3d}% {done:,}/{total:,}"
+    else:
+        bar = f"[{'.' * width}]      {done:,}"
+    print(f"\r{bar}  {note[:40]:<40}", end="", file=sys.stderr, flush=True)
+
+
+def _keys_for_cli(settings: Settings) -> Settings:
+    """The configured keys, or the demo's generated key when run beside the demo."""
+    if not settings.secret_keys and (settings.data_dir / DEMO_KEY_FILE).exists():
+        settings = dataclasses.replace(settings, secret_keys=demo_keys(settings.data_dir))
+    return _require_keys(settings)
+
+
 def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     from bridge.doctor import run
 
-    if not settings.secret_keys and (settings.data_dir / DEMO_KEY_FILE).exists():
-        settings = dataclasses.replace(settings, secret_keys=demo_keys(settings.data_dir))
-    settings = _require_keys(settings)
+    settings = _keys_for_cli(settings)
     return _with_db(lambda pool: run(pool, settings, args.tenant), settings)
 
 

@@ -48,7 +48,8 @@ class SyncOptions:
     scheduler_interval: float = 60.0
     takeover_interval: float = 2.0
     audit_retention_days: int = 30
-    streams: bool = True
+    streams: bool = True  # own CDC streams (off for a one-off `bridge sync`)
+    schedule: bool = True  # queue the hourly reconciles (off for a one-off `bridge sync`)
 
 
 @dataclass
@@ -71,7 +72,8 @@ class SyncRuntime:
             spawn(self._worker(SYNC, self._sync, self.options.batch_size))
         spawn(self._worker(RECONCILE, self._reconcile, 1))
         spawn(self._worker(PUSH_ERRORS, self._push_errors, 1))
-        spawn(asyncio.create_task(self._every(self.options.scheduler_interval, self._schedule)))
+        if self.options.schedule:
+            spawn(asyncio.create_task(self._every(self.options.scheduler_interval, self._schedule)))
         spawn(asyncio.create_task(self._every(10.0, self._housekeeping)))
         if self.options.streams:
             supervisor = StreamSupervisor(

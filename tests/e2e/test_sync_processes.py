@@ -4,6 +4,7 @@ PostgreSQL, killed with SIGKILL, against both sandboxes in the test's loop."""
 import asyncio
 import contextlib
 import random
+import re
 import signal
 import sys
 
@@ -174,3 +175,18 @@ async def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(br
         assert pairs == len(sf_ids) + len(cp_ids)
     finally:
         await bridge.stop()
+
+
+async def test_bridge_sync_full_runs_a_full_sync_and_shows_progress(bridge_setup):
+    setup = bridge_setup
+    records = [{"LastName": f"Seeded {n}", "Email": f"seed{n}@x.org"} for n in range(30)]
+    await setup.salesforce.admin("POST", "/records/Contact", {"records": records})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge.cli", "sync", setup.tenant.slug, "--full",
+        env=setup.environment(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    assert re.search(r"\] 100% (\d+)/\1 ", err.decode())  # the bar went to the end
+    assert re.match(r"done: \d+ record\(s\) compared, 30 change\(s\) applied", out.decode())
+    assert await assert_sides_agree(setup) == 30
