@@ -58,7 +58,7 @@ async def run_reconcile(ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue,
         if since is None:
             queued += await _find_copernica_deletes(ctx, pool, queue, cp_ids)
         del cp_ids
-        await progress.save(f"applying {queued} change(s)")
+        await progress.save(f"bringing {queued} record(s) up to date")
         held = await _drain(pool, queue, tenant.id, job)
     except Exception as error:
         async with pool.acquire() as conn:
@@ -68,7 +68,7 @@ async def run_reconcile(ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue,
         raise
     async with pool.acquire() as conn:
         await conn.execute(QUERIES["set_watermark"], tenant.id, WATERMARK, started)
-        message = f"{progress.done} record(s) compared, {queued} change(s) applied"
+        message = f"{progress.done} record(s) compared, {queued} brought up to date"
         if held:
             message += f", {held} held (see the error reports)"
         await conn.execute(QUERIES["finish_run"], run_id, tenant.id, "done", message)
