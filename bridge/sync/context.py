@@ -69,6 +69,7 @@ class TenantContext:
     credentials_version: datetime
     _mapping: Mapping | None = None
     _mapping_at: float = 0.0
+    _mapping_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def key(self) -> bytes:
@@ -81,10 +82,11 @@ class TenantContext:
         return self.tenant.copernica_database
 
     async def mapping(self, ttl: float = 300.0) -> Mapping:
-        if self._mapping is None or time.monotonic() - self._mapping_at > ttl:
-            self._mapping = await self._build_mapping()
-            self._mapping_at = time.monotonic()
-        return self._mapping
+        async with self._mapping_lock:  # workers of one tenant share it: build it once
+            if self._mapping is None or time.monotonic() - self._mapping_at > ttl:
+                self._mapping = await self._build_mapping()
+                self._mapping_at = time.monotonic()
+            return self._mapping
 
     async def _build_mapping(self) -> Mapping:
         cp_fields = [f async for f in self.copernica.fields(self.database)]

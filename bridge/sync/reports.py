@@ -22,12 +22,20 @@ async def record_error(
     details: str | None = None,
     job_id: int | None = None,
 ) -> int:
-    return int(
-        await conn.fetchval(
-            QUERIES["create_error_report"], tenant_id, category, operation, direction,
-            record_id, message, details, job_id,
+    """Report a failure; the same failure of the same record again refreshes its open report
+    (and replaces its older held job) instead of adding another."""
+    same = await conn.fetchrow(QUERIES["open_report_like"], tenant_id, record_id, category, message)
+    if same is None:
+        return int(
+            await conn.fetchval(
+                QUERIES["create_error_report"], tenant_id, category, operation, direction,
+                record_id, message, details, job_id,
+            )
         )
-    )
+    if same["job_id"] is not None and same["job_id"] != job_id:
+        await conn.execute(QUERIES["delete_held_job"], same["job_id"], tenant_id)
+    await conn.execute(QUERIES["refresh_report"], same["id"], tenant_id, job_id)
+    return int(same["id"])
 
 
 async def error_reports(

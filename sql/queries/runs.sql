@@ -43,3 +43,16 @@ SELECT * FROM error_reports WHERE id = $1 AND tenant_id = $2;
 
 -- name: mark_report
 UPDATE error_reports SET status = $3 WHERE id = $1 AND tenant_id = $2;
+
+-- name: open_report_like
+-- The same failure of the same record again: one report, pointing at the newest held job.
+SELECT id, job_id FROM error_reports
+WHERE tenant_id = $1 AND status = 'open' AND record_id IS NOT DISTINCT FROM $2
+  AND category = $3 AND message = $4
+ORDER BY id DESC LIMIT 1 FOR UPDATE;
+
+-- name: refresh_report
+UPDATE error_reports SET job_id = $3, occurred_at = now() WHERE id = $1 AND tenant_id = $2;
+
+-- name: delete_held_job
+DELETE FROM jobs WHERE id = $1 AND tenant_id = $2 AND state = 'held';

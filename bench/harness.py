@@ -1,0 +1,335 @@
+"""Shared plumbing for end-to-end benchmarks: PostgreSQL, both sandboxes, a tenant, a bridge process.
+
+The sandboxes run in the benchmark's own event loop, so their in-memory state can be watched
+directly (``Watch``): listeners on the Salesforce change-event log and on the Copernica account see
+every write the moment it lands, which times the bridge more precisely than polling would.
+The bridge runs as a subprocess, so that its memory (VmHWM) is its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from bridge.cli import create_tenant
+from bridge.config import Settings
+from bridge.db import QUERIES, EmbeddedPostgres, create_pool, migrate
+from bridge.sandbox import copernica, demo, salesforce
+from bridge.sandbox.copernica import SANDBOX, Sandbox
+from bridge.sandbox.copernica.state import ProfileChange
+from bridge.sandbox.salesforce.cdc import StoredEvent
+from bridge.sandbox.salesforce.state import STATE, SandboxState
+from bridge.security.vault import Vault, generate_key
+from bridge.sync.jobs import JobQueue
+from bridge.sync.runs import request_sync
+from bridge.tenants import Tenant
+
+BRIDGE_CLIENT = "CopernicaBridge"  # the bridge tags its Salesforce writes with this client id
+CDC_CHANNEL = "/data/ContactChangeEvent"
+
+
+def percentile(samples: list[float], share: float) -> float:
+    """Nearest-rank percentile (as the other benches print it); NaN when there is nothing."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    """A port the OS says is free now (the bridge must know its URL before it starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, int(runner.addresses[0][1])
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """``VmHWM`` / ``VmRSS`` of a process in KiB (empty when it is gone)."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+class Postgres:
+    """One embedded server for the whole bench; a fresh, migrated database per bridge."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="bench-pg-")
+        self._server = EmbeddedPostgres(Path(self._tmp.name))
+        self._url = ""
+        self._count = 0
+
+    async def start(self) -> None:
+        self._url = await self._server.start()
+
+    async def stop(self) -> None:
+        await self._server.stop()
+        self._tmp.cleanup()
+
+    async def new_database(self) -> str:
+        self._count += 1
+        name = f"bench_{os.getpid()}_{self._count}"
+        conn = await asyncpg.connect(self._url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        parts = urlsplit(self._url)
+        url = urlunsplit(parts._replace(path=f"/{name}"))
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        return url
+
+
+# --- sandboxes and what landed in them --------------------------------------------------------
+
+
+@dataclass
+class Watch:
+    """When a value of ``field`` first appeared on each side, and who wrote it.
+
+    ``user`` maps a value to the moment a user's edit carrying it landed, ``bridge`` to the moment
+    the bridge's write carrying it landed (``perf_counter`` seconds), per platform.
+    """
+
+    field: str = "Title"
+    sf_user: dict[str, float] = field(default_factory=dict)
+    sf_bridge: dict[str, float] = field(default_factory=dict)
+    cp_user: dict[str, float] = field(default_factory=dict)
+    cp_bridge: dict[str, float] = field(default_factory=dict)
+    last_bridge_write: float = 0.0
+
+    def on_salesforce(self, event: StoredEvent) -> None:
+        now = time.perf_counter()
+        payload = event.data["payload"]
+        origin = str(payload["ChangeEventHeader"].get("changeOrigin") or "")
+        by_bridge = origin.partition(";client=")[2] == BRIDGE_CLIENT
+        if by_bridge:
+            self.last_bridge_write = now
+        value = payload.get(self.field)
+        if isinstance(value, str):
+            (self.sf_bridge if by_bridge else self.sf_user).setdefault(value, now)
+
+    def on_copernica(self, change: ProfileChange) -> None:
+        now = time.perf_counter()
+        by_bridge = change.caller == "rest"
+        if by_bridge:
+            self.last_bridge_write = now
+        value = change.fields.get(self.field)
+        if value:
+            (self.cp_bridge if by_bridge else self.cp_user).setdefault(value, now)
+
+
+class SandboxPair:
+    """Both emulators on OS-chosen localhost ports, in this process."""
+
+    def __init__(self) -> None:
+        self.sf_app = salesforce.create_app(salesforce.SandboxSettings())
+        self.cp_app = copernica.create_app(copernica.SandboxSettings())
+        self.runners: list[web.AppRunner] = []
+        self.watch = Watch()
+        self.info: demo.Sandboxes | None = None
+
+    @property
+    def sf(self) -> SandboxState:
+        return self.sf_app[STATE]
+
+    @property
+    def cp(self) -> Sandbox:
+        return self.cp_app[SANDBOX]
+
+    async def start(self) -> demo.Sandboxes:
+        sf_runner, sf_port = await serve(self.sf_app)
+        cp_runner, cp_port = await serve(self.cp_app)
+        self.runners = [sf_runner, cp_runner]
+        self.info = demo.Sandboxes(
+            salesforce_url=f"http://localhost:{sf_port}",
+            copernica_url=f"http://127.0.0.1:{cp_port}",
+            salesforce=self.sf.settings,
+            copernica=self.cp.settings,
+        )
+        self.sf.org.events.listeners.append(self.watch.on_salesforce)
+        self.cp.account.listeners.append(self.watch.on_copernica)
+        return self.info
+
+    async def stop(self) -> None:
+        for runner in reversed(self.runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        self.runners = []
+
+    # counters the bench reads -------------------------------------------------------------
+
+    def api_calls(self) -> tuple[int, int]:
+        """(Salesforce REST calls, Copernica REST calls) served so far: all come from the bridge
+        once it runs, since the bench edits through the control APIs only."""
+        return self.sf.api_used, sum(self.cp.api_calls.values())
+
+    def streaming(self) -> bool:
+        """A CometD client is subscribed to the contact change channel."""
+        return any(CDC_CHANNEL in c.subscriptions for c in self.sf.streaming.clients.values())
+
+    def contacts(self) -> dict[str, dict[str, object]]:
+        return {
+            rid: r.values for rid, r in self.sf.org.records["Contact"].items() if not r.deleted
+        }
+
+    def profiles(self, database: str) -> dict[int, dict[str, str]]:
+        db = self.cp.account.databases[int(database)]
+        return {p.id: db_fields(db, p) for p in db.live_profiles()}
+
+
+def db_fields(db: Any, profile: Any) -> dict[str, str]:
+    return {f.name: profile.values.get(f.id, "") for f in db.fields}
+
+
+async def seed(salesforce_url: str, count: int, chunk: int = 2000) -> None:
+    """Silent contacts, in chunks that stay under the sandbox's 1 MB request limit."""
+    for number, start in enumerate(range(0, count, chunk)):
+        await demo.seed_contacts(salesforce_url, min(chunk, count - start), seed=1000 + number)
+
+
+# --- tenant and bridge ------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """A database with one tenant wired to a sandbox pair, and the bridge that will serve it."""
+
+    database_url: str
+    settings: Settings
+    tenant: Tenant
+    pool: asyncpg.Pool
+    port: int
+
+    async def request_full_sync(self) -> int:
+        return await request_sync(JobQueue(self.pool), self.tenant.id, "full", "bench")
+
+    async def run_row(self, run_id: int) -> asyncpg.Record:
+        async with self.pool.acquire() as conn:
+            return await conn.fetchrow(QUERIES["get_run"], run_id, self.tenant.id)
+
+    async def jobs_pending(self) -> tuple[int, int]:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(QUERIES["tenant_jobs_pending"], self.tenant.id, "sync")
+        return int(row["pending"]), int(row["held"])
+
+    async def error_count(self) -> int:
+        async with self.pool.acquire() as conn:
+            return int(
+                await conn.fetchval("SELECT count(*) FROM error_reports WHERE tenant_id = $1",
+                                    self.tenant.id)
+            )
+
+
+async def wire(postgres: Postgres, pair: SandboxPair, slug: str = "bench") -> Setup:
+    """A fresh database, a tenant pointed at ``pair`` as the demo does it, and a port for the bridge."""
+    assert pair.info is not None
+    url = await postgres.new_database()
+    port = free_port()
+    settings = Settings(
+        database_url=url, secret_keys=(generate_key(),), public_url=f"http://127.0.0.1:{port}",
+        log_level="WARNING", copernica_sandbox_url=pair.info.copernica_url,
+    )
+    pool = await create_pool(url, max_size=4)
+    row = await create_tenant(pool, slug, "Bench company")
+    tenant = await demo.wire_tenant(
+        pool, Vault(settings.secret_keys), settings, Tenant.from_row(row), pair.info
+    )
+    return Setup(url, settings, tenant, pool, port)
+
+
+class Bridge:
+    """``python -m bridge.cli serve`` as a child process with the set-up's environment."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.process: asyncio.subprocess.Process | None = None
+        self._data = tempfile.TemporaryDirectory(prefix="bench-bridge-")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def start(self, ready_within: float = 30.0) -> None:
+        s = self.setup.settings
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.setup.database_url,
+            "BRIDGE_SECRET_KEYS": ",".join(s.secret_keys),
+            "PUBLIC_URL": s.public_url,
+            "COPERNICA_SANDBOX_URL": s.copernica_sandbox_url or "",
+            "LOG_LEVEL": "WARNING",
+            "BRIDGE_DATA_DIR": self._data.name,
+        }
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.cli", "serve", "--host", "127.0.0.1",
+            "--port", str(self.setup.port), env=env, cwd=self._data.name,
+        )
+        deadline = time.monotonic() + ready_within
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"the bridge exited with {self.process.returncode}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{s.public_url}/readyz") as reply:
+                        if reply.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the bridge did not become ready")
+
+    def memory(self) -> dict[str, int]:
+        return proc_status(self.pid) if self.process else {}
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        self._data.cleanup()
+
+
+async def wait_for(check: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+    """Poll ``check`` until true or ``timeout`` seconds passed; return whether it became true."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(step)
+    return True

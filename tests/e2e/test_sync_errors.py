@@ -1,0 +1,44 @@
+"""Failures are reports, not silence (issue 5, error reports): a change that cannot be applied
+becomes an error report in the bridge and a Copernica_Sync_Error__c record in Salesforce, and
+its held job can be requeued."""
+
+from bridge.sync.reports import error_reports, requeue_report
+from bridge.tenants import load_salesforce_credentials, salesforce_client
+from bridge.web.keys import QUEUE, VAULT
+from tests.e2e.sync_helpers import contacts, create_profile, eventually, quiet
+
+
+async def _reports(bridge):
+    async with bridge.pool.acquire() as conn:
+        return await error_reports(conn, bridge.tenant.id)
+
+
+async def test_a_profile_without_last_name_is_reported_and_can_be_requeued(bridge):
+    cp_id = await create_profile(bridge, FirstName="Nameless", Email="nameless@x.org")
+    [report] = await eventually(lambda: _reports(bridge), 20)
+    assert report["category"] == "mapping"
+    assert "LastName" in report["message"]
+    assert report["record_id"] == cp_id and report["direction"] == "cp_to_sf"
+
+    async def pushed():
+        async with bridge.pool.acquire() as conn:
+            creds = await load_salesforce_credentials(conn, bridge.app[VAULT], bridge.tenant.id)
+        async with salesforce_client(creds, bridge.settings) as client:
+            return [r async for r in client.query(
+                "SELECT Id, Category__c, Message__c, Record_Id__c FROM Copernica_Sync_Error__c"
+            )]
+
+    [record] = await eventually(pushed, 20)
+    assert record["Category__c"] == "mapping" and record["Record_Id__c"] == cp_id
+    assert not await contacts(bridge)
+
+    # the user fixes the profile in Copernica: that change flows by itself…
+    await bridge.copernica.admin("PUT", f"profiles/{cp_id}", {"fields": {"LastName": "Named"}})
+    created = await eventually(lambda: contacts(bridge), 20)
+    assert created[0]["LastName"] == "Named"
+    # …and the held job, requeued, now applies cleanly instead of failing again
+    assert await requeue_report(bridge.app[QUEUE], bridge.tenant.id, report["id"])
+    await quiet(bridge)
+    [after] = await _reports(bridge)
+    assert after["status"] == "requeued"
+    assert len(await contacts(bridge)) == 1
