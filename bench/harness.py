@@ -118,13 +118,13 @@ class Postgres:
 
 @dataclass
 class Watch:
-    """When a value of ``field`` first appeared on each side, and who wrote it.
+    """When a value of ``watched`` first appeared on each side, and who wrote it.
 
     ``user`` maps a value to the moment a user's edit carrying it landed, ``bridge`` to the moment
     the bridge's write carrying it landed (``perf_counter`` seconds), per platform.
     """
 
-    field: str = "Title"
+    watched: str = "Title"
     sf_user: dict[str, float] = field(default_factory=dict)
     sf_bridge: dict[str, float] = field(default_factory=dict)
     cp_user: dict[str, float] = field(default_factory=dict)
@@ -138,7 +138,7 @@ class Watch:
         by_bridge = origin.partition(";client=")[2] == BRIDGE_CLIENT
         if by_bridge:
             self.last_bridge_write = now
-        value = payload.get(self.field)
+        value = payload.get(self.watched)
         if isinstance(value, str):
             (self.sf_bridge if by_bridge else self.sf_user).setdefault(value, now)
 
@@ -147,7 +147,7 @@ class Watch:
         by_bridge = change.caller == "rest"
         if by_bridge:
             self.last_bridge_write = now
-        value = change.fields.get(self.field)
+        value = change.fields.get(self.watched)
         if value:
             (self.cp_bridge if by_bridge else self.cp_user).setdefault(value, now)
 
@@ -325,9 +325,9 @@ class Bridge:
         self._data.cleanup()
 
 
-async def wait_for(check: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
-    """Poll ``check`` until true or ``timeout`` seconds passed; return whether it became true."""
-    deadline = time.monotonic() + timeout
+async def wait_for(check: Callable[[], bool], within: float, step: float = 0.02) -> bool:
+    """Poll ``check`` until true or ``within`` seconds passed; return whether it became true."""
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() >= deadline:
             return False

@@ -6,6 +6,7 @@ A wrong value stops start-up with a ``ConfigError`` whose message names the vari
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     client_id: str = "CopernicaBridge"  # tags the bridge's Salesforce writes (Sforce-Call-Options)
     copernica_sandbox_url: str | None = None  # demo/tests: trust the webhook key this sandbox publishes
+    frame_ancestors: tuple[str, ...] = ()  # origins allowed to frame the tab besides Salesforce's
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +52,7 @@ class Settings:
             log_level=_choice("LOG_LEVEL", (env.get("LOG_LEVEL") or "INFO").upper(), LOG_LEVELS),
             log_format=_choice("LOG_FORMAT", (env.get("LOG_FORMAT") or "text").lower(), ("text", "json")),  # type: ignore[arg-type]
             client_id=_client_id(env.get("BRIDGE_CLIENT_ID") or "CopernicaBridge"),
+            frame_ancestors=_origins(env.get("FRAME_ANCESTORS")),
             copernica_sandbox_url=(
                 _url("COPERNICA_SANDBOX_URL", env["COPERNICA_SANDBOX_URL"])
                 if env.get("COPERNICA_SANDBOX_URL") else None
@@ -85,6 +88,16 @@ def _url(name: str, value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{name} must be an http:// or https:// URL, got {value!r}")
     return value.rstrip("/")
+
+
+def _origins(value: str | None) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in (value or "").split(",") if o.strip())
+    for origin in origins:
+        if not re.fullmatch(r"https?://[A-Za-z0-9*.-]+(:\d+)?|https://\*\.[A-Za-z0-9.-]+", origin):
+            raise ConfigError(
+                f"FRAME_ANCESTORS must list origins like https://acme.my.salesforce.com, got {origin!r}"
+            )
+    return origins
 
 
 def _port(value: str) -> int:

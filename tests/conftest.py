@@ -14,7 +14,12 @@ import pytest
 from bridge.cli import create_tenant
 from bridge.db import EmbeddedPostgres, create_pool, migrate
 
-pytest_plugins = ["tests.fixtures.salesforce", "tests.fixtures.copernica", "tests.fixtures.bridge"]
+pytest_plugins = [
+    "tests.fixtures.salesforce",
+    "tests.fixtures.copernica",
+    "tests.fixtures.bridge",
+    "tests.fixtures.browser",
+]
 
 
 def with_database(url: str, name: str) -> str:

@@ -36,8 +36,6 @@ SALESFORCE_FRAME_ANCESTORS = (
     "https://*.lightning.force.com",
     "https://*.visualforce.com",
 )
-# Extra origins allowed to frame the pages (e.g. a My Domain on another suffix, or a test page).
-FRAME_ANCESTORS = web.AppKey("frame_ancestors", tuple)
 # Machine endpoints that authenticate otherwise (signed webhooks): no CSRF token expected.
 CSRF_EXEMPT_PREFIXES = ("/hooks/",)
 TRUSTWORTHY_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -49,9 +47,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def frame_ancestors(app: web.Application) -> str:
-    extra = tuple(app.get(FRAME_ANCESTORS, ())) + tuple(
-        getattr(app[SETTINGS], "frame_ancestors", ()) or ()
-    )
+    """Salesforce's domains, plus the origins of ``FRAME_ANCESTORS`` (e.g. another My Domain)."""
+    extra = app[SETTINGS].frame_ancestors
     return " ".join(("'self'", *SALESFORCE_FRAME_ANCESTORS, *extra))
 
 

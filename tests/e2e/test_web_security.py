@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the tests take the imported page fixtures as parameters
 """Security of the pages through real HTTP: CSRF, tenant isolation, reset tokens, throttling,
 no credential in any page or log line, a new session id at login, cookies and CSP."""
 
@@ -16,10 +15,7 @@ from bridge.security.sessions import COOKIE
 from bridge.sync import reports, runs
 from bridge.sync.jobs import Failure, JobQueue
 from tests.fixtures.bridge import PASSWORD
-from tests.fixtures.browser import WebUser, web_bridge, web_user  # noqa: F401
-
-# Fixtures imported above until tests/fixtures/browser.py is registered as a plugin; drop this
-# and the import once it is.
+from tests.fixtures.browser import WebUser
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -51,6 +51,8 @@ def test_every_variable_is_read():
         ("MAIL_FROM", "nobody"),
         ("LOG_LEVEL", "LOUD"),
         ("LOG_FORMAT", "xml"),
+        ("FRAME_ANCESTORS", "evil.example; script-src *"),
+        ("COPERNICA_SANDBOX_URL", "localhost:8802"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable, value):
