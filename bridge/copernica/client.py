@@ -259,6 +259,11 @@ class CopernicaClient:
         body = _given(name=name, description=description, archived=archived)
         await self._call("PUT", f"database/{_ref(database)}", body=body)
 
+    async def delete_database(self, database: int | str) -> None:
+        """``DELETE database/$id``: not a documented call; Copernica answers 400 ``Invalid
+        method`` (callers archive the database instead)."""
+        await self._call("DELETE", f"database/{_ref(database)}")
+
     async def copy_database(
         self, database: int | str, name: str, *, profiles: bool = False, views: bool = False
     ) -> int:

@@ -16,17 +16,19 @@ import asyncpg
 
 from bridge import logs
 from bridge.db import QUERIES
-from bridge.errors import BridgeError
+from bridge.errors import ApiError, BridgeError
 from bridge.retry import RetryPolicy
 from bridge.salesforce.stream import ALL_EVENTS, ReplayMarker, SalesforceStream
 from bridge.sync.context import Contexts
 from bridge.sync.ingest import ingest_salesforce
 from bridge.sync.jobs import JobQueue
+from bridge.sync.reports import record_error
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "/data/ContactChangeEvent"
 STREAM_LOCK = 0x63646301  # namespace of pg_try_advisory_lock(namespace, tenant_id)
+REPORT_AFTER = 3  # failed attempts in a row before the outage becomes an error report
 
 
 @dataclass
@@ -144,4 +146,14 @@ class StreamSupervisor:
                 attempt += 1
                 delay = self.reconnect.delay(attempt)
                 log.warning("stream of tenant %s stopped (%s); again in %.1f s", tenant_id, error, delay)
+                if attempt == REPORT_AFTER:  # an outage, not a hiccup: say so where users look
+                    await self._report(tenant_id, error)
                 await asyncio.sleep(delay)
+
+    async def _report(self, tenant_id: int, error: Exception) -> None:
+        category = error.category if isinstance(error, ApiError) else "transient"
+        async with self.pool.acquire() as conn, conn.transaction():
+            await record_error(
+                conn, tenant_id, category=category, operation="reconcile", direction="sf_to_cp",
+                message=f"the Salesforce change stream keeps failing: {error}",
+            )

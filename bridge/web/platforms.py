@@ -142,7 +142,7 @@ async def delete_or_archive(client: CopernicaClient, database_id: int) -> bool:
     hides it from the Copernica UI and from the lists here, and the page says so.
     """
     try:
-        await client._call("DELETE", f"database/{int(database_id)}")  # noqa: SLF001 - no public call exists
+        await client.delete_database(database_id)
         return True
     except ApiError as exc:
         if exc.category in ("auth", "rate_limit", "transient"):

@@ -67,7 +67,7 @@ async def quiet(bridge: RunningBridge, within: float = 15.0) -> None:
         latest = max((e["replay_id"] for e in retained["events"]), default=0)
         async with bridge.pool.acquire() as conn:
             jobs = await conn.fetchval(
-                "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state <> 'held'",
+                "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND kind = 'sync' AND state <> 'held'",
                 bridge.tenant.id,
             )
             replay = await conn.fetchval(
