@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bridge.errors import CATEGORIES
+
 FieldType = Literal[
     "id",
     "string",
@@ -124,16 +126,7 @@ def system_fields(owner: bool = True) -> tuple[FieldSpec, ...]:
 SYNC_ERROR = "Copernica_Sync_Error__c"
 EMAILING = "Copernica_Emailing__c"
 
-ERROR_CATEGORIES = (
-    "auth",
-    "permission",
-    "validation",
-    "duplicate",
-    "not_found",
-    "rate_limit",
-    "transient",
-    "mapping",
-)
+ERROR_CATEGORIES = CATEGORIES  # the picklist is the bridge's error taxonomy
 
 SYNC_ERROR_OBJECT = ObjectSpec(
     name=SYNC_ERROR,

@@ -154,7 +154,7 @@ class SyncRuntime:
     async def _schedule(self) -> None:
         """Queue the runs that are due: the first full sync of a tenant, then an hourly one."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SCHEDULER_LOCK):
+            if not await conn.fetchval(QUERIES["try_scheduler_lock"], SCHEDULER_LOCK):
                 return
             now = datetime.now(UTC)
             for tenant in await conn.fetch(QUERIES["syncable_tenants"]):

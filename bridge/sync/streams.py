@@ -93,15 +93,13 @@ class StreamSupervisor:
         while True:
             conn = await self.pool.acquire()
             try:
-                if await conn.fetchval(
-                    "SELECT pg_try_advisory_lock($1, $2)", STREAM_LOCK, tenant_id
-                ):
+                if await conn.fetchval(QUERIES["try_stream_lock"], STREAM_LOCK, tenant_id):
                     try:
                         await self._consume_while_locked(conn, tenant_id)
                     finally:
                         with contextlib.suppress(Exception):
                             await conn.fetchval(
-                                "SELECT pg_advisory_unlock($1, $2)", STREAM_LOCK, tenant_id
+                                QUERIES["release_stream_lock"], STREAM_LOCK, tenant_id
                             )
             finally:
                 await self.pool.release(conn)
@@ -116,7 +114,7 @@ class StreamSupervisor:
             while not consumer.done():  # the lock lives as long as its connection does
                 await asyncio.wait({consumer}, timeout=5.0)
                 if not consumer.done():
-                    await lock_conn.fetchval("SELECT 1")
+                    await lock_conn.fetchval(QUERIES["ping"])
         finally:
             consumer.cancel()
             await asyncio.gather(consumer, return_exceptions=True)
