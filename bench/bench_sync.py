@@ -7,7 +7,12 @@ Latency is timed inside the sandboxes (they run in this process): from the momen
 is stored on the source side to the moment the bridge's write carrying the same value is stored
 on the target side. Numbers only, no assertions.
 
-``BENCH_FULL_SYNC_SIZES`` (default ``10000,100000``; empty: skip) picks the full-sync sizes.
+``BENCH_FULL_SYNC_SIZES`` (default ``10000,100000``; empty: skip) picks the full-sync sizes. The
+live phases run on the smallest of them (at least ``LIVE_MIN`` contacts) once its sync is done.
+
+The emulators answer ``fields[]=X==v`` searches and ``WHERE Id IN (...)`` queries by scanning
+every record, which makes a large first sync quadratic in the sandbox; the harness indexes both
+(same answers) so that the numbers are the bridge's. ``BENCH_SANDBOX_INDEX=0`` turns that off.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from bridge.copernica import CopernicaClient
 from bridge.retry import RetryPolicy
 from bridge.salesforce import SalesforceClient, SoapLogin
 
-LIVE_CONTACTS = 2000  # synced before the live phases; every burst edits each record at most once
+LIVE_MIN = 4000  # contacts the live phases need at least, so that no record is edited twice
 RATES = (10, 100)  # changes per second in all, alternating Salesforce and Copernica edits
 STEADY_SECONDS = 5.0
-BURST = 1000  # edits per side in the throughput runs
+ONE_WAY = 500  # edits in each one-way burst (what one direction costs in API calls)
+MIXED = 2000  # edits in the mixed burst, half on each side (sustained changes per second)
 PUSHERS = 8  # concurrent edit requests while pushing "as fast as the sandboxes take them"
 FLOOR_SAMPLES = 200
 LAND_TIMEOUT = 120.0
@@ -52,6 +58,7 @@ class Latency:
     lost: int  # edits whose value never reached the other side
     calls: tuple[int, int]  # Salesforce, Copernica API calls during the phase (until quiet)
     changes: int
+    hooks: list[float]  # ms per Copernica webhook POST to the bridge during the phase
 
 
 @dataclass
@@ -64,6 +71,7 @@ class Burst:
     lost: int
     calls: tuple[int, int]
     held: int
+    hooks: list[float]
 
 
 @dataclass
@@ -75,17 +83,21 @@ class FullSync:
     profiles: int
     state: str
     message: str
+    held: int = 0  # sync jobs out of attempts after the run
+    errors: int = 0  # error reports after the run
 
 
 @dataclass
 class Results:
     floor_sf: list[float] = field(default_factory=list)
     floor_cp: list[float] = field(default_factory=list)
-    initial_sync: float = 0.0
     latency: list[Latency] = field(default_factory=list)
     bursts: list[Burst] = field(default_factory=list)
     full: list[FullSync] = field(default_factory=list)
+    live_contacts: int = 0
+    load_at_start: float = field(default_factory=lambda: os.getloadavg()[0])
     live_hwm_kib: int = 0
+    indexed: bool = True
 
 
 class Editor:
@@ -121,12 +133,12 @@ class Live:
         w = self.pair.watch
         return all(t in w.cp_bridge for t in sf_tokens) and all(t in w.sf_bridge for t in cp_tokens)
 
-    def equal(self) -> bool:
-        """Every linked pair shows the same Title on both sides."""
+    def equal(self, pairs: list[tuple[str, int]]) -> bool:
+        """Each of ``pairs`` shows the same Title on both sides."""
         contacts = self.pair.sf.org.records["Contact"]
         database = self.pair.cp.account.databases[int(self.setup.tenant.copernica_database or 0)]
         title = next(f.id for f in database.fields if f.name == "Title")
-        for sf_id, cp_id in self.pairs:
+        for sf_id, cp_id in pairs:
             sf_title = contacts[sf_id].values.get("Title") or ""
             if database.profiles[cp_id].values.get(title, "") != sf_title:
                 return False
@@ -200,16 +212,20 @@ async def steady(live: Live, rate: int, tag: str) -> Latency:
     sf_to_cp = [(watch.cp_bridge[t] - watch.sf_user[t]) * 1000 for t in sf_tokens if t in watch.cp_bridge]
     cp_to_sf = [(watch.sf_bridge[t] - watch.cp_user[t]) * 1000 for t in cp_tokens if t in watch.sf_bridge]
     lost = count - len(sf_to_cp) - len(cp_to_sf)
-    return Latency(f"{rate}/s", achieved, sf_to_cp, cp_to_sf, lost, calls, count)
+    hooks = [ms for end, ms in watch.hooks if end >= start]
+    return Latency(f"{rate}/s", achieved, sf_to_cp, cp_to_sf, lost, calls, count, hooks)
 
 
 async def burst(live: Live, label: str, tag: str, sf_edits: int, cp_edits: int) -> Burst:
     """Push edits as fast as the sandboxes take them; time until both sides agree again."""
     work: list[tuple[str, str | int, str]] = []
+    edited: list[tuple[str, int]] = []
     for k in range(sf_edits):
-        work.append(("sf", next(live.sf_side)[0], f"{tag}s{k}"))
+        edited.append(record := next(live.sf_side))
+        work.append(("sf", record[0], f"{tag}s{k}"))
     for k in range(cp_edits):
-        work.append(("cp", next(live.cp_side)[1], f"{tag}c{k}"))
+        edited.append(record := next(live.cp_side))
+        work.append(("cp", record[1], f"{tag}c{k}"))
     if sf_edits and cp_edits:  # interleave, as real traffic would be
         work = [w for pair in itertools.zip_longest(work[:sf_edits], work[sf_edits:]) for w in pair if w]
     sf_tokens = [t for side, _, t in work if side == "sf"]
@@ -235,14 +251,17 @@ async def burst(live: Live, label: str, tag: str, sf_edits: int, cp_edits: int) 
     deadline = time.monotonic() + LAND_TIMEOUT
     equal_at = float("nan")
     while time.monotonic() < deadline:
-        if live.equal() and (await live.setup.jobs_pending())[0] == 0:
+        if live.equal(edited) and (await live.setup.jobs_pending())[0] == 0:
             equal_at = time.perf_counter() - start
             break
         await asyncio.sleep(0.05)
     await live.quiet()
     calls = _delta(live.pair.api_calls(), before)
     held = (await live.setup.jobs_pending())[1]
-    return Burst(label, len(work), pushed, landed, equal_at, len(work) - len(arrivals), calls, held)
+    hooks = [ms for end, ms in watch.hooks if end >= start]
+    return Burst(
+        label, len(work), pushed, landed, equal_at, len(work) - len(arrivals), calls, held, hooks
+    )
 
 
 async def follow_run(setup: Setup, bridge: Bridge, run_id: int, label: str, every: float) -> FullSync:
@@ -274,92 +293,97 @@ async def follow_run(setup: Setup, bridge: Bridge, run_id: int, label: str, ever
     )
 
 
-async def live_phases(postgres: Postgres, results: Results) -> None:
-    pair = SandboxPair()
-    info = await pair.start()
-    bridge: Bridge | None = None
+@dataclass
+class Environment:
+    """Sandboxes seeded with ``size`` contacts, a tenant, and a bridge that has synced them."""
+
+    pair: SandboxPair
     setup: Setup | None = None
-    try:
-        await seed(info.salesforce_url, LIVE_CONTACTS)
-        setup = await wire(postgres, pair)
-        run_id = await setup.request_full_sync()
-        bridge = Bridge(setup)
-        print(f"  live: {LIVE_CONTACTS} contacts, first full sync ...", flush=True)
-        await bridge.start()
-        first = await follow_run(setup, bridge, run_id, "live full sync", 5.0)
-        results.initial_sync = first.seconds
-        if not await wait_for(pair.streaming, 30):
-            print("  live: the bridge never subscribed to the CDC channel", flush=True)
-        database = pair.cp.account.databases[int(setup.tenant.copernica_database or 0)]
-        link = next(f.id for f in database.fields if f.name == "SalesforceId")
-        by_sf = {p.values.get(link, ""): p.id for p in database.live_profiles()}
-        pairs = sorted((sf, cp) for sf, cp in by_sf.items() if sf in pair.sf.org.records["Contact"])
-        half = len(pairs) // 2
-        async with aiohttp.ClientSession() as http:
-            live = Live(
-                pair, setup, Editor(pair, http), itertools.cycle(pairs[:half]),
-                itertools.cycle(pairs[half:]), pairs,
-            )
-            await live.quiet()
-            print(f"  live: {len(pairs)} linked pairs; sandbox floor ...", flush=True)
-            await measure_floor(live, results)
-            for n, rate in enumerate(RATES):
-                print(f"  live: {rate} changes/s for {STEADY_SECONDS:.0f} s ...", flush=True)
-                results.latency.append(await steady(live, rate, f"L{n}"))
-            runs = [
-                ("Salesforce → Copernica", BURST, 0),
-                ("Copernica → Salesforce", 0, BURST),
-                ("both at once", BURST, BURST),
-            ]
-            for n, (label, sf_edits, cp_edits) in enumerate(runs):
-                print(f"  live: burst, {label}, {sf_edits + cp_edits} edits ...", flush=True)
-                results.bursts.append(await burst(live, label, f"B{n}", sf_edits, cp_edits))
-        results.live_hwm_kib = bridge.memory().get("VmHWM", 0)
-    finally:
-        if bridge is not None:
-            await bridge.stop()
-        if setup is not None:
-            await setup.pool.close()
-        await pair.stop()
+    bridge: Bridge | None = None
+
+    async def stop(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()
+        if self.setup is not None:
+            await self.setup.pool.close()
+        await self.pair.stop()
 
 
-async def full_sync(postgres: Postgres, size: int) -> FullSync:
-    """Seed ``size`` contacts silently, start a bridge, time its first full sync to "done"."""
-    pair = SandboxPair()
-    info = await pair.start()
-    bridge: Bridge | None = None
-    setup: Setup | None = None
-    try:
-        print(f"  full sync {size}: seeding ...", flush=True)
-        await seed(info.salesforce_url, size)
-        setup = await wire(postgres, pair, slug=f"full-{size}")
-        run_id = await setup.request_full_sync()
-        bridge = Bridge(setup)
-        await bridge.start()
-        outcome = await follow_run(
-            setup, bridge, run_id, f"full sync {size}", 5.0 if size <= 20_000 else 10.0
+async def synced(postgres: Postgres, size: int, env: Environment) -> FullSync:
+    """Seed ``size`` contacts silently, start a bridge, follow its first full sync to "done"."""
+    info = await env.pair.start()
+    print(f"  full sync {size}: seeding ...", flush=True)
+    await seed(info.salesforce_url, size)
+    env.setup = await wire(postgres, env.pair, slug=f"full-{size}")
+    run_id = await env.setup.request_full_sync()  # before the bridge starts: no second one
+    env.bridge = Bridge(env.setup)
+    await env.bridge.start()
+    outcome = await follow_run(
+        env.setup, env.bridge, run_id, f"full sync {size}", 5.0 if size <= 20_000 else 15.0
+    )
+    outcome.size = size
+    outcome.profiles = len(env.pair.profiles(env.setup.tenant.copernica_database or "0"))
+    outcome.held = (await env.setup.jobs_pending())[1]
+    outcome.errors = await env.setup.error_count()
+    return outcome
+
+
+async def live_phases(env: Environment, results: Results) -> None:
+    """Latency, throughput and API calls on a synced environment whose bridge streams."""
+    pair, setup, bridge = env.pair, env.setup, env.bridge
+    assert setup is not None and bridge is not None
+    if not await wait_for(pair.streaming, 30):
+        print("  live: the bridge never subscribed to the CDC channel", flush=True)
+    database = pair.cp.account.databases[int(setup.tenant.copernica_database or 0)]
+    link = next(f.id for f in database.fields if f.name == "SalesforceId")
+    by_sf = {p.values.get(link, ""): p.id for p in database.live_profiles()}
+    pairs = sorted((sf, cp) for sf, cp in by_sf.items() if sf in pair.sf.org.records["Contact"])
+    half = len(pairs) // 2
+    async with aiohttp.ClientSession() as http:
+        live = Live(
+            pair, setup, Editor(pair, http), itertools.cycle(pairs[:half]),
+            itertools.cycle(pairs[half:]), pairs,
         )
-        outcome.size = size
-        outcome.profiles = len(pair.profiles(setup.tenant.copernica_database or "0"))
-        return outcome
-    finally:
-        if bridge is not None:
-            await bridge.stop()
-        if setup is not None:
-            await setup.pool.close()
-        await pair.stop()
+        await live.quiet()
+        print(f"  live: {len(pairs)} linked pairs; sandbox floor ...", flush=True)
+        await measure_floor(live, results)
+        for n, rate in enumerate(RATES):
+            print(f"  live: {rate} changes/s for {STEADY_SECONDS:.0f} s ...", flush=True)
+            results.latency.append(await steady(live, rate, f"L{n}"))
+        runs = [
+            ("Salesforce → Copernica", ONE_WAY, 0),
+            ("Copernica → Salesforce", 0, ONE_WAY),
+            ("both at once", MIXED // 2, MIXED - MIXED // 2),
+        ]
+        for n, (label, sf_edits, cp_edits) in enumerate(runs):
+            print(f"  live: burst, {label}, {sf_edits + cp_edits} edits ...", flush=True)
+            results.bursts.append(await burst(live, label, f"B{n}", sf_edits, cp_edits))
+    results.live_contacts = len(pairs)
+    results.live_hwm_kib = bridge.memory().get("VmHWM", 0)
 
 
 async def run() -> Results:
     results = Results()
+    sizes = sorted(set(full_sync_sizes()))
+    live_size = next((s for s in sizes if s >= LIVE_MIN), LIVE_MIN)
+    indexed = os.environ.get("BENCH_SANDBOX_INDEX", "1") != "0"
+    results.indexed = indexed
     postgres = Postgres()
     await postgres.start()
     try:
-        await live_phases(postgres, results)
-        for size in full_sync_sizes():
-            results.full.append(await full_sync(postgres, size))
+        for size in sorted({*sizes, live_size}, key=lambda s: (s != live_size, s)):
+            env = Environment(SandboxPair(indexed=indexed))
+            try:
+                outcome = await synced(postgres, size, env)
+                if size in sizes:
+                    results.full.append(outcome)
+                if size == live_size:
+                    await live_phases(env, results)
+            finally:
+                await env.stop()
     finally:
         await postgres.stop()
+    results.full.sort(key=lambda f: f.size)
     return results
 
 
@@ -376,9 +400,13 @@ def _per_1000(calls: tuple[int, int], changes: int) -> str:
 def report(results: Results) -> None:
     print(
         f"\nmachine: {platform.node()}, {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}),"
-        f" Python {platform.python_version()}; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+        f" Python {platform.python_version()}; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z};"
+        f" load average now {os.getloadavg()[0]:.1f}, at start {results.load_at_start:.1f}"
     )
-    print(f"live set: {LIVE_CONTACTS} contacts, first full sync {results.initial_sync:.1f} s")
+    print(
+        f"live phases on {results.live_contacts} synced contacts; emulator searches"
+        f" {'indexed by the harness' if results.indexed else 'scanned (BENCH_SANDBOX_INDEX=0)'}"
+    )
 
     print("\nSandbox floor: one REST GET (ms)          n      p50      p99")
     for label, samples in (("Salesforce", results.floor_sf), ("Copernica", results.floor_cp)):
@@ -392,46 +420,58 @@ def report(results: Results) -> None:
     )
     print(
         f"  {'load':<8}{'achieved':>9}  {'direction':<24}{'n':>5} {'p50':>8} {'p95':>8} {'p99':>8}"
-        f"  {'lost':>4}  {'SF/1k':>7} {'CP/1k':>7}"
+        f"  {'lost':>4} {'SF/1k':>8} {'CP/1k':>8}"
     )
     for item in results.latency:
         for n, (label, samples) in enumerate(
             (("Salesforce → Copernica", item.sf_to_cp), ("Copernica → Salesforce", item.cp_to_sf))
         ):
             lead = f"  {item.label:<8}{item.rate:>8.1f}/s" if n == 0 else " " * 19
-            tail = f"  {item.lost:>4}  {_per_1000(item.calls, item.changes)}" if n == 0 else ""
+            tail = f"  {item.lost:>4} {_per_1000(item.calls, item.changes)}" if n == 0 else ""
             print(f"{lead}  {label:<24}{len(samples):>5} {_ms(samples)}{tail}")
 
     print(
-        f"\nSustained throughput: edits pushed by {PUSHERS} concurrent clients, each record once"
+        f"\nSustained throughput: edits pushed by {PUSHERS} concurrent clients, each record once;"
+        " landed = last write on the other side, equal = both sides equal and queue empty"
     )
     print(
         f"  {'edits':<30}{'n':>5} {'pushed s':>9} {'landed s':>9} {'equal s':>8} {'changes/s':>10}"
-        f"  {'lost':>4} {'held':>4}  {'SF/1k':>7} {'CP/1k':>7}"
+        f"  {'lost':>4} {'held':>4} {'SF/1k':>8} {'CP/1k':>8}"
     )
     for b in results.bursts:
         rate = b.edits / b.equal_seconds if b.equal_seconds == b.equal_seconds else float("nan")
         print(
             f"  {b.label:<30}{b.edits:>5} {b.push_seconds:>9.2f} {b.landed_seconds:>9.2f}"
             f" {b.equal_seconds:>8.2f} {rate:>10.0f}  {b.lost:>4} {b.held:>4}"
-            f"  {_per_1000(b.calls, b.edits)}"
+            f" {_per_1000(b.calls, b.edits)}"
         )
     print("  (SF/1k, CP/1k: Salesforce and Copernica API calls the bridge made per 1,000 changes)")
+
+    print(
+        "\nCopernica webhook POSTs to the bridge (ms, signing + the bridge's answer; Copernica"
+        " delivers one at a time per webhook)"
+    )
+    print(f"  {'phase':<30}{'n':>5} {'p50':>8} {'p95':>8} {'p99':>8}")
+    phases = [(f"steady {item.label}", item.hooks) for item in results.latency]
+    phases += [(f"burst, {b.label}", b.hooks) for b in results.bursts]
+    for label, samples in phases:
+        print(f"  {label:<30}{len(samples):>5} {_ms(samples)}")
 
     print("\nFirst full sync: seeded Salesforce contacts → Copernica profiles, fresh bridge process")
     print(
         f"  {'contacts':>9} {'run s':>8} {'wall s':>8} {'rec/s':>7} {'peak RSS MiB':>13}"
-        f" {'profiles':>9}  state"
+        f" {'profiles':>9} {'held':>5} {'errors':>6}  state"
     )
     for f in results.full:
         print(
             f"  {f.size:>9} {f.seconds:>8.1f} {f.wall:>8.1f} {f.size / max(f.seconds, 1e-9):>7.0f}"
-            f" {f.hwm_kib / 1024:>13.1f} {f.profiles:>9}  {f.state}: {f.message}"
+            f" {f.hwm_kib / 1024:>13.1f} {f.profiles:>9} {f.held:>5} {f.errors:>6}"
+            f"  {f.state}: {f.message}"
         )
     if results.live_hwm_kib:
         print(
-            f"  (the live bridge, {LIVE_CONTACTS} contacts plus the phases above:"
-            f" peak RSS {results.live_hwm_kib / 1024:.1f} MiB)"
+            f"  (the bridge of the live phases, {results.live_contacts} contacts, after all of"
+            f" them: peak RSS {results.live_hwm_kib / 1024:.1f} MiB)"
         )
 
 

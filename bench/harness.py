@@ -304,6 +304,7 @@ class Watch:
     cp_user: dict[str, float] = field(default_factory=dict)
     cp_bridge: dict[str, float] = field(default_factory=dict)
     last_bridge_write: float = 0.0
+    hooks: list[tuple[float, float]] = field(default_factory=list)  # (end, ms) per webhook POST
 
     def on_salesforce(self, event: StoredEvent) -> None:
         now = time.perf_counter()
@@ -357,10 +358,27 @@ class SandboxPair:
         )
         self.sf.org.events.listeners.append(self.watch.on_salesforce)
         self.cp.account.listeners.append(self.watch.on_copernica)
+        self._time_webhooks()
         if self.indexed:
             index_copernica_searches(self.cp)
             index_salesforce_queries(self.sf)
         return self.info
+
+    def _time_webhooks(self) -> None:
+        """Time each webhook POST of the Copernica sandbox (signing + the bridge's answer)."""
+        dispatcher = self.cp.dispatcher
+        attempt = dispatcher._attempt
+        hooks = self.watch.hooks
+
+        async def timed(url: str, body: bytes) -> tuple[int | None, str | None]:
+            started = time.perf_counter()
+            try:
+                return await attempt(url, body)
+            finally:
+                end = time.perf_counter()
+                hooks.append((end, (end - started) * 1000))
+
+        dispatcher._attempt = timed  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         for runner in reversed(self.runners):
