@@ -84,6 +84,8 @@ class FullSync:
     state: str
     message: str
     held: int = 0  # sync jobs out of attempts after the run
+    ready_kib: int = 0  # VmHWM when the bridge first answered /readyz
+    rss_kib: int = 0  # the largest VmRSS sampled (every 0.25 s) while the run went on
     errors: int = 0  # error reports after the run
 
 
@@ -268,7 +270,9 @@ async def follow_run(setup: Setup, bridge: Bridge, run_id: int, label: str, ever
     """Poll ``sync_runs`` until the run is done (or failed), printing progress now and then."""
     started = time.perf_counter()
     last_print = started
+    rss = 0
     while True:
+        rss = max(rss, bridge.memory().get("VmRSS", 0))
         row = await setup.run_row(run_id)
         now = time.perf_counter()
         if row["state"] in ("done", "failed"):
@@ -276,10 +280,9 @@ async def follow_run(setup: Setup, bridge: Bridge, run_id: int, label: str, ever
         if now - last_print >= every:
             last_print = now
             total = row["total"]
-            rss = bridge.memory().get("VmRSS", 0) / 1024
             print(
                 f"  {label}: {row['state']} {row['done']}/{total if total is not None else '?'}"
-                f" after {now - started:.0f} s, bridge RSS {rss:.0f} MiB",
+                f" after {now - started:.0f} s, bridge RSS {rss / 1024:.0f} MiB (max so far)",
                 flush=True,
             )
         if bridge.process is not None and bridge.process.returncode is not None:
@@ -289,7 +292,7 @@ async def follow_run(setup: Setup, bridge: Bridge, run_id: int, label: str, ever
     return FullSync(
         size=0, seconds=seconds, wall=time.perf_counter() - started,
         hwm_kib=bridge.memory().get("VmHWM", 0), profiles=0, state=row["state"],
-        message=row["message"] or "",
+        message=row["message"] or "", rss_kib=rss,
     )
 
 
@@ -318,10 +321,11 @@ async def synced(postgres: Postgres, size: int, env: Environment) -> FullSync:
     run_id = await env.setup.request_full_sync()  # before the bridge starts: no second one
     env.bridge = Bridge(env.setup)
     await env.bridge.start()
+    ready_kib = env.bridge.memory().get("VmHWM", 0)
     outcome = await follow_run(
         env.setup, env.bridge, run_id, f"full sync {size}", 5.0 if size <= 20_000 else 15.0
     )
-    outcome.size = size
+    outcome.size, outcome.ready_kib = size, ready_kib
     outcome.profiles = len(env.pair.profiles(env.setup.tenant.copernica_database or "0"))
     outcome.held = (await env.setup.jobs_pending())[1]
     outcome.errors = await env.setup.error_count()
@@ -457,15 +461,21 @@ def report(results: Results) -> None:
     for label, samples in phases:
         print(f"  {label:<30}{len(samples):>5} {_ms(samples)}")
 
-    print("\nFirst full sync: seeded Salesforce contacts → Copernica profiles, fresh bridge process")
     print(
-        f"  {'contacts':>9} {'run s':>8} {'wall s':>8} {'rec/s':>7} {'peak RSS MiB':>13}"
+        "\nFirst full sync: seeded Salesforce contacts → empty Copernica, fresh bridge process;"
+        " MiB: VmHWM when /readyz first answered and when"
+        " the run was done, and the largest VmRSS sampled during the run"
+    )
+    print(
+        f"  {'contacts':>9} {'run s':>8} {'wall s':>8} {'rec/s':>7} {'ready MiB':>10} {'peak MiB':>9}"
+        f" {'max RSS':>8}"
         f" {'profiles':>9} {'held':>5} {'errors':>6}  state"
     )
     for f in results.full:
         print(
             f"  {f.size:>9} {f.seconds:>8.1f} {f.wall:>8.1f} {f.size / max(f.seconds, 1e-9):>7.0f}"
-            f" {f.hwm_kib / 1024:>13.1f} {f.profiles:>9} {f.held:>5} {f.errors:>6}"
+            f" {f.ready_kib / 1024:>10.1f} {f.hwm_kib / 1024:>9.1f} {f.rss_kib / 1024:>8.1f}"
+            f" {f.profiles:>9} {f.held:>5} {f.errors:>6}"
             f"  {f.state}: {f.message}"
         )
     if results.live_hwm_kib:

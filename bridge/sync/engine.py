@@ -86,7 +86,7 @@ async def sync_batch(
     mapping = await ctx.mapping()
     items = await _identify(ctx, pool, jobs)
     await _read(ctx, mapping, items)
-    await _match_unlinked(ctx, mapping, items)
+    await _match_unlinked(ctx, pool, mapping, items)
     for item in _unique(items):
         _plan(ctx, mapping, item)
     await _write_salesforce(ctx, mapping, items)
@@ -189,29 +189,37 @@ async def _copernica_profiles(
     return dict(pairs)
 
 
-async def _match_unlinked(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None:
-    """First merge: link by the Salesforce Id kept in Copernica, then by a unique e-mail."""
+async def _match_unlinked(
+    ctx: TenantContext, pool: asyncpg.Pool, mapping: Mapping, items: list[Item]
+) -> None:
+    """First merge: link by the Salesforce Id kept in Copernica, then by a unique e-mail.
+
+    A candidate already linked to another record is no match: two contacts sharing an address
+    must not end up sharing (and overwriting) one profile.
+    """
     email = next((f for f in mapping.fields if f.sf_name == "Email"), None)
     for item in items:
         if item.link is not None:
             continue
         if item.sf_alive and item.cp is None and ctx.tenant.sf_to_cp:
-            assert item.sf is not None and item.sf_id is not None
+            assert item.sf is not None
+            sf_id = item.sf["Id"]
             found = await ctx.copernica.find_profiles(
-                ctx.database, {mapping.link_field: item.sf["Id"]}, limit=2
+                ctx.database, {mapping.link_field: sf_id}, limit=2
             )
             if not found and email and item.sf.get("Email"):
                 found = await ctx.copernica.find_profiles(
                     ctx.database, {email.cp_name: item.sf["Email"]}, limit=2
                 )
-                found = found if len(found) == 1 else []
-            if found:
+                claimed = _field(found[0].fields, mapping.link_field) if len(found) == 1 else ""
+                found = found if len(found) == 1 and claimed in ("", sf_id) else []
+            if found and not await _linked(pool, ctx.tenant.id, cp_id=str(found[0].id)):
                 item.cp, item.cp_id = found[0], str(found[0].id)
         elif item.cp is not None and item.sf is None and ctx.tenant.cp_to_sf:
+            candidate = None
             claimed = _field(item.cp.fields, mapping.link_field)
             if valid_salesforce_id(claimed):
-                records = await _salesforce_records(ctx, mapping, [claimed])
-                item.sf = records.get(claimed)
+                candidate = (await _salesforce_records(ctx, mapping, [claimed])).get(claimed)
             elif email and _field(item.cp.fields, email.cp_name):
                 address = _field(item.cp.fields, email.cp_name)
                 soql = (
@@ -219,9 +227,20 @@ async def _match_unlinked(ctx: TenantContext, mapping: Mapping, items: list[Item
                     f"WHERE Email = {soql_quote(address)} LIMIT 2"
                 )
                 matches = [r async for r in ctx.salesforce.query(soql)]
-                item.sf = matches[0] if len(matches) == 1 else None
-            if item.sf is not None:
-                item.sf_id = item.sf["Id"]
+                candidate = matches[0] if len(matches) == 1 else None
+            if candidate is not None and not await _linked(
+                pool, ctx.tenant.id, sf_id=candidate["Id"]
+            ):
+                item.sf, item.sf_id = candidate, candidate["Id"]
+
+
+async def _linked(
+    pool: asyncpg.Pool, tenant_id: int, *, sf_id: str | None = None, cp_id: str | None = None
+) -> bool:
+    async with pool.acquire() as conn:
+        if sf_id is not None:
+            return bool(await conn.fetch(QUERIES["links_by_salesforce"], tenant_id, [sf_id]))
+        return bool(await conn.fetch(QUERIES["links_by_copernica"], tenant_id, [cp_id]))
 
 
 def _field(fields: dict[str, str], name: str) -> str:
@@ -410,24 +429,30 @@ async def _record(
             if item.failure is not None:
                 continue
             if item.link_action == "save" and item.sf_id and item.cp_id and item.merged:
-                await conn.execute(
-                    QUERIES["save_link"], tenant_id, item.sf_id, item.cp_id, item.merged.agreed, None
-                )
+                await _save_link(conn, tenant_id, item.sf_id, item.cp_id, item.merged.agreed)
             elif item.link_action == "drop" and item.link is not None:
                 await conn.execute(QUERIES["drop_link"], tenant_id, item.link["salesforce_id"])
             elif item.link_action == "tombstone" and item.link is not None:
-                await conn.execute(
-                    QUERIES["save_link"], tenant_id, item.link["salesforce_id"],
-                    item.link["copernica_id"], item.link["agreed"], datetime.now(UTC),
+                await _save_link(
+                    conn, tenant_id, item.link["salesforce_id"], item.link["copernica_id"],
+                    item.link["agreed"], deleted_at=datetime.now(UTC),
                 )
             elif item.link_action == "relink" and item.sf is not None and item.cp_id:
                 master = item.sf["MasterRecordId"]
                 if item.link is not None:
                     await conn.execute(QUERIES["drop_link"], tenant_id, item.link["salesforce_id"])
-                await conn.execute(QUERIES["save_link"], tenant_id, master, item.cp_id, {}, None)
+                await _save_link(conn, tenant_id, master, item.cp_id, {})
                 await queue.enqueue(
                     tenant_id, SYNC, salesforce_key(master), {"sf_id": master}, conn=conn
                 )
         if audits:
             await conn.execute(QUERIES["write_audit"], tenant_id, audits)
 
+
+async def _save_link(
+    conn: asyncpg.Connection, tenant_id: int, sf_id: str, cp_id: str, agreed: dict[str, str],
+    *, deleted_at: datetime | None = None,
+) -> None:
+    """Link the pair; an older link of either record gives way (a merge, a re-created profile)."""
+    await conn.execute(QUERIES["unlink_either"], tenant_id, sf_id, cp_id)
+    await conn.execute(QUERIES["save_link"], tenant_id, sf_id, cp_id, agreed, deleted_at)

@@ -85,6 +85,25 @@ class JobQueue:
             await c.execute(QUERIES["notify_jobs"], kind)
         return int(row["id"])
 
+    async def enqueue_many(
+        self,
+        tenant_id: int,
+        kind: str,
+        jobs: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> None:
+        """``enqueue`` for many (key, payload) pairs in one round trip and one NOTIFY."""
+        if not jobs:
+            return
+        async with _connection(self.pool, conn) as c:
+            await c.executemany(
+                QUERIES["enqueue_job"],
+                [(tenant_id, kind, key, dict(payload), self.retry.max_attempts, 0.0)
+                 for key, payload in jobs],
+            )
+            await c.execute(QUERIES["notify_jobs"], kind)
+
     async def claim(self, kind: str, limit: int = 1, *, tenant_id: int | None = None) -> list[Job]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(

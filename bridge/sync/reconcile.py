@@ -51,12 +51,12 @@ async def run_reconcile(ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue,
         if tenant.cp_to_sf:
             progress.total += len(cp_ids)  # at most; a reconcile reads only the changed ones
         queued = 0
+        if since is None:  # before anything is linked by this run: the ids are a snapshot
+            queued += await _find_copernica_deletes(ctx, pool, queue, cp_ids)
+        if tenant.cp_to_sf:  # first: profiles this run creates are not scanned again
+            queued += await _scan_copernica(ctx, pool, queue, mapping, since, progress, job)
         if tenant.sf_to_cp:
             queued += await _scan_salesforce(ctx, pool, queue, mapping, since, progress, job)
-        if tenant.cp_to_sf:
-            queued += await _scan_copernica(ctx, pool, queue, mapping, since, progress, job)
-        if since is None:
-            queued += await _find_copernica_deletes(ctx, pool, queue, cp_ids)
         del cp_ids
         await progress.save(f"bringing {queued} record(s) up to date")
         held = await _drain(pool, queue, tenant.id, job)
@@ -116,15 +116,14 @@ async def _scan_salesforce(
                     QUERIES["links_by_salesforce"], ctx.tenant.id, [r["Id"] for r in page]
                 )
             }
+            due = []
             for record in page:
                 link = links.get(record["Id"])
                 values = fingerprints(ctx.key, mapping, from_salesforce(mapping, record))
                 if link is None or _differs(values, link["agreed"]):
-                    await queue.enqueue(
-                        ctx.tenant.id, SYNC, salesforce_key(record["Id"]),
-                        {"sf_id": record["Id"]}, conn=conn,
-                    )
-                    queued += 1
+                    due.append((salesforce_key(record["Id"]), {"sf_id": record["Id"]}))
+            await queue.enqueue_many(ctx.tenant.id, SYNC, due, conn=conn)
+            queued += len(due)
         await progress.add(len(page))
         await queue.extend([job])
     return queued
@@ -157,7 +156,6 @@ async def _scan_copernica(
 async def _queue_profiles(
     ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, mapping: Mapping, page: list
 ) -> int:
-    queued = 0
     async with pool.acquire() as conn:
         links = {
             r["copernica_id"]: r
@@ -165,20 +163,20 @@ async def _queue_profiles(
                 QUERIES["links_by_copernica"], ctx.tenant.id, [str(p.id) for p in page]
             )
         }
+        due = []
         for profile in page:
             link = links.get(str(profile.id))
-            if link is None and not ctx.tenant.cp_to_sf and not ctx.tenant.sf_to_cp:
-                continue
             values = fingerprints(ctx.key, mapping, from_copernica(mapping, profile.fields))
             if link is not None and not _differs(values, link["agreed"]):
                 continue
             payload = {"cp_id": str(profile.id)}
             if link is not None:
                 payload["sf_id"] = link["salesforce_id"]
-            key = salesforce_key(link["salesforce_id"]) if link else copernica_key(profile.id)
-            await queue.enqueue(ctx.tenant.id, SYNC, key, payload, conn=conn)
-            queued += 1
-    return queued
+            due.append(
+                (salesforce_key(link["salesforce_id"]) if link else copernica_key(profile.id), payload)
+            )
+        await queue.enqueue_many(ctx.tenant.id, SYNC, due, conn=conn)
+    return len(due)
 
 
 async def _find_copernica_deletes(
@@ -189,13 +187,14 @@ async def _find_copernica_deletes(
     while True:
         async with pool.acquire() as conn:
             rows = await conn.fetch(QUERIES["links_page"], ctx.tenant.id, after, 1000)
-            for row in rows:
-                if row["copernica_id"] not in cp_ids:
-                    await queue.enqueue(
-                        ctx.tenant.id, SYNC, salesforce_key(row["salesforce_id"]),
-                        {"sf_id": row["salesforce_id"], "cp_id": row["copernica_id"]}, conn=conn,
-                    )
-                    queued += 1
+            due = [
+                (salesforce_key(r["salesforce_id"]),
+                 {"sf_id": r["salesforce_id"], "cp_id": r["copernica_id"]})
+                for r in rows
+                if r["copernica_id"] not in cp_ids
+            ]
+            await queue.enqueue_many(ctx.tenant.id, SYNC, due, conn=conn)
+            queued += len(due)
         if len(rows) < 1000:
             return queued
         after = rows[-1]["salesforce_id"]

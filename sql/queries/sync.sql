@@ -9,13 +9,13 @@ SELECT * FROM links WHERE tenant_id = $1 AND copernica_id = ANY($2::text[]);
 -- name: link_for_copernica
 SELECT salesforce_id FROM links WHERE tenant_id = $1 AND copernica_id = $2;
 
+-- name: unlink_either
+-- Before linking a pair: an older link of either record gives way (a separate statement, so
+-- the unique index no longer sees it when save_link runs).
+DELETE FROM links WHERE tenant_id = $1 AND (salesforce_id = $2 OR copernica_id = $3)
+  AND NOT (salesforce_id = $2 AND copernica_id = $3);
+
 -- name: save_link
--- A profile or contact may have been linked to another record before (a merge, a re-created
--- profile): the old link of either id gives way to the new pair.
-WITH gone AS (
-    DELETE FROM links WHERE tenant_id = $1 AND (salesforce_id = $2 OR copernica_id = $3)
-      AND NOT (salesforce_id = $2 AND copernica_id = $3)
-)
 INSERT INTO links (tenant_id, salesforce_id, copernica_id, agreed, sf_deleted_at, synced_at)
 VALUES ($1, $2, $3, $4, $5, now())
 ON CONFLICT (tenant_id, salesforce_id) DO UPDATE
@@ -26,7 +26,7 @@ SET copernica_id = excluded.copernica_id, agreed = excluded.agreed,
 DELETE FROM links WHERE tenant_id = $1 AND salesforce_id = $2;
 
 -- name: links_page
-SELECT salesforce_id, copernica_id, agreed, sf_deleted_at FROM links
+SELECT salesforce_id, copernica_id FROM links
 WHERE tenant_id = $1 AND salesforce_id > $2 ORDER BY salesforce_id LIMIT $3;
 
 -- name: count_links

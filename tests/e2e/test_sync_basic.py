@@ -37,3 +37,16 @@ async def test_copernica_create_and_update_reach_salesforce(bridge):
     profile = await eventually(lambda: profile_of(bridge, created["Id"]))
     assert profile["fields"]["FirstName"] == "Grace"
     assert len(await profiles(bridge)) == 1
+
+
+async def test_two_contacts_sharing_an_address_get_a_profile_each(bridge):
+    """A unique e-mail links; a shared one must not make two contacts share (and overwrite)
+    one profile."""
+    ada = await create_contact(bridge, FirstName="Ada", LastName="Lovelace", Email="same@x.org")
+    first = await eventually(lambda: profile_of(bridge, ada))
+    grace = await create_contact(bridge, FirstName="Grace", LastName="Hopper", Email="same@x.org")
+    second = await eventually(lambda: profile_of(bridge, grace))
+    assert first["ID"] != second["ID"]
+    assert (await profile_of(bridge, ada))["fields"]["LastName"] == "Lovelace"
+    by_id = {c["Id"]: c for c in await contacts(bridge)}
+    assert by_id[ada]["LastName"] == "Lovelace" and by_id[grace]["LastName"] == "Hopper"
