@@ -16,7 +16,7 @@ from bridge.db import QUERIES
 from bridge.sync.jobs import JobQueue
 
 RECONCILE = "reconcile"  # the job kind that carries out a run
-RunKind = Literal["full", "reconcile", "manual", "statistics"]
+RunKind = Literal["full", "reconcile", "manual"]
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ CREATE TABLE watermarks (
 CREATE TABLE sync_runs (
     id              bigserial PRIMARY KEY,
     tenant_id       bigint NOT NULL REFERENCES tenants ON DELETE CASCADE,
-    kind            text NOT NULL,                 -- full, reconcile, manual, statistics
+    kind            text NOT NULL,                 -- full, reconcile, manual
     state           text NOT NULL DEFAULT 'queued'
                     CHECK (state IN ('queued', 'running', 'done', 'failed')),
     done            bigint NOT NULL DEFAULT 0,
