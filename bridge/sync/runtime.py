@@ -28,13 +28,14 @@ from bridge.sync.jobs import Failure, Job, JobQueue, Waker, run_worker, worker_n
 from bridge.sync.reconcile import run_reconcile
 from bridge.sync.reports import record_error, salesforce_record
 from bridge.sync.runs import RECONCILE, request_sync
+from bridge.sync.statistics import STATISTICS, push_statistics
 from bridge.sync.streams import StreamSupervisor
 
 log = logging.getLogger(__name__)
 
 PUSH_ERRORS = "push_errors"
 SCHEDULER_LOCK = 0x73636864  # one process at a time decides which runs are due
-OPERATIONS = {SYNC: "update", RECONCILE: "reconcile", PUSH_ERRORS: "reconcile"}
+OPERATIONS = {SYNC: "update", RECONCILE: "reconcile", PUSH_ERRORS: "reconcile", STATISTICS: "emailing"}
 
 
 @dataclass
@@ -45,6 +46,7 @@ class SyncOptions:
     batch_size: int = 200
     poll_interval: float = 5.0
     reconcile_every: timedelta = timedelta(hours=1)
+    statistics_every: float = 24 * 3600.0  # seconds between two emailing statistics runs
     scheduler_interval: float = 60.0
     takeover_interval: float = 2.0
     audit_retention_days: int = 30
@@ -72,6 +74,7 @@ class SyncRuntime:
             spawn(self._worker(SYNC, self._sync, self.options.batch_size))
         spawn(self._worker(RECONCILE, self._reconcile, 1))
         spawn(self._worker(PUSH_ERRORS, self._push_errors, 1))
+        spawn(self._worker(STATISTICS, self._statistics, 1))
         if self.options.schedule:
             spawn(asyncio.create_task(self._every(self.options.scheduler_interval, self._schedule)))
         spawn(asyncio.create_task(self._every(10.0, self._housekeeping)))
@@ -139,6 +142,14 @@ class SyncRuntime:
         if len(reports) == 200:  # more are waiting
             await self.queue.enqueue(context.tenant.id, PUSH_ERRORS, "errors", {})
 
+    async def _statistics(self, context: TenantContext, jobs: list[Job]) -> Mapping[int, Failure]:
+        failures = await push_statistics(context, self.pool)
+        if not failures:
+            return {}
+        first = next(iter(failures.values()))
+        message = f"{len(failures)} emailing(s) not recorded in Salesforce: {first.message}"
+        return {job.id: Failure(message, first.category, permanent=True) for job in jobs}
+
     async def _held(self, job: Job, failure: Failure) -> None:
         """A job out of attempts is an error report; a report is pushed to Salesforce."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -165,6 +176,11 @@ class SyncRuntime:
                     await request_sync(self.queue, tenant["id"], "full", "scheduler", conn=conn)
                 elif now - last >= self.options.reconcile_every:
                     await request_sync(self.queue, tenant["id"], "reconcile", "scheduler", conn=conn)
+                # the daily statistics run: a job that waits a day, re-armed by this check
+                await self.queue.enqueue(
+                    tenant["id"], STATISTICS, "daily", {}, delay=self.options.statistics_every,
+                    conn=conn,
+                )
 
     async def _housekeeping(self) -> None:
         await self.contexts.usage.flush(self.pool)

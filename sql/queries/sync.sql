@@ -113,3 +113,8 @@ SELECT 1;
 
 -- name: try_scheduler_lock
 SELECT pg_try_advisory_xact_lock($1);
+
+-- name: sends_for_statistics
+SELECT * FROM emailing_sends
+WHERE tenant_id = $1 AND sent_at > now() - make_interval(days => $2)
+ORDER BY sent_at;

@@ -1,0 +1,47 @@
+"""The daily statistics run: emailings sent from the Salesforce tab get their Copernica results
+(destinations, deliveries, impressions, clicks, errors, unsubscribes) as ``Copernica_Emailing__c``
+records in Salesforce, upserted by the Copernica emailing id so a rerun updates in place."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from bridge.db import QUERIES
+from bridge.salesforce.objects import EMAILING
+from bridge.sync.context import TenantContext
+from bridge.sync.jobs import Failure
+
+STATISTICS = "statistics"  # job kind
+WINDOW_DAYS = 30  # emailings older than this keep their last figures
+
+
+async def push_statistics(ctx: TenantContext, pool: asyncpg.Pool) -> dict[str, Failure]:
+    """Upsert the figures of the tenant's recent sends; return failures by emailing id."""
+    async with pool.acquire() as conn:
+        sends = await conn.fetch(QUERIES["sends_for_statistics"], ctx.tenant.id, WINDOW_DAYS)
+    records = []
+    for send in sends:
+        figures = await ctx.copernica.emailing_statistics(send["emailing_id"], send["product"])
+        records.append({
+            "Emailing_Id__c": f"{send['product']}-{send['emailing_id']}",
+            "Name": send["content_name"][:80],
+            "Target__c": f"{send['target_type']}: {send['target_name']}"[:255],
+            "Sent_At__c": send["sent_at"].isoformat(),
+            "Destinations__c": figures.destinations,
+            "Deliveries__c": figures.deliveries,
+            "Impressions__c": figures.impressions,
+            "Clicks__c": figures.clicks,
+            "Errors__c": figures.errors,
+            "Unsubscribes__c": figures.unsubscribes,
+        })
+    if not records:
+        return {}
+    results = await ctx.salesforce.upsert_many(EMAILING, "Emailing_Id__c", records)
+    return {
+        record["Emailing_Id__c"]: Failure(
+            "; ".join(f"{e.code}: {e.message}" for e in result.errors),
+            result.category or "validation", permanent=True,
+        )
+        for record, result in zip(records, results, strict=True)
+        if not result.success
+    }

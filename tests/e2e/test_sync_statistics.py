@@ -1,0 +1,43 @@
+"""The daily statistics run: an emailing sent from the tab gets its Copernica figures as a
+Copernica_Emailing__c record in Salesforce (design.md §4, "Daily")."""
+
+from bridge.copernica.client import CopernicaClient
+from bridge.db import QUERIES
+from bridge.sync.statistics import STATISTICS
+from bridge.tenants import load_salesforce_credentials, salesforce_client
+from bridge.web.keys import QUEUE, VAULT
+from tests.e2e.sync_helpers import create_contact, eventually, profile_of
+
+
+async def test_statistics_of_a_sent_emailing_reach_salesforce(bridge):
+    for n in range(3):
+        sf_id = await create_contact(bridge, LastName=f"Reader {n}", Email=f"r{n}@x.org")
+        await eventually(lambda sf_id=sf_id: profile_of(bridge, sf_id))
+    database = bridge.tenant.copernica_database
+    async with CopernicaClient.for_sandbox(bridge.copernica.url) as copernica:
+        template = [t async for t in copernica.templates()][0]
+        emailing_id = await copernica.send_emailing(template.id, database)
+        figures = await copernica.emailing_statistics(emailing_id)
+    async with bridge.pool.acquire() as conn:
+        await conn.execute(
+            QUERIES["record_emailing_send"], bridge.tenant.id, "ms", emailing_id, template.id,
+            template.name, "database", int(database), "Sandbox", bridge.email,
+        )
+    await bridge.app[QUEUE].enqueue(bridge.tenant.id, STATISTICS, "daily", {})
+
+    async def recorded():
+        async with bridge.pool.acquire() as conn:
+            creds = await load_salesforce_credentials(conn, bridge.app[VAULT], bridge.tenant.id)
+        async with salesforce_client(creds, bridge.settings) as client:
+            return [r async for r in client.query(
+                "SELECT Emailing_Id__c, Name, Destinations__c, Deliveries__c, Clicks__c "
+                "FROM Copernica_Emailing__c"
+            )]
+
+    [record] = await eventually(recorded, 20)
+    assert record["Emailing_Id__c"] == f"ms-{emailing_id}"
+    assert record["Name"] == template.name
+    assert figures.destinations == 3
+    assert record["Destinations__c"] == figures.destinations
+    assert record["Deliveries__c"] == figures.deliveries
+    assert record["Clicks__c"] == figures.clicks
