@@ -14,17 +14,13 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from bench.harness import percentile
 from bridge.copernica import CopernicaClient
 from bridge.retry import RetryPolicy
 from bridge.sandbox.copernica import SandboxSettings, create_app
 
 UPSERTS = 400
 HOOKS = 200
-
-
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:

@@ -11,6 +11,7 @@ import time
 
 from aiohttp import web
 
+from bench.harness import percentile
 from bridge.retry import RetryPolicy
 from bridge.salesforce import SalesforceClient, SoapLogin
 from bridge.salesforce.stream import ChangeEvent, MemoryReplayStore, SalesforceStream
@@ -19,11 +20,6 @@ from bridge.sandbox.salesforce import SandboxSettings, create_app
 ROUND_TRIPS = 300
 CDC_EVENTS = 200
 COLLECTION_RUNS = 10
-
-
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
