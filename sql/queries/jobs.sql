@@ -16,7 +16,8 @@ SELECT pg_notify('bridge_jobs', $1);
 -- name: claim_jobs
 -- Up to $2 ready jobs of kind $1, all of one tenant ($5 when given, else the tenant of the oldest
 -- unlocked ready job). Ready = waiting and due, or running with an expired lease (its worker
--- died). A key that has a job running under a live lease is skipped: one record, one writer.
+-- died). One record, one writer: a waiting job is skipped while its key has a job running, even
+-- one whose lease expired (that one is taken again first, alone).
 WITH first_ready AS (
     SELECT j.tenant_id FROM jobs j
     WHERE j.kind = $1 AND ($5::bigint IS NULL OR j.tenant_id = $5)
@@ -25,7 +26,7 @@ WITH first_ready AS (
       AND NOT EXISTS (
           SELECT 1 FROM jobs r
           WHERE r.tenant_id = j.tenant_id AND r.kind = j.kind AND r.key = j.key
-            AND r.state = 'running' AND r.locked_until >= now() AND r.id <> j.id)
+            AND r.state = 'running' AND r.id <> j.id AND (j.state = 'waiting' OR r.id < j.id))
     ORDER BY j.run_at, j.id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -37,7 +38,7 @@ WITH first_ready AS (
       AND NOT EXISTS (
           SELECT 1 FROM jobs r
           WHERE r.tenant_id = j.tenant_id AND r.kind = j.kind AND r.key = j.key
-            AND r.state = 'running' AND r.locked_until >= now() AND r.id <> j.id)
+            AND r.state = 'running' AND r.id <> j.id AND (j.state = 'waiting' OR r.id < j.id))
     ORDER BY j.run_at, j.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED

@@ -286,3 +286,18 @@ async def test_a_crashing_handler_means_retry_not_loss(pool, tenant, kind):
     assert calls[:2] == [[1], [2]]
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM jobs WHERE id = $1", job_id) == 0
+
+
+async def test_a_dead_workers_job_and_its_waiting_twin_never_run_together(pool, tenant, kind):
+    dead = JobQueue(pool, lease=0.2, worker="dead")
+    alive = JobQueue(pool, worker="alive")
+    await dead.enqueue(tenant["id"], kind, "003A", {"v": 1})
+    [lost] = await dead.claim(kind)
+    await alive.enqueue(tenant["id"], kind, "003A", {"v": 2})  # arrives while it "runs"
+    await asyncio.sleep(0.3)  # the dead worker's lease runs out
+    first = await alive.claim(kind, 10)
+    second = await alive.claim(kind, 10)  # e.g. the other worker, at the same moment
+    assert [job.id for job in first] == [lost.id] and second == []
+    await alive.complete(first)
+    [twin] = await alive.claim(kind, 10)
+    assert twin.payload == {"v": 2}
