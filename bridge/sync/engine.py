@@ -213,8 +213,10 @@ async def _match_unlinked(
                 )
                 claimed = _field(found[0].fields, mapping.link_field) if len(found) == 1 else ""
                 found = found if len(found) == 1 and claimed in ("", sf_id) else []
-            if found and not await _linked(pool, ctx.tenant.id, cp_id=str(found[0].id)):
-                item.cp, item.cp_id = found[0], str(found[0].id)
+            if found:
+                link = await _link(pool, ctx.tenant.id, cp_id=str(found[0].id))
+                if link is None or link["salesforce_id"] == sf_id:  # free, or linked meanwhile
+                    item.cp, item.cp_id, item.link = found[0], str(found[0].id), link
         elif item.cp is not None and item.sf is None and ctx.tenant.cp_to_sf:
             candidate = None
             claimed = _field(item.cp.fields, mapping.link_field)
@@ -228,19 +230,22 @@ async def _match_unlinked(
                 )
                 matches = [r async for r in ctx.salesforce.query(soql)]
                 candidate = matches[0] if len(matches) == 1 else None
-            if candidate is not None and not await _linked(
-                pool, ctx.tenant.id, sf_id=candidate["Id"]
-            ):
-                item.sf, item.sf_id = candidate, candidate["Id"]
+            if candidate is not None:
+                link = await _link(pool, ctx.tenant.id, sf_id=candidate["Id"])
+                if link is None or link["copernica_id"] == item.cp_id:  # free, or linked meanwhile
+                    item.sf, item.sf_id, item.link = candidate, candidate["Id"], link
 
 
-async def _linked(
+async def _link(
     pool: asyncpg.Pool, tenant_id: int, *, sf_id: str | None = None, cp_id: str | None = None
-) -> bool:
+) -> asyncpg.Record | None:
+    """The link of a record now (another worker may have linked it since this batch began)."""
     async with pool.acquire() as conn:
         if sf_id is not None:
-            return bool(await conn.fetch(QUERIES["links_by_salesforce"], tenant_id, [sf_id]))
-        return bool(await conn.fetch(QUERIES["links_by_copernica"], tenant_id, [cp_id]))
+            rows = await conn.fetch(QUERIES["links_by_salesforce"], tenant_id, [sf_id])
+        else:
+            rows = await conn.fetch(QUERIES["links_by_copernica"], tenant_id, [cp_id])
+    return rows[0] if rows else None
 
 
 def _field(fields: dict[str, str], name: str) -> str:

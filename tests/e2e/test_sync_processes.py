@@ -173,6 +173,9 @@ async def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(br
             await asyncio.gather(*(change(made + i) for i in range(25)))
             made += 25
         await quiet(setup, within=180)
+        async with setup.pool.acquire() as conn:
+            held = await conn.fetch("SELECT key, last_error FROM jobs WHERE state = 'held'")
+        assert not held, [tuple(h) for h in held]
         pairs = await assert_sides_agree(setup)
         assert pairs == len(sf_ids) + len(cp_ids)
     finally:
