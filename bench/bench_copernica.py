@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from bench.harness import percentile
+from bench.harness import percentile, serve
 from bridge.copernica import CopernicaClient
 from bridge.retry import RetryPolicy
 from bridge.sandbox.copernica import SandboxSettings, create_app
@@ -23,17 +23,9 @@ UPSERTS = 400
 HOOKS = 200
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
-
-
 async def run() -> dict[str, list[float]]:
-    sandbox, url = await serve(create_app(SandboxSettings(webhook_retry_base=0.05)))
+    sandbox, port = await serve(create_app(SandboxSettings(webhook_retry_base=0.05)))
+    url = f"http://127.0.0.1:{port}"
     arrivals: dict[str, float] = {}
     arrived = asyncio.Event()
 
@@ -46,7 +38,8 @@ async def run() -> dict[str, list[float]]:
 
     receiver_app = web.Application()
     receiver_app.router.add_post("/hooks/copernica/{token}", hook)
-    receiver, receiver_url = await serve(receiver_app)
+    receiver, receiver_port = await serve(receiver_app)
+    receiver_url = f"http://127.0.0.1:{receiver_port}"
     results: dict[str, list[float]] = {"upsert": [], "webhook": []}
     try:
         async with CopernicaClient.for_sandbox(url, retry=RetryPolicy(base=0.01)) as client:

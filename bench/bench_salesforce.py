@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiohttp import web
-
-from bench.harness import percentile
+from bench.harness import percentile, serve
 from bridge.retry import RetryPolicy
 from bridge.salesforce import SalesforceClient, SoapLogin
 from bridge.salesforce.stream import ChangeEvent, MemoryReplayStore, SalesforceStream
@@ -22,17 +20,10 @@ CDC_EVENTS = 200
 COLLECTION_RUNS = 10
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "localhost", 0)
-    await site.start()
-    return runner, f"http://localhost:{runner.addresses[0][1]}"
-
-
 async def run() -> dict[str, list[float]]:
     settings = SandboxSettings()
-    runner, url = await serve(create_app(settings))
+    runner, port = await serve(create_app(settings))
+    url = f"http://localhost:{port}"
     login = SoapLogin(settings.username, settings.password, settings.security_token, url)
     results: dict[str, list[float]] = {"rest": [], "cdc": [], "collections": []}
     try:
