@@ -16,7 +16,8 @@ demo: $(STAMP)
 	$(BIN)/bridge demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench
+	$(BIN)/ruff check bridge sandbox tests bench
+	$(BIN)/mypy
 
 # Browser tests drive Debian's Chromium; install it when missing (CI runs as root).
 browser-deps:

@@ -17,7 +17,7 @@ from aiohttp import web
 from bench.harness import percentile, serve
 from bridge.copernica import CopernicaClient
 from bridge.retry import RetryPolicy
-from bridge.sandbox.copernica import SandboxSettings, create_app
+from sandbox.copernica import SandboxSettings, create_app
 
 UPSERTS = 400
 HOOKS = 200

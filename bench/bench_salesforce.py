@@ -13,7 +13,7 @@ from bench.harness import percentile, serve
 from bridge.retry import RetryPolicy
 from bridge.salesforce import SalesforceClient, SoapLogin
 from bridge.salesforce.stream import ChangeEvent, MemoryReplayStore, SalesforceStream
-from bridge.sandbox.salesforce import SandboxSettings, create_app
+from sandbox.salesforce import SandboxSettings, create_app
 
 ROUND_TRIPS = 300
 CDC_EVENTS = 200

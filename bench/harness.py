@@ -28,23 +28,22 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bridge.cli import create_tenant
 from bridge.config import Settings
 from bridge.db import QUERIES, EmbeddedPostgres, create_pool, migrate
-from bridge.sandbox import copernica, demo, salesforce
-from bridge.sandbox.copernica import SANDBOX, Sandbox
-from bridge.sandbox.copernica import rest as copernica_rest
-from bridge.sandbox.copernica.search import parse_conditions
-from bridge.sandbox.copernica.state import Account, Database, Profile, ProfileChange
-from bridge.sandbox.copernica.wire import condition_params
-from bridge.sandbox.salesforce import soql
-from bridge.sandbox.salesforce.cdc import StoredEvent
-from bridge.sandbox.salesforce.org import Org, Record
-from bridge.sandbox.salesforce.state import STATE, SandboxState
 from bridge.security.vault import Vault, generate_key
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runs import request_sync
-from bridge.tenants import Tenant
+from bridge.tenants import Tenant, create_tenant
+from sandbox import copernica, demo, salesforce
+from sandbox.copernica import SANDBOX, Sandbox
+from sandbox.copernica import rest as copernica_rest
+from sandbox.copernica.search import parse_conditions
+from sandbox.copernica.state import Account, Database, Profile, ProfileChange
+from sandbox.copernica.wire import condition_params
+from sandbox.salesforce import soql
+from sandbox.salesforce.cdc import StoredEvent
+from sandbox.salesforce.org import Org, Record
+from sandbox.salesforce.state import STATE, SandboxState
 
 BRIDGE_CLIENT = "CopernicaBridge"  # the bridge tags its Salesforce writes with this client id
 CDC_CHANNEL = "/data/ContactChangeEvent"
@@ -464,7 +463,7 @@ async def wire(postgres: Postgres, pair: SandboxPair, slug: str = "bench") -> Se
     pool = await create_pool(url, max_size=4)
     row = await create_tenant(pool, slug, "Bench company")
     tenant = await demo.wire_tenant(
-        pool, Vault(settings.secret_keys), settings, Tenant.from_row(row), pair.info
+        pool, Vault(settings.secret_keys), settings, row, pair.info
     )
     return Setup(url, settings, tenant, pool, port)
 

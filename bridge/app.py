@@ -7,6 +7,9 @@ start-up, closed in reverse order on shutdown. Role ``web`` serves pages and web
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
@@ -15,6 +18,7 @@ from aiohttp import web
 from bridge.config import Settings
 from bridge.copernica.keys import DnsTxtKeys, KeyLookup, SandboxKeys
 from bridge.db import open_pool
+from bridge.errors import BridgeError
 from bridge.metrics import Registry
 from bridge.security.vault import Vault
 from bridge.sync.jobs import JobQueue
@@ -22,6 +26,8 @@ from bridge.sync.runtime import SyncOptions, SyncRuntime
 from bridge.web import health, hooks, pages
 from bridge.web.keys import METRICS, POOL, QUEUE, ROLE, SETTINGS, SYNC, VAULT, WEBHOOK_KEYS
 from bridge.web.middlewares import request_context
+
+log = logging.getLogger("bridge")
 
 Role = Literal["all", "web", "worker"]
 
@@ -76,3 +82,25 @@ def _sync_runtime(options: SyncOptions):  # type: ignore[no-untyped-def]
             await runtime.stop()
 
     return run
+
+
+async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise BridgeError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    log.info("listening on http://%s:%s", host, port)
+    return runner
+
+
+async def until_signal() -> None:
+    """Return on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")

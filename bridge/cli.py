@@ -4,33 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import importlib
 import logging
-import os
 import secrets
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from bridge import logs
-from bridge.app import create_app
+from bridge.app import create_app, start_site, until_signal
 from bridge.config import Settings
 from bridge.db import QUERIES, database_url, migrate, open_pool
 from bridge.errors import BridgeError, ConfigError
-from bridge.security.passwords import hash_password
 from bridge.security.vault import DEMO_KEY_FILE, Vault, demo_keys, generate_key
-from bridge.tenants import Tenant
+from bridge.tenants import create_tenant, create_user, webhook_url
 
 log = logging.getLogger("bridge")
 
-DEMO_TENANT = "demo"
-DEMO_EMAIL = "admin@demo.example"
-DEMO_PASSWORD = "demo-password"
 SANDBOXES = ("salesforce", "copernica")
 
 
@@ -125,8 +118,20 @@ def _sandbox(argv: list[str]) -> int:
         print(f"usage: bridge sandbox {{{','.join(SANDBOXES)}}} [options]", file=sys.stderr)
         return 2
     logs.configure()
-    module = importlib.import_module(f"bridge.sandbox.{argv[0]}.cli")
-    return int(module.main(argv[1:]))
+    return int(_sandbox_module(f"{argv[0]}.cli").main(argv[1:]))
+
+
+def _sandbox_module(name: str) -> Any:
+    """A module of the emulators' package, which production installations do not have."""
+    try:
+        return importlib.import_module(f"sandbox.{name}")
+    except ModuleNotFoundError as missing:
+        if missing.name != "sandbox":
+            raise
+        raise BridgeError(
+            "the emulators are not installed: `make demo` in a checkout installs them "
+            "(or `pip install -e ./sandbox` there)"
+        ) from None
 
 
 def _require_keys(settings: Settings) -> Settings:
@@ -160,46 +165,11 @@ def _migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-async def create_tenant(pool: asyncpg.Pool, slug: str, name: str | None = None) -> asyncpg.Record:
-    try:
-        async with pool.acquire() as conn:
-            return await conn.fetchrow(
-                QUERIES["create_tenant"], slug, name or slug, secrets.token_urlsafe(24)
-            )
-    except asyncpg.UniqueViolationError:
-        raise BridgeError(f"a tenant named {slug!r} exists already") from None
-    except asyncpg.CheckViolationError:
-        raise BridgeError(
-            f"tenant name {slug!r}: use lower-case letters, digits and dashes"
-        ) from None
-
-
-async def create_user(
-    pool: asyncpg.Pool, tenant_slug: str, email: str, password: str, role: str = "admin"
-) -> int:
-    if "@" not in email:
-        raise BridgeError(f"{email!r} is not an e-mail address")
-    if len(password) < 10:
-        raise BridgeError("the password must be at least 10 characters long")
-    async with pool.acquire() as conn:
-        tenant = await conn.fetchrow(QUERIES["tenant_by_slug"], tenant_slug)
-        if tenant is None:
-            raise BridgeError(f"no tenant named {tenant_slug!r} (see `bridge tenant list`)")
-        try:
-            return int(
-                await conn.fetchval(
-                    QUERIES["create_user"], tenant["id"], email, hash_password(password), role
-                )
-            )
-        except asyncpg.UniqueViolationError:
-            raise BridgeError(f"a user with address {email} exists already") from None
-
-
 def _tenant_create(settings: Settings, args: argparse.Namespace) -> int:
     async def work(pool: asyncpg.Pool) -> None:
         tenant = await create_tenant(pool, args.slug, args.name)
-        print(f"created tenant {tenant['slug']} (id {tenant['id']})")
-        print(f"Copernica webhook URL: {settings.public_url}/hooks/copernica/{tenant['hook_token']}")
+        print(f"created tenant {tenant.slug} (id {tenant.id})")
+        print(f"Copernica webhook URL: {webhook_url(settings, tenant)}")
 
     return _with_db(work, settings)
 
@@ -306,9 +276,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = _require_keys(settings)
 
     async def run() -> None:
-        runner = await _start(create_app(settings, role=args.role), args.host, args.port or settings.port)
+        runner = await start_site(create_app(settings, role=args.role), args.host, args.port or settings.port)
         try:
-            await _until_signal()
+            await until_signal()
         finally:
             await runner.cleanup()
 
@@ -319,101 +289,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.secret_keys:
         settings = dataclasses.replace(settings, secret_keys=demo_keys(settings.data_dir))
-    asyncio.run(_run_demo(settings, args))
+    asyncio.run(_sandbox_module("demo").run(settings, args))
     return 0
-
-
-async def _run_demo(settings: Settings, args: argparse.Namespace) -> None:
-    """Embedded PostgreSQL, both sandboxes, a mail sink, the bridge: one process, one Ctrl-C."""
-    from bridge.sandbox import copernica, demo, salesforce
-    from bridge.web.mailsink import MAIL_SINK, mail_sink
-
-    host, port = args.host, args.port or settings.port
-    runners: list[web.AppRunner] = []
-    traffic: asyncio.Task[None] | None = None
-    async with database_url(settings) as url, mail_sink() as sink:
-        try:
-            sandboxes = demo.Sandboxes(
-                salesforce_url=f"http://localhost:{args.salesforce_port}",
-                copernica_url=f"http://127.0.0.1:{args.copernica_port}",
-                salesforce=salesforce.SandboxSettings(),
-                copernica=copernica.SandboxSettings(),
-            )
-            runners.append(await _start(
-                salesforce.create_app(sandboxes.salesforce), "127.0.0.1", args.salesforce_port
-            ))
-            runners.append(await _start(
-                copernica.create_app(sandboxes.copernica), "127.0.0.1", args.copernica_port
-            ))
-            public_url = settings.public_url if os.environ.get("PUBLIC_URL") else f"http://{host}:{port}"
-            settings = dataclasses.replace(
-                settings, database_url=url, smtp_url=sink.url, public_url=public_url,
-                copernica_sandbox_url=sandboxes.copernica_url,
-            )
-            async with open_pool(settings) as pool:
-                tenant = await _seed_demo(pool)
-                tenant = await demo.wire_tenant(pool, Vault(settings.secret_keys), settings, tenant, sandboxes)
-            await demo.seed_contacts(sandboxes.salesforce_url, args.contacts)
-            app = create_app(settings)
-            app[MAIL_SINK] = sink
-            runners.append(await _start(app, host, port))
-            if args.traffic:
-                traffic = asyncio.create_task(
-                    demo.traffic(sandboxes, str(tenant.copernica_database), args.traffic)
-                )
-            print(
-                "\n  Copernica bridge demo is running\n"
-                f"    bridge:      {public_url}/  (config page; the Salesforce tab is {public_url}/sfcp)\n"
-                f"    login:       {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
-                f"    mail sent:   {public_url}/demo/mail\n"
-                f"    salesforce:  {sandboxes.salesforce_url}/_sandbox/contacts  (emulator)\n"
-                f"    copernica:   {sandboxes.copernica_url}/_sandbox/databases/"
-                f"{tenant.copernica_database}/profiles  (emulator)\n"
-                f"    health:      {public_url}/healthz, /readyz, /metrics\n"
-                + (f"    traffic:     {args.traffic} random edits per second on both sides\n"
-                   if args.traffic else "")
-                + "  Press Ctrl-C to stop everything (embedded PostgreSQL included).\n",
-                flush=True,
-            )
-            await _until_signal()
-        finally:
-            if traffic is not None:
-                traffic.cancel()
-                await asyncio.gather(traffic, return_exceptions=True)
-            for runner in reversed(runners):
-                with contextlib.suppress(Exception):
-                    await runner.cleanup()
-
-
-async def _seed_demo(pool: asyncpg.Pool) -> Tenant:
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(QUERIES["tenant_by_slug"], DEMO_TENANT)
-    if row is None:
-        row = await create_tenant(pool, DEMO_TENANT, "Demo company")
-        await create_user(pool, DEMO_TENANT, DEMO_EMAIL, DEMO_PASSWORD)
-    return Tenant.from_row(row)
-
-
-async def _start(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as error:
-        await runner.cleanup()
-        raise BridgeError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    log.info("listening on http://%s:%s", host, port)
-    return runner
-
-
-async def _until_signal() -> None:
-    """Return on SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping")
 
 
 if __name__ == "__main__":

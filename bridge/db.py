@@ -20,10 +20,12 @@ from typing import Any
 import asyncpg
 
 from bridge.config import Settings
+from bridge.errors import ConfigError
+from bridge.resources import folder
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = folder("sql")
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 QUERIES_DIR = SQL_DIR / "queries"
 
@@ -63,6 +65,8 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         if not match:
             raise ValueError(f"migration file {path.name} must be named NNNN_words.sql")
         found.append(Migration(int(match.group(1)), path.stem, path.read_text()))
+    if not found:  # an empty schema that says "up to date" would fail at the first query
+        raise ConfigError(f"no migrations found in {directory}: the installation is incomplete")
     return found
 
 

@@ -6,7 +6,9 @@ used alike by the sync engine, the config UI and ``bridge doctor``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,7 +17,7 @@ import asyncpg
 from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
 from bridge.db import QUERIES
-from bridge.errors import BridgeError
+from bridge.errors import ApiError, BridgeError
 from bridge.salesforce.auth import (
     PRODUCTION_LOGIN_URL,
     Authenticator,
@@ -24,11 +26,13 @@ from bridge.salesforce.auth import (
     SoapLogin,
 )
 from bridge.salesforce.client import SalesforceClient
+from bridge.security.passwords import hash_password
 from bridge.security.vault import Vault
 from bridge.usage import UsageSink, ignore_usage
 
 Direction = Literal["both", "sf_to_cp", "cp_to_sf"]
 ConflictRule = Literal["newest", "salesforce_wins", "copernica_wins"]
+WEBHOOK_TRIGGERS = ("create", "update", "delete")
 SETTING_COLUMNS = (
     "name", "direction", "apply_deletes", "auto_sync", "conflict_rule",
     "copernica_database", "link_field", "copernica_timezone",
@@ -101,6 +105,42 @@ class NotConfigured(BridgeError):
     """A tenant's credentials for a platform have not been saved yet."""
 
 
+async def create_tenant(pool: asyncpg.Pool, slug: str, name: str | None = None) -> Tenant:
+    try:
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                QUERIES["create_tenant"], slug, name or slug, secrets.token_urlsafe(24)
+            )
+    except asyncpg.UniqueViolationError:
+        raise BridgeError(f"a tenant named {slug!r} exists already") from None
+    except asyncpg.CheckViolationError:
+        raise BridgeError(
+            f"tenant name {slug!r}: use lower-case letters, digits and dashes"
+        ) from None
+    return Tenant.from_row(row)
+
+
+async def create_user(
+    pool: asyncpg.Pool, tenant_slug: str, email: str, password: str, role: str = "admin"
+) -> int:
+    if "@" not in email:
+        raise BridgeError(f"{email!r} is not an e-mail address")
+    if len(password) < 10:
+        raise BridgeError("the password must be at least 10 characters long")
+    async with pool.acquire() as conn:
+        tenant = await conn.fetchrow(QUERIES["tenant_by_slug"], tenant_slug)
+        if tenant is None:
+            raise BridgeError(f"no tenant named {tenant_slug!r} (see `bridge tenant list`)")
+        try:
+            return int(
+                await conn.fetchval(
+                    QUERIES["create_user"], tenant["id"], email, hash_password(password), role
+                )
+            )
+        except asyncpg.UniqueViolationError:
+            raise BridgeError(f"a user with address {email} exists already") from None
+
+
 async def load_tenant(conn: asyncpg.Connection, tenant_id: int) -> Tenant:
     row = await conn.fetchrow(QUERIES["tenant_by_id"], tenant_id)
     if row is None:
@@ -164,3 +204,51 @@ def copernica_client(
     if credentials.auth_url:
         options["auth_url"] = credentials.auth_url
     return CopernicaClient(credentials.api_token, **options)
+
+
+def webhook_url(settings: Settings, tenant: Tenant) -> str:
+    return f"{settings.public_url}/hooks/copernica/{tenant.hook_token}"
+
+
+async def ensure_webhooks(
+    client: CopernicaClient, settings: Settings, tenant: Tenant, stored: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """Make sure one webhook per trigger points at the tenant's hook URL for its database.
+
+    Webhooks already registered (ids kept on the tenant) are checked and kept; ones that are gone,
+    point elsewhere or watch another database are replaced. Returns the new ids and how many were
+    created, so saving twice registers nothing twice.
+    """
+    handler = webhook_url(settings, tenant)
+    database = tenant.copernica_database
+    kept: dict[str, Any] = {"database": database, "handler": handler}
+    created = 0
+    same_target = stored.get("database") == database and stored.get("handler") == handler
+    for trigger in WEBHOOK_TRIGGERS:
+        webhook_id = stored.get(trigger)
+        if webhook_id is not None and same_target:
+            try:
+                existing = await client.webhook(int(webhook_id))
+            except ApiError as exc:
+                if exc.category != "not_found":
+                    raise
+            else:
+                if existing.handler == handler and existing.trigger == trigger:
+                    kept[trigger] = existing.id
+                    continue
+        if webhook_id is not None:
+            with contextlib.suppress(ApiError):
+                await client.delete_webhook(int(webhook_id))
+        kept[trigger] = await client.create_webhook(
+            handler, trigger, database=int(database) if database and database.isdigit() else database
+        )
+        created += 1
+    return kept, created
+
+
+async def stored_webhooks(conn: asyncpg.Connection, tenant_id: int) -> dict[str, Any]:
+    return dict(await conn.fetchval(QUERIES["tenant_webhooks"], tenant_id) or {})
+
+
+async def save_webhooks(conn: asyncpg.Connection, tenant_id: int, hooks: dict[str, Any]) -> None:
+    await conn.execute(QUERIES["set_tenant_webhooks"], tenant_id, hooks)

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from bridge.cli import create_tenant
 from bridge.db import EmbeddedPostgres, create_pool, migrate
+from bridge.tenants import Tenant, create_tenant
 
 pytest_plugins = [
     "tests.fixtures.salesforce",
@@ -76,7 +76,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-async def tenant(pool: asyncpg.Pool) -> asyncpg.Record:
+async def tenant(pool: asyncpg.Pool) -> Tenant:
     """A new tenant of its own for each test, so tests do not see each other's rows."""
     return await create_tenant(pool, f"t-{secrets.token_hex(5)}")
 

@@ -6,30 +6,33 @@ script are served from ``static/``. Everything is scoped to the tenant of the lo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from bridge.resources import folder
 from bridge.web import accounts, config_page, dashboard, tab
 from bridge.web.guard import SESSION, security_headers, sessions_and_csrf
-from bridge.web.mailsink import demo_mail
 from bridge.web.render import when
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-TEMPLATES = ROOT / "templates"
-STATIC = ROOT / "static"
+TEMPLATES = folder("templates")
+STATIC = folder("static")
 
 
-def setup(app: web.Application) -> None:
-    """Register templates, middlewares and routes of the pages on ``app``."""
+def setup_templates(app: web.Application) -> None:
+    """Templates and the static files they link to (versioned URLs, so caches see changes)."""
     environment = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     )
     environment.filters["when"] = when
+    app.router.add_static("/static", STATIC, name="static", append_version=True)
+
+
+def setup(app: web.Application) -> None:
+    """Register templates, middlewares and routes of the pages on ``app``."""
+    setup_templates(app)
     app.middlewares.append(security_headers)
     app.middlewares.append(sessions_and_csrf)
     app[accounts.BACKGROUND] = set()
@@ -37,8 +40,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/", home)
     for table in (accounts.routes, config_page.routes, tab.routes, dashboard.routes):
         app.router.add_routes(table)
-    app.router.add_get("/demo/mail", demo_mail)
-    app.router.add_static("/static", STATIC, append_version=True)
 
 
 async def home(request: web.Request) -> web.StreamResponse:

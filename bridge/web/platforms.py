@@ -13,12 +13,10 @@ import asyncpg
 
 from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
-from bridge.db import QUERIES
 from bridge.errors import ApiError, BridgeError
 from bridge.salesforce.client import SalesforceClient
 from bridge.security.vault import Vault
 from bridge.tenants import (
-    Tenant,
     copernica_client,
     load_copernica_credentials,
     load_salesforce_credentials,
@@ -26,7 +24,6 @@ from bridge.tenants import (
 )
 
 UI_TIMEOUT = 20.0
-WEBHOOK_TRIGGERS = ("create", "update", "delete")
 DEFAULT_DATABASE_FIELDS = ("FirstName", "LastName", "Email", "Id")
 LINK_FIELD_FOR_NEW_DATABASES = "SalesforceId"  # Copernica refuses a field named "Id"
 T = TypeVar("T")
@@ -84,54 +81,6 @@ async def collect(iterator: AsyncIterator[T], limit: int = 1000) -> list[T]:
         if len(found) >= limit:
             break
     return found
-
-
-def webhook_url(settings: Settings, tenant: Tenant) -> str:
-    return f"{settings.public_url}/hooks/copernica/{tenant.hook_token}"
-
-
-async def ensure_webhooks(
-    client: CopernicaClient, settings: Settings, tenant: Tenant, stored: dict[str, Any]
-) -> tuple[dict[str, Any], int]:
-    """Make sure one webhook per trigger points at the tenant's hook URL for its database.
-
-    Webhooks already registered (ids kept on the tenant) are checked and kept; ones that are gone,
-    point elsewhere or watch another database are replaced. Returns the new ids and how many were
-    created, so saving twice registers nothing twice.
-    """
-    handler = webhook_url(settings, tenant)
-    database = tenant.copernica_database
-    kept: dict[str, Any] = {"database": database, "handler": handler}
-    created = 0
-    same_target = stored.get("database") == database and stored.get("handler") == handler
-    for trigger in WEBHOOK_TRIGGERS:
-        webhook_id = stored.get(trigger)
-        if webhook_id is not None and same_target:
-            try:
-                existing = await client.webhook(int(webhook_id))
-            except ApiError as exc:
-                if exc.category != "not_found":
-                    raise
-            else:
-                if existing.handler == handler and existing.trigger == trigger:
-                    kept[trigger] = existing.id
-                    continue
-        if webhook_id is not None:
-            with contextlib.suppress(ApiError):
-                await client.delete_webhook(int(webhook_id))
-        kept[trigger] = await client.create_webhook(
-            handler, trigger, database=int(database) if database and database.isdigit() else database
-        )
-        created += 1
-    return kept, created
-
-
-async def stored_webhooks(conn: asyncpg.Connection, tenant_id: int) -> dict[str, Any]:
-    return dict(await conn.fetchval(QUERIES["tenant_webhooks"], tenant_id) or {})
-
-
-async def save_webhooks(conn: asyncpg.Connection, tenant_id: int, hooks: dict[str, Any]) -> None:
-    await conn.execute(QUERIES["set_tenant_webhooks"], tenant_id, hooks)
 
 
 async def delete_or_archive(client: CopernicaClient, database_id: int) -> bool:

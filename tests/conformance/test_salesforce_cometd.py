@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 
-from bridge.sandbox.salesforce import SandboxSettings
-from bridge.sandbox.salesforce.cli import DEFAULT_PORT, parse
+from sandbox.salesforce import SandboxSettings
+from sandbox.salesforce.cli import DEFAULT_PORT, parse
 from tests.fixtures.salesforce import SandboxFactory
 
 HANDSHAKE = {

@@ -40,7 +40,7 @@ async def test_health_and_readiness(client):
 async def test_metrics_are_prometheus_text(client, pool, tenant):
     from bridge.sync.jobs import JobQueue
 
-    await JobQueue(pool).enqueue(tenant["id"], "metrics-probe", "k", {})
+    await JobQueue(pool).enqueue(tenant.id, "metrics-probe", "k", {})
     await client.get("/healthz")
     response = await client.get("/metrics")
     assert response.status == 200

@@ -236,10 +236,10 @@ async def test_webhooks_not_registered_or_pointing_elsewhere(
 async def test_settings_not_saved_yet(
     bridge: RunningBridge, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bridge.cli import create_tenant
+    from bridge.tenants import create_tenant
 
     record = await create_tenant(bridge.pool, f"empty-{secrets.token_hex(4)}")
-    code, lines = await doctor(bridge, record["slug"], capsys)
+    code, lines = await doctor(bridge, record.slug, capsys)
     assert code == 1
     assert "not saved yet -- fix: save the Salesforce settings" in lines["Salesforce credentials"]
     assert "not saved yet -- fix: save the Copernica settings" in lines["Copernica credentials"]

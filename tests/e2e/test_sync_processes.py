@@ -11,7 +11,7 @@ import sys
 import aiohttp
 import pytest
 
-from bridge.sandbox.copernica import SandboxSettings as CopernicaSettings
+from sandbox.copernica import SandboxSettings as CopernicaSettings
 from tests.e2e.sync_helpers import (
     assert_sides_agree,
     create_contact,

@@ -5,40 +5,38 @@ from __future__ import annotations
 import dataclasses
 import secrets
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.cli import create_user
 from bridge.config import Settings
 from bridge.db import QUERIES
 from bridge.mail import MailNotConfigured, send_mail
 from bridge.security import sessions, throttle
-from bridge.web.mailsink import MAIL_SINK, demo_mail, mail_sink
-from bridge.web.pages import TEMPLATES
+from bridge.tenants import create_user
+from bridge.web.pages import setup_templates
+from sandbox.mail import mail_sink, show_mail
 
 
 async def _user(pool, tenant) -> int:
-    return await create_user(pool, tenant["slug"], f"u-{secrets.token_hex(4)}@x.example",
+    return await create_user(pool, tenant.slug, f"u-{secrets.token_hex(4)}@x.example",
                              "long-enough-password")
 
 
 async def test_sessions_open_find_and_revoke(pool, tenant):
     user_id = await _user(pool, tenant)
     async with pool.acquire() as conn:
-        value = await sessions.open_session(conn, user_id, tenant["id"])
+        value = await sessions.open_session(conn, user_id, tenant.id)
         found = await sessions.find_session(conn, value)
-        assert found.user_id == user_id and found.tenant_id == tenant["id"]
+        assert found.user_id == user_id and found.tenant_id == tenant.id
         stored = await conn.fetchval("SELECT id_hash FROM sessions WHERE user_id = $1", user_id)
         assert stored == sessions.digest(value) and value not in stored
-        other = await sessions.open_session(conn, user_id, tenant["id"])
+        other = await sessions.open_session(conn, user_id, tenant.id)
         await sessions.revoke_others(conn, user_id, found.id_hash)
         assert await sessions.find_session(conn, other) is None
         assert await sessions.find_session(conn, value) is not None
         await sessions.revoke(conn, found.id_hash)
         assert await sessions.find_session(conn, value) is None
-        expired = await sessions.open_session(conn, user_id, tenant["id"], lifetime=-1)
+        expired = await sessions.open_session(conn, user_id, tenant.id, lifetime=-1)
         assert await sessions.find_session(conn, expired) is None
         assert await sessions.find_session(conn, "") is None
 
@@ -74,14 +72,8 @@ async def test_mail_reaches_the_sink_and_the_demo_page_lists_it():
         assert mail.sender == "bridge@x.example"
 
         app = web.Application()
-        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
-        app.router.add_get("/demo/mail", demo_mail)
-        async with TestClient(TestServer(app)) as client:
-            assert (await client.get("/demo/mail")).status == 404  # no sink: no page
-        app = web.Application()
-        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
-        app.router.add_get("/demo/mail", demo_mail)
-        app[MAIL_SINK] = sink
+        setup_templates(app)
+        show_mail(app, sink)
         async with TestClient(TestServer(app)) as client:
             response = await client.get("/demo/mail")
             assert response.status == 200 and "line two" in await response.text()

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestServer
 
 from bridge.copernica import CopernicaClient, CopernicaError, condition
 from bridge.retry import RetryPolicy
-from bridge.sandbox.copernica import SandboxSettings, create_app
 from bridge.usage import ApiUsage
+from sandbox.copernica import SandboxSettings, create_app
 from tests.fixtures.copernica import FAST_RETRY, RunningSandbox
 
 pytestmark = pytest.mark.asyncio

@@ -32,7 +32,7 @@ async def _count(pool, kind, state=None):
 
 async def test_two_workers_process_1000_jobs_exactly_once(pool, database_url, tenant, kind):
     queue = JobQueue(pool)
-    ids = [await queue.enqueue(tenant["id"], kind, f"record-{n}", {"n": n}) for n in range(1000)]
+    ids = [await queue.enqueue(tenant.id, kind, f"record-{n}", {"n": n}) for n in range(1000)]
     assert len(set(ids)) == 1000
 
     seen: Counter[int] = Counter()
@@ -81,9 +81,9 @@ async def test_two_workers_process_1000_jobs_exactly_once(pool, database_url, te
 
 async def test_waiting_jobs_with_one_key_coalesce(pool, tenant, kind):
     queue = JobQueue(pool)
-    first = await queue.enqueue(tenant["id"], kind, "003A", {"LastName": "Old", "Email": "a@x.nl"})
-    second = await queue.enqueue(tenant["id"], kind, "003A", {"LastName": "New"})
-    other = await queue.enqueue(tenant["id"], kind, "003B", {"LastName": "B"})
+    first = await queue.enqueue(tenant.id, kind, "003A", {"LastName": "Old", "Email": "a@x.nl"})
+    second = await queue.enqueue(tenant.id, kind, "003A", {"LastName": "New"})
+    other = await queue.enqueue(tenant.id, kind, "003B", {"LastName": "B"})
     assert first == second != other
     jobs = await queue.claim(kind, 10)
     payloads = {job.key: job.payload for job in jobs}
@@ -92,9 +92,9 @@ async def test_waiting_jobs_with_one_key_coalesce(pool, tenant, kind):
 
 async def test_a_record_never_has_two_jobs_running(pool, tenant, kind):
     queue = JobQueue(pool)
-    await queue.enqueue(tenant["id"], kind, "003A", {"v": 1})
+    await queue.enqueue(tenant.id, kind, "003A", {"v": 1})
     [running] = await queue.claim(kind, 10)
-    await queue.enqueue(tenant["id"], kind, "003A", {"v": 2})  # arrives while the first runs
+    await queue.enqueue(tenant.id, kind, "003A", {"v": 2})  # arrives while the first runs
     assert await queue.claim(kind, 10) == []
     await queue.complete([running])
     [next_job] = await queue.claim(kind, 10)
@@ -102,24 +102,24 @@ async def test_a_record_never_has_two_jobs_running(pool, tenant, kind):
 
 
 async def test_claims_are_per_tenant(pool, tenant, kind):
-    from bridge.cli import create_tenant
+    from bridge.tenants import create_tenant
 
     other = await create_tenant(pool, f"t-{secrets.token_hex(5)}")
     queue = JobQueue(pool)
     for n in range(3):
-        await queue.enqueue(tenant["id"], kind, f"a{n}", {})
-        await queue.enqueue(other["id"], kind, f"b{n}", {})
+        await queue.enqueue(tenant.id, kind, f"a{n}", {})
+        await queue.enqueue(other.id, kind, f"b{n}", {})
     batch = await queue.claim(kind, 10)
     assert len(batch) == 3 and len({job.tenant_id for job in batch}) == 1
     [first_tenant] = {job.tenant_id for job in batch}
-    second_tenant = other["id"] if first_tenant == tenant["id"] else tenant["id"]
+    second_tenant = other.id if first_tenant == tenant.id else tenant.id
     rest = await queue.claim(kind, 10, tenant_id=second_tenant)
     assert [job.tenant_id for job in rest] == [second_tenant] * 3
 
 
 async def test_back_off_schedule_then_hold(pool, tenant, kind):
     queue = JobQueue(pool, retry=RetryPolicy(max_attempts=3, base=10.0, cap=1000.0, jitter=0.0))
-    job_id = await queue.enqueue(tenant["id"], kind, "003A", {"x": 1})
+    job_id = await queue.enqueue(tenant.id, kind, "003A", {"x": 1})
     delays = []
     for attempt in (1, 2, 3):
         [job] = await queue.claim(kind)
@@ -138,31 +138,31 @@ async def test_back_off_schedule_then_hold(pool, tenant, kind):
     assert outcome == "held"
     assert row["state"] == "held" and row["last_error"] == "Salesforce answered 503"
     assert await queue.claim(kind) == []  # held jobs are kept, not retried
-    [held] = await queue.held(tenant["id"])
+    [held] = await queue.held(tenant.id)
     assert held["id"] == job_id and held["error_category"] == "transient"
 
-    assert await queue.requeue(job_id, tenant["id"])
+    assert await queue.requeue(job_id, tenant.id)
     [again] = await queue.claim(kind)
     assert again.id == job_id and again.attempts == 1
 
 
 async def test_permanent_failure_holds_at_once_and_requeue_is_tenant_bound(pool, tenant, kind):
-    from bridge.cli import create_tenant
+    from bridge.tenants import create_tenant
 
     queue = JobQueue(pool)
-    job_id = await queue.enqueue(tenant["id"], kind, "003A", {})
+    job_id = await queue.enqueue(tenant.id, kind, "003A", {})
     [job] = await queue.claim(kind)
     assert (
         await queue.fail(job, Failure("LastName missing", "validation", permanent=True)) == "held"
     )
     stranger = await create_tenant(pool, f"t-{secrets.token_hex(5)}")
-    assert not await queue.requeue(job_id, stranger["id"])
+    assert not await queue.requeue(job_id, stranger.id)
     assert await _count(pool, kind, "held") == 1
 
 
 async def test_retry_after_is_honoured(pool, tenant, kind):
     queue = JobQueue(pool, retry=RetryPolicy(base=1.0, jitter=0.0))
-    job_id = await queue.enqueue(tenant["id"], kind, "k", {})
+    job_id = await queue.enqueue(tenant.id, kind, "k", {})
     [job] = await queue.claim(kind)
     await queue.fail(job, Failure("429", "rate_limit", retry_after=120))
     async with pool.acquire() as conn:
@@ -174,9 +174,9 @@ async def test_retry_after_is_honoured(pool, tenant, kind):
 
 async def test_failed_job_merges_into_a_newer_waiting_change(pool, tenant, kind):
     queue = JobQueue(pool, retry=RetryPolicy(base=0.0, jitter=0.0))
-    await queue.enqueue(tenant["id"], kind, "003A", {"Email": "a@x.nl", "Title": "CEO"})
+    await queue.enqueue(tenant.id, kind, "003A", {"Email": "a@x.nl", "Title": "CEO"})
     [job] = await queue.claim(kind)
-    await queue.enqueue(tenant["id"], kind, "003A", {"Title": "CTO"})
+    await queue.enqueue(tenant.id, kind, "003A", {"Title": "CTO"})
     await queue.fail(job, Failure("timeout"))
     [merged] = await queue.claim(kind, 10)
     assert merged.payload == {"Email": "a@x.nl", "Title": "CTO"}
@@ -201,7 +201,7 @@ asyncio.run(main())
 
 async def test_job_of_a_killed_worker_is_claimed_after_its_lease(pool, database_url, tenant, kind):
     queue = JobQueue(pool)
-    job_id = await queue.enqueue(tenant["id"], kind, "003A", {"x": 1})
+    job_id = await queue.enqueue(tenant.id, kind, "003A", {"x": 1})
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -226,7 +226,7 @@ async def test_job_of_a_killed_worker_is_claimed_after_its_lease(pool, database_
 async def test_a_late_worker_cannot_complete_or_fail_a_job_it_lost(pool, tenant, kind):
     slow = JobQueue(pool, lease=0.2, worker="slow")
     fast = JobQueue(pool, worker="fast")
-    await slow.enqueue(tenant["id"], kind, "003A", {})
+    await slow.enqueue(tenant.id, kind, "003A", {})
     [job] = await slow.claim(kind)
     await asyncio.sleep(0.3)
     [taken] = await fast.claim(kind)
@@ -252,7 +252,7 @@ async def test_notify_wakes_an_idle_worker_quickly(pool, tenant, kind):
     try:
         await asyncio.sleep(0.3)  # the worker found nothing and sleeps
         started = time.perf_counter()
-        await queue.enqueue(tenant["id"], kind, "k", {})
+        await queue.enqueue(tenant.id, kind, "k", {})
         await asyncio.wait_for(handled.wait(), 5)
     finally:
         task.cancel()
@@ -272,7 +272,7 @@ async def test_a_crashing_handler_means_retry_not_loss(pool, tenant, kind):
         if len(calls) == 1:
             raise RuntimeError("boom")
 
-    job_id = await queue.enqueue(tenant["id"], kind, "k", {})
+    job_id = await queue.enqueue(tenant.id, kind, "k", {})
     task = asyncio.create_task(run_worker(queue, waker, kind, handle))
     try:
         for _ in range(100):
@@ -291,9 +291,9 @@ async def test_a_crashing_handler_means_retry_not_loss(pool, tenant, kind):
 async def test_a_dead_workers_job_and_its_waiting_twin_never_run_together(pool, tenant, kind):
     dead = JobQueue(pool, lease=0.2, worker="dead")
     alive = JobQueue(pool, worker="alive")
-    await dead.enqueue(tenant["id"], kind, "003A", {"v": 1})
+    await dead.enqueue(tenant.id, kind, "003A", {"v": 1})
     [lost] = await dead.claim(kind)
-    await alive.enqueue(tenant["id"], kind, "003A", {"v": 2})  # arrives while it "runs"
+    await alive.enqueue(tenant.id, kind, "003A", {"v": 2})  # arrives while it "runs"
     await asyncio.sleep(0.3)  # the dead worker's lease runs out
     first = await alive.claim(kind, 10)
     second = await alive.claim(kind, 10)  # e.g. the other worker, at the same moment

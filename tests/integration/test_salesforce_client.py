@@ -21,8 +21,8 @@ from bridge.salesforce import (
     SoapLogin,
 )
 from bridge.salesforce.objects import EMAILING
-from bridge.sandbox.salesforce import SandboxSettings
 from bridge.usage import ApiUsage
+from sandbox.salesforce import SandboxSettings
 from tests.fixtures.salesforce import FAST_RETRY, RunningSandbox, SandboxFactory
 
 

@@ -20,7 +20,7 @@ from bridge.copernica.webhooks import (
     parse_payload,
     receive_webhook,
 )
-from bridge.sandbox.copernica.hooks import Signer
+from sandbox.copernica.hooks import Signer
 
 KEY_ID = "sandbox._domainkey.copernica.com"
 URL = "http://127.0.0.1:8080/hooks/copernica/tok?x=1"

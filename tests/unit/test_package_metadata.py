@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bridge.salesforce.objects import BRIDGE_OBJECTS, SYNC_ERROR, FieldSpec, ObjectSpec
-from bridge.sandbox.salesforce.schema import CONTACT
+from sandbox.salesforce.schema import CONTACT
 
 PACKAGE = Path(__file__).resolve().parents[2] / "salesforce"
 SOURCE = PACKAGE / "force-app" / "main" / "default"

@@ -9,7 +9,7 @@ import pytest
 
 from bridge.salesforce.errors import RecordResult, SalesforceError, categorise
 from bridge.salesforce.stream import ChangeEvent, GapEvent, OverflowEvent, parse_message
-from bridge.sandbox.salesforce.schema import id18, normalise_id
+from sandbox.salesforce.schema import id18, normalise_id
 
 SAMPLES = Path("/work/shared/samples/salesforce")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.sandbox.salesforce import SandboxSettings
-from bridge.sandbox.salesforce.cdc import Transaction
-from bridge.sandbox.salesforce.org import Org, SalesforceFault
-from bridge.sandbox.salesforce.soql import parse, run
+from sandbox.salesforce import SandboxSettings
+from sandbox.salesforce.cdc import Transaction
+from sandbox.salesforce.org import Org, SalesforceFault
+from sandbox.salesforce.soql import parse, run
 
 
 @pytest.fixture

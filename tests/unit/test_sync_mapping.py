@@ -13,9 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.copernica.models import Field
-from bridge.sandbox.copernica.values import coerce
-from bridge.sandbox.salesforce import schema
-from bridge.sandbox.salesforce.rest import describe
 from bridge.sync.mapping import (
     FieldMap,
     Mapping,
@@ -30,6 +27,9 @@ from bridge.sync.mapping import (
     to_copernica,
     to_salesforce,
 )
+from sandbox.copernica.values import coerce
+from sandbox.salesforce import schema
+from sandbox.salesforce.rest import describe
 
 AMS = "Europe/Amsterdam"
 KEY = b"tenant-key-0123456789abcdef"

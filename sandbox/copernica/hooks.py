@@ -25,7 +25,7 @@ import aiohttp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bridge.sandbox.copernica.state import Account, ProfileChange, Webhook, local_text
+from sandbox.copernica.state import Account, ProfileChange, Webhook, local_text
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import MultiMapping
 
-from bridge.sandbox.copernica.state import SandboxError, truthy
-from bridge.sandbox.copernica.values import php_int
+from sandbox.copernica.state import SandboxError, truthy
+from sandbox.copernica.values import php_int
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100

@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from bridge.sandbox.copernica.hooks import Dispatcher, Signer
-from bridge.sandbox.copernica.state import (
+from sandbox.copernica.hooks import Dispatcher, Signer
+from sandbox.copernica.state import (
     Account,
     MsTemplate,
     PublisherDocument,
     PublisherTemplate,
 )
-from bridge.sandbox.copernica.tokens import TokenIssuer
+from sandbox.copernica.tokens import TokenIssuer
 
 
 @dataclass(frozen=True)

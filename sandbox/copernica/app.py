@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from bridge.sandbox.copernica import admin, rest
-from bridge.sandbox.copernica.hooks import Signer
-from bridge.sandbox.copernica.runtime import SANDBOX, Sandbox, SandboxSettings
-from bridge.sandbox.copernica.tokens import TokenIssuer
+from sandbox.copernica import admin, rest
+from sandbox.copernica.hooks import Signer
+from sandbox.copernica.runtime import SANDBOX, Sandbox, SandboxSettings
+from sandbox.copernica.tokens import TokenIssuer
 
 
 def create_app(settings: SandboxSettings | None = None) -> web.Application:

@@ -6,7 +6,7 @@ Wiring (``bridge demo``)::
     async with mail_sink() as sink:
         settings = dataclasses.replace(settings, smtp_url=sink.url)
         app = create_app(settings)
-        app[MAIL_SINK] = sink          # before the app starts: the page answers 404 without it
+        show_mail(app, sink)           # before the app starts
 """
 
 from __future__ import annotations
@@ -96,7 +96,10 @@ async def mail_sink(host: str = "127.0.0.1") -> AsyncIterator[MailSink]:
 @aiohttp_jinja2.template("demo_mail.html")
 async def demo_mail(request: web.Request) -> dict[str, Any]:
     """Demo only: what the bridge sent (password resets), newest first."""
-    sink = request.app.get(MAIL_SINK)
-    if sink is None:
-        raise web.HTTPNotFound()
-    return {"messages": list(reversed(sink.messages))}
+    return {"messages": list(reversed(request.app[MAIL_SINK].messages))}
+
+
+def show_mail(app: web.Application, sink: MailSink) -> None:
+    """Serve what ``sink`` received at ``/demo/mail`` of the bridge ``app``."""
+    app[MAIL_SINK] = sink
+    app.router.add_get("/demo/mail", demo_mail)

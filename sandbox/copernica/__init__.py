@@ -89,7 +89,7 @@ Control API (``/_sandbox/``, no credentials, JSON bodies)
 
 from __future__ import annotations
 
-from bridge.sandbox.copernica.app import create_app
-from bridge.sandbox.copernica.runtime import SANDBOX, Sandbox, SandboxSettings
+from sandbox.copernica.app import create_app
+from sandbox.copernica.runtime import SANDBOX, Sandbox, SandboxSettings
 
 __all__ = ["SANDBOX", "Sandbox", "SandboxSettings", "create_app"]

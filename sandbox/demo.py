@@ -1,4 +1,4 @@
-"""The demo: both sandboxes, a tenant wired to them, some contacts, and optional traffic.
+"""The demo: both emulators, a tenant wired to them, some contacts, and optional traffic.
 
 ``bridge demo`` starts the emulators in its own process, so each demo begins with an empty
 Salesforce org and Copernica account; the demo tenant's sync state (links, jobs, replay marker,
@@ -7,30 +7,46 @@ runs) is reset to match, and its credentials, database, fields and webhooks are 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import os
 import random
 from dataclasses import dataclass
 
 import aiohttp
 import asyncpg
+from aiohttp import web
 
+from bridge.app import create_app, start_site, until_signal
 from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
-from bridge.db import QUERIES
-from bridge.sandbox.copernica import SandboxSettings as CopernicaSettings
-from bridge.sandbox.salesforce import SandboxSettings as SalesforceSettings
+from bridge.db import QUERIES, database_url, open_pool
 from bridge.security.vault import Vault
 from bridge.tenants import (
     CopernicaCredentials,
     SalesforceCredentials,
     Tenant,
+    create_tenant,
+    create_user,
+    ensure_webhooks,
     save_credentials,
+    save_webhooks,
+    stored_webhooks,
     update_tenant,
 )
-from bridge.web.platforms import ensure_webhooks, save_webhooks, stored_webhooks
+from sandbox import copernica, salesforce
+from sandbox.copernica import SandboxSettings as CopernicaSettings
+from sandbox.mail import mail_sink, show_mail
+from sandbox.salesforce import SandboxSettings as SalesforceSettings
 
 log = logging.getLogger(__name__)
+
+DEMO_TENANT = "demo"
+DEMO_EMAIL = "admin@demo.example"
+DEMO_PASSWORD = "demo-password"
 
 # Copernica fields named like Salesforce Contact fields, so the default mapping picks them up.
 DEMO_FIELDS = (
@@ -49,6 +65,76 @@ class Sandboxes:
     copernica_url: str
     salesforce: SalesforceSettings
     copernica: CopernicaSettings
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> None:
+    """Embedded PostgreSQL, both emulators, a mail sink, the bridge: one process, one Ctrl-C."""
+    host, port = args.host, args.port or settings.port
+    runners: list[web.AppRunner] = []
+    traffic_task: asyncio.Task[None] | None = None
+    async with database_url(settings) as url, mail_sink() as sink:
+        try:
+            sandboxes = Sandboxes(
+                salesforce_url=f"http://localhost:{args.salesforce_port}",
+                copernica_url=f"http://127.0.0.1:{args.copernica_port}",
+                salesforce=SalesforceSettings(),
+                copernica=CopernicaSettings(),
+            )
+            runners.append(await start_site(
+                salesforce.create_app(sandboxes.salesforce), "127.0.0.1", args.salesforce_port
+            ))
+            runners.append(await start_site(
+                copernica.create_app(sandboxes.copernica), "127.0.0.1", args.copernica_port
+            ))
+            public_url = settings.public_url if os.environ.get("PUBLIC_URL") else f"http://{host}:{port}"
+            settings = dataclasses.replace(
+                settings, database_url=url, smtp_url=sink.url, public_url=public_url,
+                copernica_sandbox_url=sandboxes.copernica_url,
+            )
+            async with open_pool(settings) as pool:
+                tenant = await seed_tenant(pool)
+                tenant = await wire_tenant(pool, Vault(settings.secret_keys), settings, tenant, sandboxes)
+            await seed_contacts(sandboxes.salesforce_url, args.contacts)
+            app = create_app(settings)
+            show_mail(app, sink)
+            runners.append(await start_site(app, host, port))
+            if args.traffic:
+                traffic_task = asyncio.create_task(
+                    traffic(sandboxes, str(tenant.copernica_database), args.traffic)
+                )
+            print(
+                "\n  Copernica bridge demo is running\n"
+                f"    bridge:      {public_url}/  (config page; the Salesforce tab is {public_url}/sfcp)\n"
+                f"    login:       {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
+                f"    mail sent:   {public_url}/demo/mail\n"
+                f"    salesforce:  {sandboxes.salesforce_url}/_sandbox/contacts  (emulator)\n"
+                f"    copernica:   {sandboxes.copernica_url}/_sandbox/databases/"
+                f"{tenant.copernica_database}/profiles  (emulator)\n"
+                f"    health:      {public_url}/healthz, /readyz, /metrics\n"
+                + (f"    traffic:     {args.traffic} random edits per second on both sides\n"
+                   if args.traffic else "")
+                + "  Press Ctrl-C to stop everything (embedded PostgreSQL included).\n",
+                flush=True,
+            )
+            await until_signal()
+        finally:
+            if traffic_task is not None:
+                traffic_task.cancel()
+                await asyncio.gather(traffic_task, return_exceptions=True)
+            for runner in reversed(runners):
+                with contextlib.suppress(Exception):
+                    await runner.cleanup()
+
+
+async def seed_tenant(pool: asyncpg.Pool) -> Tenant:
+    """The demo tenant and its administrator, made on the first run."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(QUERIES["tenant_by_slug"], DEMO_TENANT)
+    if row is not None:
+        return Tenant.from_row(row)
+    tenant = await create_tenant(pool, DEMO_TENANT, "Demo company")
+    await create_user(pool, DEMO_TENANT, DEMO_EMAIL, DEMO_PASSWORD)
+    return tenant
 
 
 async def wire_tenant(

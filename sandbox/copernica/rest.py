@@ -16,9 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.sandbox.copernica.runtime import SANDBOX, Sandbox
-from bridge.sandbox.copernica.search import matches_all, parse_conditions, sort_key
-from bridge.sandbox.copernica.state import (
+from sandbox.copernica.runtime import SANDBOX, Sandbox
+from sandbox.copernica.search import matches_all, parse_conditions, sort_key
+from sandbox.copernica.state import (
     Database,
     Emailing,
     Profile,
@@ -27,8 +27,8 @@ from bridge.sandbox.copernica.state import (
     local_text,
     truthy,
 )
-from bridge.sandbox.copernica.values import php_int, php_string
-from bridge.sandbox.copernica.wire import (
+from sandbox.copernica.values import php_int, php_string
+from sandbox.copernica.wire import (
     condition_params,
     created,
     error_reply,
@@ -299,7 +299,7 @@ async def list_interests(call: Call) -> web.Response:
 
 @route("POST", r"database/(?P<db>[^/]+)/interests")
 async def create_interest(call: Call) -> web.Response:
-    from bridge.sandbox.copernica.state import Interest
+    from sandbox.copernica.state import Interest
 
     account = call.sandbox.account
     database = account.database(call.params["db"])

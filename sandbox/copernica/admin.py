@@ -13,15 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.sandbox.copernica.runtime import SANDBOX, RestFaults, Sandbox
-from bridge.sandbox.copernica.state import (
+from sandbox.copernica.runtime import SANDBOX, RestFaults, Sandbox
+from sandbox.copernica.state import (
     MsTemplate,
     PublisherDocument,
     PublisherTemplate,
     SandboxError,
     local_text,
 )
-from bridge.sandbox.copernica.wire import error_reply, json_reply
+from sandbox.copernica.wire import error_reply, json_reply
 
 routes = web.RouteTableDef()
 USER_CALLERS = ("ms", "publisher", "import", "rest")
@@ -62,7 +62,7 @@ async def sandbox_errors(request: web.Request, handler: Any) -> web.StreamRespon
 @routes.get("/_sandbox")
 @routes.get("/_sandbox/")
 async def index(request: web.Request) -> web.Response:
-    from bridge.sandbox import copernica
+    from sandbox import copernica
 
     return web.Response(text=copernica.__doc__ or "", content_type="text/plain")
 

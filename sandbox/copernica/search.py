@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from bridge.sandbox.copernica.state import Database, Field, Profile
-from bridge.sandbox.copernica.values import NUMERIC_TYPES, php_float, php_int
+from sandbox.copernica.state import Database, Field, Profile
+from sandbox.copernica.values import NUMERIC_TYPES, php_float, php_int
 
 OPERATORS = ("==", "!=", "<>", "<=", ">=", "=~", "!~", "<", ">")
 _EXPRESSION = re.compile(r"^([^=!<>~]+?)(==|!=|<>|<=|>=|=~|!~|<|>)(.*)$", re.DOTALL)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from bridge.sandbox.copernica.values import (
+from sandbox.copernica.values import (
     FIELD_TYPES,
     UNIQUE_TYPES,
     coerce,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bridge.sandbox.copernica.app import create_app
-from bridge.sandbox.copernica.runtime import SandboxSettings
+from sandbox.copernica.app import create_app
+from sandbox.copernica.runtime import SandboxSettings
 
 DEFAULT_PORT = 8802
 
