@@ -17,7 +17,7 @@ import asyncpg
 from bridge import logs
 from bridge.app import create_app, start_site, until_signal
 from bridge.config import Settings
-from bridge.db import QUERIES, database_url, migrate, open_pool
+from bridge.db import QUERIES, Pool, database_url, migrate, open_pool
 from bridge.errors import BridgeError, ConfigError
 from bridge.security.vault import DEMO_KEY_FILE, Vault, demo_keys, generate_key
 from bridge.tenants import create_tenant, create_user, webhook_url
@@ -143,7 +143,7 @@ def _require_keys(settings: Settings) -> Settings:
     return settings
 
 
-def _with_db(work: Callable[[asyncpg.Pool], Awaitable[int | None]], settings: Settings) -> int:
+def _with_db(work: Callable[[Pool], Awaitable[int | None]], settings: Settings) -> int:
     async def run() -> int | None:
         async with open_pool(settings) as pool:
             return await work(pool)
@@ -166,7 +166,7 @@ def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _tenant_create(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(pool: asyncpg.Pool) -> None:
+    async def work(pool: Pool) -> None:
         tenant = await create_tenant(pool, args.slug, args.name)
         print(f"created tenant {tenant.slug} (id {tenant.id})")
         print(f"Copernica webhook URL: {webhook_url(settings, tenant)}")
@@ -175,7 +175,7 @@ def _tenant_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _tenant_list(settings: Settings, _: argparse.Namespace) -> int:
-    async def work(pool: asyncpg.Pool) -> None:
+    async def work(pool: Pool) -> None:
         async with pool.acquire() as conn:
             rows = await conn.fetch(QUERIES["list_tenants"])
         print(f"{'id':>4}  {'slug':<20} {'direction':<9} {'auto':<5} {'users':>5}  name")
@@ -192,7 +192,7 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     generated = not args.password_stdin
     password = secrets.token_urlsafe(12) if generated else sys.stdin.readline().rstrip("\n")
 
-    async def work(pool: asyncpg.Pool) -> None:
+    async def work(pool: Pool) -> None:
         await create_user(pool, args.tenant, args.email, password, args.role)
         print(f"created user {args.email} of tenant {args.tenant}")
         if generated:
@@ -210,7 +210,7 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
 
     settings = _keys_for_cli(settings)
 
-    async def work(pool: asyncpg.Pool) -> int:
+    async def work(pool: Pool) -> int:
         async with pool.acquire() as conn:
             tenant = await conn.fetchrow(QUERIES["tenant_by_slug"], args.tenant)
         if tenant is None:
@@ -265,7 +265,7 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> int:
 def _rotate_keys(settings: Settings, _: argparse.Namespace) -> int:
     vault = Vault(_require_keys(settings).secret_keys)
 
-    async def work(pool: asyncpg.Pool) -> None:
+    async def work(pool: Pool) -> None:
         count = await vault.rotate(pool)
         print(f"re-encrypted {count} credential record(s) under the current key")
 

@@ -15,15 +15,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
+import asyncpg.pool
 
 from bridge.config import Settings
 from bridge.errors import ConfigError
 from bridge.resources import folder
 
 log = logging.getLogger(__name__)
+
+# What functions that run queries take: a connection of its own or one borrowed from the pool.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 
 SQL_DIR = folder("sql")
 MIGRATIONS_DIR = SQL_DIR / "migrations"

@@ -43,7 +43,7 @@ import asyncpg
 from bridge.config import Settings
 from bridge.copernica.auth import DEFAULT_AUTH_URL
 from bridge.copernica.client import DEFAULT_HOST, CopernicaClient
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Pool
 from bridge.errors import ApiError, BridgeError
 from bridge.retry import RetryPolicy
 from bridge.salesforce.client import SalesforceClient
@@ -108,7 +108,7 @@ def _not_checked(item: str, needs: str) -> Finding:
     return _failed(item, f"not checked: needs {needs}", f"first fix '{needs}' above")
 
 
-async def run(pool: asyncpg.Pool, settings: Settings, slug: str) -> int:
+async def run(pool: Pool, settings: Settings, slug: str) -> int:
     """Print the checklist of tenant ``slug``; 0 when nothing failed, else 1."""
     failed = 0
     async for finding in diagnose(pool, settings, slug):
@@ -118,7 +118,7 @@ async def run(pool: asyncpg.Pool, settings: Settings, slug: str) -> int:
     return 1 if failed else 0
 
 
-async def diagnose(pool: asyncpg.Pool, settings: Settings, slug: str) -> AsyncIterator[Finding]:
+async def diagnose(pool: Pool, settings: Settings, slug: str) -> AsyncIterator[Finding]:
     """The findings for tenant ``slug``, each as soon as its check has run."""
     async with pool.acquire() as conn:
         row = await conn.fetchrow(QUERIES["tenant_by_slug"], slug)
@@ -176,7 +176,7 @@ def _fix_for(error: ApiError) -> str:
 
 
 async def _salesforce_login(
-    pool: asyncpg.Pool,
+    pool: Pool,
     vault: Vault,
     tenant: Tenant,
     settings: Settings,
@@ -222,7 +222,7 @@ def _login_fix(creds: SalesforceCredentials, error: ApiError) -> str:
 
 
 async def _copernica_login(
-    pool: asyncpg.Pool, vault: Vault, tenant: Tenant, http: aiohttp.ClientSession
+    pool: Pool, vault: Vault, tenant: Tenant, http: aiohttp.ClientSession
 ) -> tuple[Finding, CopernicaClient | None]:
     item = "Copernica credentials"
     try:

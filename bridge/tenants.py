@@ -16,7 +16,7 @@ import asyncpg
 
 from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn, Pool
 from bridge.errors import ApiError, BridgeError
 from bridge.salesforce.auth import (
     PRODUCTION_LOGIN_URL,
@@ -105,7 +105,7 @@ class NotConfigured(BridgeError):
     """A tenant's credentials for a platform have not been saved yet."""
 
 
-async def create_tenant(pool: asyncpg.Pool, slug: str, name: str | None = None) -> Tenant:
+async def create_tenant(pool: Pool, slug: str, name: str | None = None) -> Tenant:
     try:
         async with pool.acquire() as conn:
             row = await conn.fetchrow(
@@ -121,7 +121,7 @@ async def create_tenant(pool: asyncpg.Pool, slug: str, name: str | None = None) 
 
 
 async def create_user(
-    pool: asyncpg.Pool, tenant_slug: str, email: str, password: str, role: str = "admin"
+    pool: Pool, tenant_slug: str, email: str, password: str, role: str = "admin"
 ) -> int:
     if "@" not in email:
         raise BridgeError(f"{email!r} is not an e-mail address")
@@ -141,14 +141,14 @@ async def create_user(
             raise BridgeError(f"a user with address {email} exists already") from None
 
 
-async def load_tenant(conn: asyncpg.Connection, tenant_id: int) -> Tenant:
+async def load_tenant(conn: Conn, tenant_id: int) -> Tenant:
     row = await conn.fetchrow(QUERIES["tenant_by_id"], tenant_id)
     if row is None:
         raise BridgeError(f"no tenant with id {tenant_id}")
     return Tenant.from_row(row)
 
 
-async def update_tenant(conn: asyncpg.Connection, tenant_id: int, **changes: Any) -> Tenant:
+async def update_tenant(conn: Conn, tenant_id: int, **changes: Any) -> Tenant:
     """Change settings columns of a tenant; unknown names are a programming error."""
     unknown = set(changes) - set(SETTING_COLUMNS)
     if unknown:
@@ -162,7 +162,7 @@ async def update_tenant(conn: asyncpg.Connection, tenant_id: int, **changes: Any
 
 
 async def load_salesforce_credentials(
-    conn: asyncpg.Connection, vault: Vault, tenant_id: int
+    conn: Conn, vault: Vault, tenant_id: int
 ) -> SalesforceCredentials:
     stored = await vault.load(conn, tenant_id, "salesforce")
     if stored is None:
@@ -171,7 +171,7 @@ async def load_salesforce_credentials(
 
 
 async def load_copernica_credentials(
-    conn: asyncpg.Connection, vault: Vault, tenant_id: int
+    conn: Conn, vault: Vault, tenant_id: int
 ) -> CopernicaCredentials:
     stored = await vault.load(conn, tenant_id, "copernica")
     if stored is None:
@@ -180,7 +180,7 @@ async def load_copernica_credentials(
 
 
 async def save_credentials(
-    conn: asyncpg.Connection,
+    conn: Conn,
     vault: Vault,
     tenant_id: int,
     credentials: SalesforceCredentials | CopernicaCredentials,
@@ -246,9 +246,9 @@ async def ensure_webhooks(
     return kept, created
 
 
-async def stored_webhooks(conn: asyncpg.Connection, tenant_id: int) -> dict[str, Any]:
+async def stored_webhooks(conn: Conn, tenant_id: int) -> dict[str, Any]:
     return dict(await conn.fetchval(QUERIES["tenant_webhooks"], tenant_id) or {})
 
 
-async def save_webhooks(conn: asyncpg.Connection, tenant_id: int, hooks: dict[str, Any]) -> None:
+async def save_webhooks(conn: Conn, tenant_id: int, hooks: dict[str, Any]) -> None:
     await conn.execute(QUERIES["set_tenant_webhooks"], tenant_id, hooks)

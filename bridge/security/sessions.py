@@ -10,9 +10,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-import asyncpg
-
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn
 
 LIFETIME = 12 * 3600.0  # seconds; a working day in the Salesforce tab without logging in again
 COOKIE = "bridge_session"
@@ -37,7 +35,7 @@ def digest(value: str) -> str:
 
 
 async def open_session(
-    conn: asyncpg.Connection, user_id: int, tenant_id: int, lifetime: float = LIFETIME
+    conn: Conn, user_id: int, tenant_id: int, lifetime: float = LIFETIME
 ) -> str:
     """Store a new session and return the cookie value (shown once, never stored)."""
     value = secrets.token_urlsafe(32)
@@ -48,7 +46,7 @@ async def open_session(
     return value
 
 
-async def find_session(conn: asyncpg.Connection, value: str) -> Session | None:
+async def find_session(conn: Conn, value: str) -> Session | None:
     """The live session behind a cookie value, or None (unknown, expired or revoked)."""
     if not value or len(value) > 128:
         return None
@@ -56,10 +54,10 @@ async def find_session(conn: asyncpg.Connection, value: str) -> Session | None:
     return None if row is None else Session(**dict(row))
 
 
-async def revoke(conn: asyncpg.Connection, id_hash: str) -> None:
+async def revoke(conn: Conn, id_hash: str) -> None:
     await conn.execute(QUERIES["revoke_session"], id_hash)
 
 
-async def revoke_others(conn: asyncpg.Connection, user_id: int, keep_id_hash: str = "") -> None:
+async def revoke_others(conn: Conn, user_id: int, keep_id_hash: str = "") -> None:
     """End every session of a user but ``keep_id_hash`` (after a password change or reset)."""
     await conn.execute(QUERIES["revoke_user_sessions"], user_id, keep_id_hash)

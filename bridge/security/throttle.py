@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn
 
 WINDOW = 15 * 60.0
 LOCKOUT = 15 * 60.0
@@ -43,7 +41,7 @@ def judge(
     return Verdict(True) if wait <= 0 else Verdict(False, wait)
 
 
-async def check(conn: asyncpg.Connection, email: str, client: str) -> Verdict:
+async def check(conn: Conn, email: str, client: str) -> Verdict:
     row = await conn.fetchrow(QUERIES["login_failures"], email, client, WINDOW)
     return judge(
         row["from_client"], row["for_address"], row["last_from_client"],
@@ -51,10 +49,10 @@ async def check(conn: asyncpg.Connection, email: str, client: str) -> Verdict:
     )
 
 
-async def failed(conn: asyncpg.Connection, email: str, client: str) -> None:
+async def failed(conn: Conn, email: str, client: str) -> None:
     await conn.execute(QUERIES["record_login_failure"], email, client)
     await conn.execute(QUERIES["forget_old_login_failures"], WINDOW + LOCKOUT)
 
 
-async def succeeded(conn: asyncpg.Connection, email: str, client: str) -> None:
+async def succeeded(conn: Conn, email: str, client: str) -> None:
     await conn.execute(QUERIES["clear_login_failures"], email, client)

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn, Pool
 from bridge.errors import BridgeError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -47,17 +46,17 @@ class Vault:
             ) from None
 
     async def store(
-        self, conn: asyncpg.Connection, tenant_id: int, platform: str, secrets: dict[str, Any]
+        self, conn: Conn, tenant_id: int, platform: str, secrets: dict[str, Any]
     ) -> None:
         await conn.execute(QUERIES["store_credentials"], tenant_id, platform, self.encrypt(secrets))
 
     async def load(
-        self, conn: asyncpg.Connection, tenant_id: int, platform: str
+        self, conn: Conn, tenant_id: int, platform: str
     ) -> dict[str, Any] | None:
         token = await conn.fetchval(QUERIES["load_credentials"], tenant_id, platform)
         return None if token is None else self.decrypt(token)
 
-    async def rotate(self, pool: asyncpg.Pool) -> int:
+    async def rotate(self, pool: Pool) -> int:
         """Re-encrypt every stored credential under the current key; return how many."""
         count = 0
         async with pool.acquire() as conn, conn.transaction():

@@ -13,11 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import asyncpg
-
 from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Pool
 from bridge.salesforce.client import SalesforceClient
 from bridge.security.vault import Vault
 from bridge.sync.mapping import Mapping, build_mapping
@@ -49,7 +47,7 @@ class UsageCounter:
 
         return record
 
-    async def flush(self, pool: asyncpg.Pool) -> None:
+    async def flush(self, pool: Pool) -> None:
         calls, self.calls = self.calls, defaultdict(int)
         latest, self.latest = self.latest, {}
         async with pool.acquire() as conn:
@@ -114,7 +112,7 @@ class TenantContext:
 class Contexts:
     """The contexts of every tenant this process works for."""
 
-    def __init__(self, pool: asyncpg.Pool, vault: Vault, settings: Settings) -> None:
+    def __init__(self, pool: Pool, vault: Vault, settings: Settings) -> None:
         self.pool = pool
         self.vault = vault
         self.settings = settings

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bridge.copernica.models import Profile
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn, Pool
 from bridge.errors import ApiError
 from bridge.salesforce.client import parse_datetime
 from bridge.sync.context import TenantContext
@@ -80,7 +80,7 @@ class Item:
 
 
 async def sync_batch(
-    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, jobs: list[Job]
+    ctx: TenantContext, pool: Pool, queue: JobQueue, jobs: list[Job]
 ) -> dict[int, Failure]:
     """The handler of ``sync`` jobs: returns the failures by job id."""
     mapping = await ctx.mapping()
@@ -98,7 +98,7 @@ async def sync_batch(
 # --- 1. who is who ------------------------------------------------------------------------
 
 
-async def _identify(ctx: TenantContext, pool: asyncpg.Pool, jobs: list[Job]) -> list[Item]:
+async def _identify(ctx: TenantContext, pool: Pool, jobs: list[Job]) -> list[Item]:
     sf_ids = [j.payload["sf_id"] for j in jobs if valid_salesforce_id(j.payload.get("sf_id"))]
     cp_ids = [str(j.payload["cp_id"]) for j in jobs if j.payload.get("cp_id")]
     async with pool.acquire() as conn:
@@ -190,7 +190,7 @@ async def _copernica_profiles(
 
 
 async def _match_unlinked(
-    ctx: TenantContext, pool: asyncpg.Pool, mapping: Mapping, items: list[Item]
+    ctx: TenantContext, pool: Pool, mapping: Mapping, items: list[Item]
 ) -> None:
     """First merge: link by the Salesforce Id kept in Copernica, then by a unique e-mail.
 
@@ -237,7 +237,7 @@ async def _match_unlinked(
 
 
 async def _link(
-    pool: asyncpg.Pool, tenant_id: int, *, sf_id: str | None = None, cp_id: str | None = None
+    pool: Pool, tenant_id: int, *, sf_id: str | None = None, cp_id: str | None = None
 ) -> asyncpg.Record | None:
     """The link of a record now (another worker may have linked it since this batch began)."""
     async with pool.acquire() as conn:
@@ -424,7 +424,7 @@ async def _write_copernica(ctx: TenantContext, mapping: Mapping, items: list[Ite
 
 
 async def _record(
-    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, mapping: Mapping, items: list[Item]
+    ctx: TenantContext, pool: Pool, queue: JobQueue, mapping: Mapping, items: list[Item]
 ) -> None:
     tenant_id = ctx.tenant.id
     audits = []
@@ -455,7 +455,7 @@ async def _record(
 
 
 async def _save_link(
-    conn: asyncpg.Connection, tenant_id: int, sf_id: str, cp_id: str, agreed: dict[str, str],
+    conn: Conn, tenant_id: int, sf_id: str, cp_id: str, agreed: dict[str, str],
     *, deleted_at: datetime | None = None,
 ) -> None:
     """Link the pair; an older link of either record gives way (a merge, a re-created profile)."""

@@ -7,10 +7,8 @@ after ``ingest_copernica`` returned.
 
 from __future__ import annotations
 
-import asyncpg
-
 from bridge.copernica.webhooks import ProfileEvent, WebhookEvent
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn
 from bridge.salesforce.stream import (
     ChangeEvent,
     GapEvent,
@@ -25,7 +23,7 @@ from bridge.tenants import Tenant
 
 
 async def ingest_salesforce(
-    conn: asyncpg.Connection,
+    conn: Conn,
     queue: JobQueue,
     tenant: Tenant,
     item: StreamItem,
@@ -62,7 +60,7 @@ async def ingest_salesforce(
 
 
 async def ingest_copernica(
-    conn: asyncpg.Connection, queue: JobQueue, tenant: Tenant, event: WebhookEvent
+    conn: Conn, queue: JobQueue, tenant: Tenant, event: WebhookEvent
 ) -> bool:
     """Queue the profile a webhook announced; False when the event is not for this bridge
     (another database, not a profile, a direction switched off, auto-sync off).

@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn, Pool
 from bridge.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def worker_name() -> str:
 
 @dataclass
 class JobQueue:
-    pool: asyncpg.Pool
+    pool: Pool
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=8, base=2.0))
     lease: float = 60.0  # seconds a claimed job stays ours without a heartbeat
     worker: str = field(default_factory=worker_name)
@@ -70,7 +70,7 @@ class JobQueue:
         payload: Mapping[str, Any],
         *,
         delay: float = 0.0,
-        conn: asyncpg.Connection | None = None,
+        conn: Conn | None = None,
     ) -> int:
         """Store a job (or merge it into the waiting one with the same key); return its id.
 
@@ -91,7 +91,7 @@ class JobQueue:
         kind: str,
         jobs: Sequence[tuple[str, Mapping[str, Any]]],
         *,
-        conn: asyncpg.Connection | None = None,
+        conn: Conn | None = None,
     ) -> None:
         """``enqueue`` for many (key, payload) pairs in one round trip and one NOTIFY."""
         if not jobs:
@@ -181,7 +181,7 @@ class JobQueue:
 
 
 @contextlib.asynccontextmanager
-async def _connection(pool: asyncpg.Pool, conn: asyncpg.Connection | None):  # type: ignore[no-untyped-def]
+async def _connection(pool: Pool, conn: Conn | None):  # type: ignore[no-untyped-def]
     if conn is not None:
         yield conn
     else:
@@ -196,11 +196,11 @@ class Waker:
     while it reconnects.
     """
 
-    def __init__(self, pool: asyncpg.Pool, poll_interval: float = 5.0) -> None:
+    def __init__(self, pool: Pool, poll_interval: float = 5.0) -> None:
         self._pool = pool
         self.poll_interval = poll_interval
         self._events: dict[str, asyncio.Event] = {}
-        self._conn: asyncpg.Connection | None = None
+        self._conn: Conn | None = None
 
     def _event(self, kind: str) -> asyncio.Event:
         return self._events.setdefault(kind, asyncio.Event())

@@ -14,9 +14,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import asyncpg
-
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Pool
 from bridge.sync.context import TenantContext
 from bridge.sync.engine import SYNC, copernica_key, salesforce_key
 from bridge.sync.jobs import Job, JobQueue
@@ -29,7 +27,7 @@ OVERLAP = timedelta(minutes=2)  # re-read a little before the watermark: clocks 
 DRAIN_POLL = 0.25
 
 
-async def run_reconcile(ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, job: Job) -> None:
+async def run_reconcile(ctx: TenantContext, pool: Pool, queue: JobQueue, job: Job) -> None:
     """Carry out the run of ``job`` (a ``reconcile`` job), recording progress on it."""
     run_id = int(job.payload["run_id"])
     tenant = ctx.tenant
@@ -75,7 +73,7 @@ async def run_reconcile(ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue,
 
 
 class _Progress:
-    def __init__(self, pool: asyncpg.Pool, tenant_id: int, run_id: int) -> None:
+    def __init__(self, pool: Pool, tenant_id: int, run_id: int) -> None:
         self.pool, self.tenant_id, self.run_id = pool, tenant_id, run_id
         self.done = 0
         self.total: int | None = None
@@ -100,7 +98,7 @@ def _changed_since(since: datetime | None) -> str:
 
 
 async def _scan_salesforce(
-    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, mapping: Mapping,
+    ctx: TenantContext, pool: Pool, queue: JobQueue, mapping: Mapping,
     since: datetime | None, progress: _Progress, job: Job,
 ) -> int:
     soql = (
@@ -130,7 +128,7 @@ async def _scan_salesforce(
 
 
 async def _scan_copernica(
-    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, mapping: Mapping,
+    ctx: TenantContext, pool: Pool, queue: JobQueue, mapping: Mapping,
     since: datetime | None, progress: _Progress, job: Job,
 ) -> int:
     if since is None:
@@ -154,7 +152,7 @@ async def _scan_copernica(
 
 
 async def _queue_profiles(
-    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, mapping: Mapping, page: list
+    ctx: TenantContext, pool: Pool, queue: JobQueue, mapping: Mapping, page: list
 ) -> int:
     async with pool.acquire() as conn:
         links = {
@@ -180,7 +178,7 @@ async def _queue_profiles(
 
 
 async def _find_copernica_deletes(
-    ctx: TenantContext, pool: asyncpg.Pool, queue: JobQueue, cp_ids: set[str]
+    ctx: TenantContext, pool: Pool, queue: JobQueue, cp_ids: set[str]
 ) -> int:
     """Links whose profile is gone: deleted in Copernica while no webhook reached us."""
     queued, after = 0, ""
@@ -204,7 +202,7 @@ def _differs(current: dict[str, str], agreed: dict[str, str]) -> bool:
     return any(agreed.get(name) != value for name, value in current.items())
 
 
-async def _drain(pool: asyncpg.Pool, queue: JobQueue, tenant_id: int, job: Job) -> int:
+async def _drain(pool: Pool, queue: JobQueue, tenant_id: int, job: Job) -> int:
     """Wait until the tenant's queued changes are applied (or held); return the held count."""
     while True:
         async with pool.acquire() as conn:

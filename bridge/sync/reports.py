@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncpg
 
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn
 from bridge.errors import Category
 from bridge.sync.jobs import JobQueue
 
 
 async def record_error(
-    conn: asyncpg.Connection,
+    conn: Conn,
     tenant_id: int,
     *,
     category: Category,
@@ -39,7 +39,7 @@ async def record_error(
 
 
 async def error_reports(
-    conn: asyncpg.Connection, tenant_id: int, limit: int = 50
+    conn: Conn, tenant_id: int, limit: int = 50
 ) -> list[asyncpg.Record]:
     return await conn.fetch(QUERIES["error_reports"], tenant_id, limit)
 

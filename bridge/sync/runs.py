@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn
 from bridge.sync.jobs import JobQueue
 
 RECONCILE = "reconcile"  # the job kind that carries out a run
@@ -60,7 +60,7 @@ async def request_sync(
     kind: RunKind = "manual",
     requested_by: str | None = None,
     *,
-    conn: asyncpg.Connection | None = None,
+    conn: Conn | None = None,
 ) -> int:
     """Queue a reconcile run (``full`` and ``manual`` compare everything, ``reconcile`` what
     changed since the last one); return the run id the status bar follows."""
@@ -74,16 +74,16 @@ async def request_sync(
     return int(run_id)
 
 
-async def get_run(conn: asyncpg.Connection, tenant_id: int, run_id: int) -> Run | None:
+async def get_run(conn: Conn, tenant_id: int, run_id: int) -> Run | None:
     row = await conn.fetchrow(QUERIES["get_run"], run_id, tenant_id)
     return None if row is None else Run.from_row(row)
 
 
-async def recent_runs(conn: asyncpg.Connection, tenant_id: int, limit: int = 10) -> list[Run]:
+async def recent_runs(conn: Conn, tenant_id: int, limit: int = 10) -> list[Run]:
     return [Run.from_row(r) for r in await conn.fetch(QUERIES["recent_runs"], tenant_id, limit)]
 
 
-async def status(conn: asyncpg.Connection, tenant_id: int) -> dict[str, Any]:
+async def status(conn: Conn, tenant_id: int) -> dict[str, Any]:
     """Everything the status bar shows, as JSON-ready values."""
     counts = await conn.fetchrow(QUERIES["sync_status"], tenant_id)
     runs = await recent_runs(conn, tenant_id, 1)

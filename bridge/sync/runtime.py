@@ -18,7 +18,7 @@ import asyncpg
 
 from bridge import logs
 from bridge.config import Settings
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Pool
 from bridge.errors import ApiError, BridgeError
 from bridge.salesforce.objects import SYNC_ERROR
 from bridge.security.vault import Vault
@@ -56,7 +56,7 @@ class SyncOptions:
 
 @dataclass
 class SyncRuntime:
-    pool: asyncpg.Pool
+    pool: Pool
     queue: JobQueue
     vault: Vault
     settings: Settings

@@ -4,9 +4,7 @@ records in Salesforce, upserted by the Copernica emailing id so a rerun updates 
 
 from __future__ import annotations
 
-import asyncpg
-
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Pool
 from bridge.salesforce.objects import EMAILING
 from bridge.sync.context import TenantContext
 from bridge.sync.jobs import Failure
@@ -15,7 +13,7 @@ STATISTICS = "statistics"  # job kind
 WINDOW_DAYS = 30  # emailings older than this keep their last figures
 
 
-async def push_statistics(ctx: TenantContext, pool: asyncpg.Pool) -> dict[str, Failure]:
+async def push_statistics(ctx: TenantContext, pool: Pool) -> dict[str, Failure]:
     """Upsert the figures of the tenant's recent sends; return failures by emailing id."""
     async with pool.acquire() as conn:
         sends = await conn.fetch(QUERIES["sends_for_statistics"], ctx.tenant.id, WINDOW_DAYS)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bridge import logs
-from bridge.db import QUERIES
+from bridge.db import QUERIES, Conn, Pool
 from bridge.errors import ApiError, BridgeError
 from bridge.retry import RetryPolicy
 from bridge.salesforce.stream import ALL_EVENTS, ReplayMarker, SalesforceStream
@@ -36,7 +36,7 @@ class PostgresReplayStore:
     """Replay markers in ``stream_state``. The ingest transaction writes them together with the
     jobs; ``set`` only serves the stream's own bookkeeping and never moves a marker back."""
 
-    pool: asyncpg.Pool
+    pool: Pool
     tenant_id: int
     owner: str
 
@@ -57,7 +57,7 @@ class PostgresReplayStore:
 
 @dataclass
 class StreamSupervisor:
-    pool: asyncpg.Pool
+    pool: Pool
     contexts: Contexts
     queue: JobQueue
     owner: str
@@ -105,7 +105,7 @@ class StreamSupervisor:
                 await self.pool.release(conn)
             await asyncio.sleep(self.takeover_interval)
 
-    async def _consume_while_locked(self, lock_conn: asyncpg.Connection, tenant_id: int) -> None:
+    async def _consume_while_locked(self, lock_conn: Conn, tenant_id: int) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(QUERIES["set_stream_owner"], tenant_id, CHANNEL, self.owner)
         log.info("stream of tenant %s owned by %s", tenant_id, self.owner)

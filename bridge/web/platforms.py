@@ -9,10 +9,9 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-import asyncpg
-
 from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
+from bridge.db import Pool
 from bridge.errors import ApiError, BridgeError
 from bridge.salesforce.client import SalesforceClient
 from bridge.security.vault import Vault
@@ -50,7 +49,7 @@ async def bounded(call: Awaitable[T]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def copernica(pool: asyncpg.Pool, vault: Vault, tenant_id: int) -> AsyncIterator[CopernicaClient]:
+async def copernica(pool: Pool, vault: Vault, tenant_id: int) -> AsyncIterator[CopernicaClient]:
     """A client on the tenant's saved Copernica access (``NotConfigured`` when there is none)."""
     async with pool.acquire() as conn:
         creds = await load_copernica_credentials(conn, vault, tenant_id)
@@ -63,7 +62,7 @@ async def copernica(pool: asyncpg.Pool, vault: Vault, tenant_id: int) -> AsyncIt
 
 @contextlib.asynccontextmanager
 async def salesforce(
-    pool: asyncpg.Pool, vault: Vault, tenant_id: int, settings: Settings
+    pool: Pool, vault: Vault, tenant_id: int, settings: Settings
 ) -> AsyncIterator[SalesforceClient]:
     async with pool.acquire() as conn:
         creds = await load_salesforce_credentials(conn, vault, tenant_id)
