@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
+from tqdm import tqdm
 
 from bridge import logs
 from bridge.app import create_app, start_site, until_signal
@@ -223,29 +224,24 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
         run_id = await request_sync(queue, tenant["id"], "full" if args.full else "reconcile", "cli")
         await runtime.start()
         try:
-            while True:
-                async with pool.acquire() as conn:
-                    run = await get_run(conn, tenant["id"], run_id)
-                assert run is not None
-                _progress_bar(run.done, run.total, run.message or run.state)
-                if run.state in ("done", "failed"):
-                    print(file=sys.stderr)
-                    print(f"{run.state}: {run.message}")
-                    return 0 if run.state == "done" else 1
-                await asyncio.sleep(0.25)
+            with tqdm(unit=" records", file=sys.stderr, dynamic_ncols=True) as bar:
+                while True:
+                    async with pool.acquire() as conn:
+                        run = await get_run(conn, tenant["id"], run_id)
+                    assert run is not None
+                    bar.total = run.total
+                    bar.n = run.done
+                    bar.set_postfix_str((run.message or run.state)[:40], refresh=False)
+                    bar.refresh()
+                    if run.state in ("done", "failed"):
+                        break
+                    await asyncio.sleep(0.25)
+            print(f"{run.state}: {run.message}")
+            return 0 if run.state == "done" else 1
         finally:
             await runtime.stop()
 
     return _with_db(work, settings)
-
-
-def _progress_bar(done: int, total: int | None, note: str, width: int = 30) -> None:
-    if total:
-        filled = min(width, width * done // total)
-        bar = f"[{'#' * filled}{'.' * (width - filled)}] {100 * done // total:3d}% {done:,}/{total:,}"
-    else:
-        bar = f"[{'.' * width}]      {done:,}"
-    print(f"\r{bar}  {note[:40]:<40}", end="", file=sys.stderr, flush=True)
 
 
 def _keys_for_cli(settings: Settings) -> Settings:

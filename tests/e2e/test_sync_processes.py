@@ -192,6 +192,6 @@ async def test_bridge_sync_full_runs_a_full_sync_and_shows_progress(bridge_setup
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()
-    assert re.search(r"\] 100% (\d+)/\1 ", err.decode())  # the bar went to the end
+    assert re.search(r"100%\|[^|]*\| (\d+)/\1 ", err.decode())  # the bar went to the end
     assert re.match(r"done: \d+ record\(s\) compared, \d+ brought up to date", out.decode())
     assert await assert_sides_agree(setup) == 30

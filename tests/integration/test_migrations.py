@@ -3,8 +3,10 @@ import os
 import sys
 
 import asyncpg
+import pytest
 
 from bridge.db import migrate, migrations, pending_migrations
+from bridge.errors import ConfigError
 
 
 async def _schema(conn: asyncpg.Connection) -> list[tuple[str, str]]:
@@ -73,3 +75,8 @@ async def test_two_processes_migrating_at_once_both_succeed(new_database):
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(migrations())
     finally:
         await conn.close()
+
+
+def test_an_installation_without_migrations_fails_loudly(tmp_path):
+    with pytest.raises(ConfigError, match="no migrations found"):
+        migrations(tmp_path)
