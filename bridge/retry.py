@@ -19,7 +19,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        raw = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        raw = min(self.cap, self.base * 2.0 ** max(0, attempt - 1))
         spread = raw * self.jitter
         return raw - spread * (rng or random).random()
 

@@ -30,7 +30,7 @@ def message_of(body: bytes, content_type: str) -> str | None:
             return None
         error = parsed.get("error") if isinstance(parsed, dict) else None
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
+            return str(error["message"])
         if isinstance(error, str):
             return error
         return None

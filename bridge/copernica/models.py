@@ -35,7 +35,7 @@ class Field:
             name=str(item["name"]),
             type=str(item.get("type", "text")),
             value=str(item.get("value") or ""),
-            length=int(length) if str(length or "").isdigit() else None,
+            length=int(str(length)) if str(length or "").isdigit() else None,
             index=_flag(item.get("index")),
             displayed=_flag(item.get("displayed")),
             hidden=_flag(item.get("hidden")),
@@ -154,7 +154,7 @@ class Emailing:
 
     @classmethod
     def from_json(cls, item: dict[str, Any], product: Product) -> Emailing:
-        target = item.get("target") if isinstance(item.get("target"), dict) else {}
+        target: dict[str, Any] = item["target"] if isinstance(item.get("target"), dict) else {}
         sources = target.get("sources") or [{}]
         content = item.get("template") if product == "ms" else item.get("document")
         return cls(

@@ -323,31 +323,31 @@ def _unix(data: Mapping[str, Any]) -> int | None:
 
 def _event(data: dict[str, Any], account: str) -> WebhookEvent:
     kind = _text(data, "type") or _text(data, "action")  # old Publisher callbacks say "action"
-    common = {"timestamp": _text(data, "timestamp"), "time": _unix(data), "account": account}
+    timestamp, time = _text(data, "timestamp"), _unix(data)
     if kind in PROFILE_TYPES:
         fields, parameters = dict(data.get("fields") or {}), dict(data.get("parameters") or {})
-        stamps = {"created": _text(data, "created"), "modified": _text(data, "modified")}
+        created, modified = _text(data, "created"), _text(data, "modified")
         if _text(data, "subprofile"):
             return SubprofileEvent(
-                type=kind,  # type: ignore[arg-type]
+                type=kind,  # type: ignore[arg-type]  # checked against PROFILE_TYPES above
                 subprofile_id=_id(data, "subprofile"),
                 profile_id=_id(data, "profile"),
                 database_id=_id(data, "database"),
                 collection_id=_id(data, "collection"),
                 fields=fields,
                 parameters=parameters,
-                **stamps,
-                **common,
+                created=created, modified=modified,
+                timestamp=timestamp, time=time, account=account,
             )
         return ProfileEvent(
-            type=kind,  # type: ignore[arg-type]
+            type=kind,  # type: ignore[arg-type]  # checked against PROFILE_TYPES above
             profile_id=_id(data, "profile"),
             database_id=_id(data, "database"),
             fields=fields,
             parameters=parameters,
             interests=tuple(data.get("interests") or ()),
-            **stamps,
-            **common,
+            created=created, modified=modified,
+            timestamp=timestamp, time=time, account=account,
         )
     if kind in MAILING_TYPES:
         message_id = _text(data, "id")
@@ -358,5 +358,8 @@ def _event(data: dict[str, Any], account: str) -> WebhookEvent:
             for k, v in data.items()
             if k not in ("fields", "parameters", "interests")
         }
-        return MailingEvent(type=kind, message_id=message_id, data=details, **common)  # type: ignore[arg-type]
+        return MailingEvent(
+            type=kind,  # type: ignore[arg-type]  # checked against MAILING_TYPES above
+            message_id=message_id, data=details, timestamp=timestamp, time=time, account=account,
+        )
     raise WebhookRejected(400, "unknown or missing webhook type")

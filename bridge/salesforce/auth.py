@@ -20,6 +20,8 @@ import aiohttp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from bridge.errors import Category
+
 from .errors import SalesforceError, categorise
 
 PRODUCTION_LOGIN_URL = "https://login.salesforce.com"
@@ -135,7 +137,7 @@ async def _token_request(
     if status != 200 or not isinstance(body, dict) or "access_token" not in body:
         code = body.get("error") if isinstance(body, dict) else None
         message = (body.get("error_description") if isinstance(body, dict) else None) or text
-        category = "transient" if status >= 500 else "auth"
+        category: Category = "transient" if status >= 500 else "auth"
         raise SalesforceError(f"OAuth: {message}", category=category, status=status, code=code)
     user_id = org_id = None
     identity = str(body.get("id", ""))

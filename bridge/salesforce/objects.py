@@ -7,6 +7,7 @@ the contract between the bridge and the package it deploys into an org.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -88,10 +89,10 @@ class ObjectSpec:
 
 def system_fields(owner: bool = True) -> tuple[FieldSpec, ...]:
     """The read-only fields every sObject has."""
-    ro = {"createable": False, "updateable": False}
+    ro = functools.partial(FieldSpec, createable=False, updateable=False)
     fields = [
-        FieldSpec("Id", "id", "Record ID", length=18, **ro),
-        FieldSpec("IsDeleted", "boolean", "Deleted", **ro),
+        ro("Id", "id", "Record ID", length=18),
+        ro("IsDeleted", "boolean", "Deleted"),
     ]
     if owner:
         fields.append(
@@ -105,20 +106,11 @@ def system_fields(owner: bool = True) -> tuple[FieldSpec, ...]:
             )
         )
     fields += [
-        FieldSpec("CreatedDate", "datetime", "Created Date", **ro),
-        FieldSpec(
-            "CreatedById", "reference", "Created By ID", length=18, reference_to=("User",), **ro
-        ),
-        FieldSpec("LastModifiedDate", "datetime", "Last Modified Date", **ro),
-        FieldSpec(
-            "LastModifiedById",
-            "reference",
-            "Last Modified By ID",
-            length=18,
-            reference_to=("User",),
-            **ro,
-        ),
-        FieldSpec("SystemModstamp", "datetime", "System Modstamp", **ro),
+        ro("CreatedDate", "datetime", "Created Date"),
+        ro("CreatedById", "reference", "Created By ID", length=18, reference_to=("User",)),
+        ro("LastModifiedDate", "datetime", "Last Modified Date"),
+        ro("LastModifiedById", "reference", "Last Modified By ID", length=18, reference_to=("User",)),
+        ro("SystemModstamp", "datetime", "System Modstamp"),
     ]
     return tuple(fields)
 

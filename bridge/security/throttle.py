@@ -43,6 +43,7 @@ def judge(
 
 async def check(conn: Conn, email: str, client: str) -> Verdict:
     row = await conn.fetchrow(QUERIES["login_failures"], email, client, WINDOW)
+    assert row is not None  # an aggregate: always one row
     return judge(
         row["from_client"], row["for_address"], row["last_from_client"],
         row["last_for_address"], datetime.now(UTC),

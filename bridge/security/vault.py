@@ -38,7 +38,7 @@ class Vault:
 
     def decrypt(self, token: bytes) -> dict[str, Any]:
         try:
-            return json.loads(self._fernet.decrypt(token))
+            return dict(json.loads(self._fernet.decrypt(token)))
         except InvalidToken:
             raise VaultError(
                 "stored credentials cannot be decrypted with BRIDGE_SECRET_KEYS "

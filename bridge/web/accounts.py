@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -44,7 +45,7 @@ MIN_PASSWORD = 10
 RESETS_PER_HOUR = 5
 # Checked against when the address is unknown, so both cases cost one scrypt verification.
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
-BACKGROUND = web.AppKey("background_tasks", set)
+BACKGROUND = web.AppKey("background_tasks", set[asyncio.Task[None]])
 
 
 def client_address(request: web.Request) -> str:
@@ -225,15 +226,17 @@ async def reset(request: web.Request) -> web.StreamResponse:
         if user_id is None:
             return render(request, "reset_form.html", {"invalid": True}, status=404)
         user = await conn.fetchrow(QUERIES["user_for_reset"], user_id)
+        assert user is not None  # the reset row references it
         await conn.execute(QUERIES["set_password"], user["id"], user["tenant_id"], new_hash)
         await revoke_others(conn, user["id"])
     log.info("user %s reset the password", user_id)
     raise redirect(request, "/login", "Your password has been changed. Log in with the new one.")
 
 
-async def background_tasks(app: web.Application):  # type: ignore[no-untyped-def]
+async def background_tasks(app: web.Application) -> AsyncIterator[None]:
     """Mail still being sent at shutdown is waited for (briefly)."""
     yield
-    pending = list(app[BACKGROUND])
+    tasks = app[BACKGROUND]
+    pending = list(tasks)
     if pending:
         await asyncio.wait(pending, timeout=10)

@@ -24,10 +24,11 @@ def when(moment: str | datetime | None, empty: str = "never") -> str:
     if not moment:
         return empty
     if isinstance(moment, str):
+        text = moment
         try:
-            moment = datetime.fromisoformat(moment)
+            moment = datetime.fromisoformat(text)
         except ValueError:
-            return moment
+            return text
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return f"{moment:%Y-%m-%d %H:%M} UTC"

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.copernica.runtime import SANDBOX, Sandbox
-from sandbox.copernica.search import matches_all, parse_conditions, sort_key
+from sandbox.copernica.search import candidates, matches_all, parse_conditions, sort_key
 from sandbox.copernica.state import (
     Database,
     Emailing,
@@ -313,11 +313,15 @@ async def create_interest(call: Call) -> web.Response:
 
 
 # profiles --------------------------------------------------------------------------------------
-def select_profiles(call: Call, database: Database, candidates: list[Profile]) -> list[Profile]:
-    """Apply ``fields[]``, ``orderby`` and ``order`` to the live profiles of a database."""
+def select_profiles(
+    call: Call, database: Database, members: list[Profile] | None = None
+) -> list[Profile]:
+    """Apply ``fields[]``, ``orderby`` and ``order`` to the live profiles of a database (or to
+    ``members``, a view's); over a whole database an equality starts from its index."""
     sandbox = call.sandbox
     conditions = parse_conditions(condition_params(call.query) or [], database, sandbox.tz)
-    found = [p for p in candidates if p.removed is None and matches_all(p, conditions)]
+    pool = candidates(database, conditions) if members is None else members
+    found = [p for p in pool if p.removed is None and matches_all(p, conditions)]
     key = sort_key(call.query.get("orderby", "id"), database)
     if key is None:
         random.shuffle(found)
@@ -346,15 +350,13 @@ def ids_reply(call: Call, found: list[Profile]) -> web.Response:
 @route("GET", r"database/(?P<db>[^/]+)/profiles")
 async def list_profiles(call: Call) -> web.Response:
     database = call.sandbox.account.database(call.params["db"])
-    return profiles_reply(
-        call, database, select_profiles(call, database, list(database.profiles.values()))
-    )
+    return profiles_reply(call, database, select_profiles(call, database))
 
 
 @route("GET", r"database/(?P<db>[^/]+)/profileids")
 async def list_profile_ids(call: Call) -> web.Response:
     database = call.sandbox.account.database(call.params["db"])
-    return ids_reply(call, select_profiles(call, database, list(database.profiles.values())))
+    return ids_reply(call, select_profiles(call, database))
 
 
 @route("POST", r"database/(?P<db>[^/]+)/profiles")
@@ -374,7 +376,7 @@ async def update_profiles(call: Call) -> web.Response:
     if condition_params(call.query) is None:
         raise SandboxError("URL parameter fields is required")
     body = await call.body()
-    matches = select_profiles(call, database, list(database.profiles.values()))
+    matches = select_profiles(call, database)
     if not matches and truthy(call.query.get("create", "false")):
         profile = account.create_profile(
             database, body.get("fields"), body.get("interests"), "rest"

@@ -31,6 +31,7 @@ class Condition:
     value: str
     getter: Getter
     numeric: bool
+    field_id: int | None = None  # None: a pseudo-field
 
     def matches(self, profile: Profile) -> bool:
         actual = self.getter(profile)
@@ -72,7 +73,9 @@ def parse_condition(expression: str, database: Database, tz: ZoneInfo) -> Condit
     name, operator, value = match.groups()
     field = database.field_by_name(name)
     if field is not None:
-        return Condition(name, operator, value, _field_getter(field), field.type in NUMERIC_TYPES)
+        return Condition(
+            name, operator, value, _field_getter(field), field.type in NUMERIC_TYPES, field.id
+        )
     lowered = name.lower()
     if lowered == "id":
         return Condition(name, operator, value, lambda p: p.id, True)
@@ -82,7 +85,9 @@ def parse_condition(expression: str, database: Database, tz: ZoneInfo) -> Condit
         instant = _local_to_utc(value, tz)
         if instant is None:
             return Condition(name, operator, value, lambda p: p.modified_text(tz), False)
-        return _ModifiedCondition(name, operator, value, lambda p: p.modified, False, instant)
+        return _ModifiedCondition(
+            name, operator, value, lambda p: p.modified, False, instant=instant
+        )
     return None
 
 
@@ -122,6 +127,28 @@ def parse_conditions(
 
 def matches_all(profile: Profile, conditions: Iterable[Condition]) -> bool:
     return all(condition.matches(profile) for condition in conditions)
+
+
+def candidates(database: Database, conditions: Iterable[Condition]) -> list[Profile]:
+    """The profiles that may match all ``conditions``, in id (= storage) order.
+
+    When one condition is ``==`` on a text field or on ``id``, that is a look-up in the database's
+    value index or profile dict; otherwise every profile. Callers still test each candidate
+    against every condition: the index only narrows the scan, it cannot change the answer.
+    Numeric fields compare as PHP floats (``1`` == ``1.0``), which no string key captures, so they
+    are scanned.
+    """
+    for condition in conditions:
+        if condition.operator != "==":
+            continue
+        if condition.field_id is not None and not condition.numeric:
+            table = database.value_index.get(condition.field_id, {})
+            return [database.profiles[i] for i in sorted(table.get(condition.value.casefold(), ()))]
+        if condition.field_id is None and condition.name.lower() == "id":
+            wanted = php_float(condition.value)
+            found = database.profiles.get(int(wanted)) if wanted.is_integer() else None
+            return [found] if found is not None else []
+    return list(database.profiles.values())
 
 
 def sort_key(orderby: str, database: Database) -> Callable[[Profile], object] | None:

@@ -97,6 +97,28 @@ class Database:
     fields: list[Field] = field(default_factory=list)
     interests: list[Interest] = field(default_factory=list)
     profiles: dict[int, Profile] = field(default_factory=dict)
+    # field id -> casefolded value -> ids of the live profiles holding it. ``Account`` keeps it
+    # in step with every profile write, so that an equality search (how the bridge finds a
+    # contact's profile) need not scan every profile; ``search.candidates`` reads it.
+    value_index: dict[int, dict[str, set[int]]] = field(default_factory=dict, repr=False)
+
+    def index_profile(self, profile: Profile) -> None:
+        if profile.removed is not None:
+            return
+        for f in self.fields:
+            key = profile.values.get(f.id, "").casefold()
+            self.value_index.setdefault(f.id, {}).setdefault(key, set()).add(profile.id)
+
+    def unindex_profile(self, profile: Profile) -> None:
+        """Forget ``profile``'s current values (call before they change)."""
+        for f in self.fields:
+            table = self.value_index.get(f.id, {})
+            key = profile.values.get(f.id, "").casefold()
+            ids = table.get(key)
+            if ids is not None:
+                ids.discard(profile.id)
+                if not ids:
+                    del table[key]
 
     def field_by_name(self, name: str) -> Field | None:
         lowered = name.lower()
@@ -305,6 +327,9 @@ class Account:
             profile.values[new.id] = (
                 initial_value(new.type, new.value, self.tz) if profile.removed is None else ""
             )
+        table: dict[str, set[int]] = database.value_index.setdefault(new.id, {})
+        for profile in database.live_profiles():
+            table.setdefault(profile.values[new.id].casefold(), set()).add(profile.id)
         return new
 
     def edit_field(self, database: Database, target: Field, spec: Mapping[str, Any]) -> None:
@@ -338,6 +363,7 @@ class Account:
 
     def delete_field(self, database: Database, target: Field) -> None:
         database.fields.remove(target)
+        database.value_index.pop(target.id, None)
         for profile in database.profiles.values():
             profile.values.pop(target.id, None)
 
@@ -420,6 +446,7 @@ class Account:
             self._seq,
         )
         database.profiles[profile.id] = profile
+        database.index_profile(profile)
         return profile
 
     def create_profile(
@@ -456,7 +483,9 @@ class Account:
         if not changed:
             self._emit_noop(database, profile, given, caller)
             return False
+        database.unindex_profile(profile)
         profile.values.update(new_values)
+        database.index_profile(profile)
         profile.interests = new_interests
         self._touch(profile)
         if profile.removed is None:
@@ -469,6 +498,7 @@ class Account:
         if profile.removed is not None:
             raise SandboxError("This profile has already been removed")
         before = self.field_map(database, profile)
+        database.unindex_profile(profile)
         profile.removed = self.now()
         profile.values = {k: "" for k in profile.values}
         profile.interests = set()

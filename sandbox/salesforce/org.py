@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -99,6 +100,14 @@ class Org:
     def find(self, sobject: str, record_id: str) -> Record | None:
         normal = schema.normalise_id(record_id)
         return self.records[self.spec(sobject).name].get(normal) if normal else None
+
+    def with_ids(self, sobject: str, keys: Iterable[object]) -> list[Record]:
+        """The records (deleted ones too) whose Id equals one of ``keys`` ignoring case, by
+        dict look-ups, in the order a scan of ``records`` meets them: ids are the org's counter
+        in fixed-width, ASCII-ordered base 62 (``schema.make_id``), so they sort by creation."""
+        table = self.records[sobject]
+        ids = {schema.id_in_any_case(key) for key in keys if isinstance(key, str)}
+        return sorted((table[i] for i in ids if i in table), key=lambda record: record.id)
 
     def get(self, sobject: str, record_id: str, *, deleted_ok: bool = False) -> Record:
         """The record, or the fault Salesforce answers for a malformed, unknown or deleted id."""

@@ -184,6 +184,17 @@ def normalise_id(value: str) -> str | None:
     return value if id18(value[:15]) == value else None
 
 
+def id_in_any_case(text: str) -> str | None:
+    """The one 18-character id that ``text`` can be when letter case is ignored (its last three
+    characters say which of the first fifteen are upper case, see ``id18``), or None."""
+    suffix = text[15:].upper()
+    if len(text) != 18 or any(c not in _SUFFIX for c in suffix):
+        return None
+    upper = [_SUFFIX.index(suffix[i // 5]) >> (i % 5) & 1 for i in range(15)]
+    found = "".join(c.upper() if up else c.lower() for c, up in zip(text, upper)) + suffix
+    return found if normalise_id(found) == found else None
+
+
 # --- values -----------------------------------------------------------------------------
 
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")

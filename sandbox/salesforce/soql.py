@@ -62,6 +62,10 @@ class Query:
     order: list[tuple[FieldSpec, bool, bool]] = field(default_factory=list)  # desc, nulls last
     limit: int | None = None
     offset: int = 0
+    # when the whole WHERE is ``Id = …`` or ``Id IN (…)``: the wanted ids as the comparison sees
+    # them (lower-cased), so ``run`` looks them up instead of scanning (the bridge reads each
+    # batch's contacts that way)
+    ids: set[object] | None = None
 
 
 def malformed(message: str) -> SalesforceFault:
@@ -89,6 +93,7 @@ class _Parser:
         self.tokens = tokenize(text)
         self.at = 0
         self.spec: ObjectSpec | None = None
+        self.id_terms: dict[tuple[int, int], set[object]] = {}  # token span -> wanted ids
 
     # token helpers
     def peek(self) -> Token | None:
@@ -160,7 +165,9 @@ class _Parser:
             ) from None
         query = Query(self.spec, [self.field(t) for t in raw_fields], count_only=count_only)
         if self.keyword("WHERE"):
+            start = self.at
             query.where = self.condition()
+            query.ids = self.id_terms.get((start, self.at))
         if self.keyword("ORDER"):
             self.expect("BY")
             while True:
@@ -223,6 +230,7 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> Callable[[Record], bool]:
+        start = self.at
         fspec = self.field(self.take())
         name = fspec.name
         if self.keyword("NOT"):
@@ -231,6 +239,8 @@ class _Parser:
             return lambda record: _key(record.values.get(name)) not in values
         if self.keyword("IN"):
             values = self.value_list(fspec)
+            if name == "Id":
+                self.id_terms[(start, self.at)] = values
             return lambda record: _key(record.values.get(name)) in values
         if self.keyword("LIKE"):
             token = self.take()
@@ -245,6 +255,8 @@ class _Parser:
         if op_token.kind != "op":
             raise malformed(f"unexpected token: {op_token.text}")
         literal = self.literal(fspec)
+        if name == "Id" and op_token.text == "=":
+            self.id_terms[(start, self.at)] = {_key(literal)}
         return _compare(name, op_token.text, literal)
 
     def value_list(self, fspec: FieldSpec) -> set[object]:
@@ -351,9 +363,11 @@ def parse(org: Org, text: str) -> Query:
 
 def run(org: Org, query: Query, *, include_deleted: bool) -> list[Record]:
     """Matching records, ordered, with OFFSET and LIMIT applied."""
+    name = query.sobject.name
+    pool = org.records[name].values() if query.ids is None else org.with_ids(name, query.ids)
     rows = [
         record
-        for record in org.records[query.sobject.name].values()
+        for record in pool
         if (include_deleted or not record.deleted) and (query.where is None or query.where(record))
     ]
     for fspec, desc, nulls_last in reversed(query.order):
