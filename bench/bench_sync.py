@@ -10,9 +10,8 @@ on the target side. Numbers only, no assertions.
 ``BENCH_FULL_SYNC_SIZES`` (default ``10000,100000``; empty: skip) picks the full-sync sizes. The
 live phases run on the smallest of them (at least ``LIVE_MIN`` contacts) once its sync is done.
 
-The emulators answer ``fields[]=X==v`` searches and ``WHERE Id IN (...)`` queries by scanning
-every record, which makes a large first sync quadratic in the sandbox; the harness indexes both
-(same answers) so that the numbers are the bridge's. ``BENCH_SANDBOX_INDEX=0`` turns that off.
+The emulators answer the bridge's ``fields[]=X==v`` searches and ``WHERE Id IN (...)`` queries
+from indexes, not scans, so that a large first sync times the bridge, not the sandboxes.
 """
 
 from __future__ import annotations
@@ -99,7 +98,6 @@ class Results:
     live_contacts: int = 0
     load_at_start: float = field(default_factory=lambda: os.getloadavg()[0])
     live_hwm_kib: int = 0
-    indexed: bool = True
 
 
 class Editor:
@@ -370,13 +368,11 @@ async def run() -> Results:
     results = Results()
     sizes = sorted(set(full_sync_sizes()))
     live_size = next((s for s in sizes if s >= LIVE_MIN), LIVE_MIN)
-    indexed = os.environ.get("BENCH_SANDBOX_INDEX", "1") != "0"
-    results.indexed = indexed
     postgres = Postgres()
     await postgres.start()
     try:
         for size in sorted({*sizes, live_size}, key=lambda s: (s != live_size, s)):
-            env = Environment(SandboxPair(indexed=indexed))
+            env = Environment(SandboxPair())
             try:
                 outcome = await synced(postgres, size, env)
                 if size in sizes:
@@ -407,10 +403,7 @@ def report(results: Results) -> None:
         f" Python {platform.python_version()}; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z};"
         f" load average now {os.getloadavg()[0]:.1f}, at start {results.load_at_start:.1f}"
     )
-    print(
-        f"live phases on {results.live_contacts} synced contacts; emulator searches"
-        f" {'indexed by the harness' if results.indexed else 'scanned (BENCH_SANDBOX_INDEX=0)'}"
-    )
+    print(f"live phases on {results.live_contacts} synced contacts")
 
     print("\nSandbox floor: one REST GET (ms)          n      p50      p99")
     for label, samples in (("Salesforce", results.floor_sf), ("Copernica", results.floor_cp)):

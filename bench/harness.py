@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
-import re
 import socket
 import sys
 import tempfile
@@ -20,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,13 +33,8 @@ from bridge.sync.runs import request_sync
 from bridge.tenants import Tenant, create_tenant
 from sandbox import copernica, demo, salesforce
 from sandbox.copernica import SANDBOX, Sandbox
-from sandbox.copernica import rest as copernica_rest
-from sandbox.copernica.search import parse_conditions
-from sandbox.copernica.state import Account, Database, Profile, ProfileChange
-from sandbox.copernica.wire import condition_params
-from sandbox.salesforce import soql
+from sandbox.copernica.state import ProfileChange
 from sandbox.salesforce.cdc import StoredEvent
-from sandbox.salesforce.org import Org, Record
 from sandbox.salesforce.state import STATE, SandboxState
 
 BRIDGE_CLIENT = "CopernicaBridge"  # the bridge tags its Salesforce writes with this client id
@@ -120,172 +112,6 @@ class Postgres:
         return url
 
 
-# --- an index for the Copernica sandbox's equality searches ----------------------------------
-
-
-class SearchIndex:
-    """``fields[]=Name==value`` lookups in O(1) instead of the emulator's scan of every profile.
-
-    The bridge's first sync searches twice per contact (by Salesforce Id, then by e-mail); with the
-    emulator scanning all profiles per search, a full sync is quadratic and the bench would time the
-    emulator, not the bridge (3,000 contacts: 76 of 117 s in the scan). Only single ``==`` text
-    conditions in id order take this path; every candidate is re-checked with the emulator's own
-    condition, and profiles are re-indexed when the account reports a change.
-    """
-
-    def __init__(self, account: Account) -> None:
-        self.account = account
-        self.tables: dict[tuple[int, int], dict[str, set[int]]] = {}
-        self.keys: dict[tuple[int, int], dict[int, str]] = {}
-        self.dirty: set[tuple[int, int]] = set()  # (database id, profile id)
-        account.listeners.append(self._changed)
-
-    def _changed(self, change: ProfileChange) -> None:
-        self.dirty.add((change.database_id, change.profile_id))
-
-    def _refresh(self) -> None:
-        dirty, self.dirty = self.dirty, set()
-        for (db_id, field_id), table in self.tables.items():
-            keys = self.keys[(db_id, field_id)]
-            profiles = self.account.databases[db_id].profiles
-            for dirty_db, profile_id in dirty:
-                if dirty_db != db_id:
-                    continue
-                old = keys.pop(profile_id, None)
-                if old is not None:
-                    table[old].discard(profile_id)
-                profile = profiles.get(profile_id)
-                if profile is not None and profile.removed is None:
-                    key = profile.values.get(field_id, "").casefold()
-                    keys[profile_id] = key
-                    table.setdefault(key, set()).add(profile_id)
-
-    def _table(self, database: Database, field_id: int) -> dict[str, set[int]]:
-        slot = (database.id, field_id)
-        if slot not in self.tables:
-            table: dict[str, set[int]] = {}
-            keys: dict[int, str] = {}
-            for profile in database.live_profiles():
-                keys[profile.id] = key = profile.values.get(field_id, "").casefold()
-                table.setdefault(key, set()).add(profile.id)
-            self.tables[slot], self.keys[slot] = table, keys
-        return self.tables[slot]
-
-    def lookup(self, call: Any, database: Database) -> list[Profile] | None:
-        """The answer, or None when the query is not a plain equality the index can serve."""
-        if call.query.get("orderby", "id").strip().lower() not in ("", "id"):
-            return None
-        expressions = condition_params(call.query) or []
-        conditions = parse_conditions(expressions, database, self.account.tz)
-        if len(expressions) != 1 or len(conditions) != 1:
-            return None
-        condition = conditions[0]
-        target = database.field_by_name(condition.name)
-        if condition.operator != "==" or condition.numeric or target is None:
-            return None
-        self._refresh()
-        ids = self._table(database, target.id).get(condition.value.casefold(), set())
-        found = [database.profiles[i] for i in sorted(ids) if i in database.profiles]
-        return [p for p in found if p.removed is None and condition.matches(p)]
-
-
-_INDEXES: dict[int, SearchIndex] = {}
-_original_select = copernica_rest.select_profiles
-
-
-def _indexed_select(call: Any, database: Database, candidates: list[Profile]) -> list[Profile]:
-    index = _INDEXES.get(id(call.sandbox.account))
-    whole = len(candidates) == len(database.profiles)  # a view passes its members only
-    found = index.lookup(call, database) if index is not None and whole else None
-    return _original_select(call, database, candidates) if found is None else found
-
-
-def index_copernica_searches(sandbox: Sandbox) -> None:
-    """Serve this sandbox's equality searches from a ``SearchIndex`` (see there for why)."""
-    _INDEXES[id(sandbox.account)] = SearchIndex(sandbox.account)
-    copernica_rest.select_profiles = _indexed_select
-
-
-def unindex_copernica_searches(sandbox: Sandbox) -> None:
-    _INDEXES.pop(id(sandbox.account), None)
-    if not _INDEXES:
-        copernica_rest.select_profiles = _original_select
-
-
-# --- an index for the Salesforce sandbox's "WHERE Id IN (...)" queries --------------------------
-
-_ID_IN = re.compile(
-    r"^SELECT\s.+?\sFROM\s+(\w+)\s+WHERE\s+Id\s+IN\s*\(\s*('[^'\\]*'(?:\s*,\s*'[^'\\]*')*)\s*\)$",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-class IdIndex:
-    """Records of one org by lower-cased Id, so ``WHERE Id IN (...)`` skips the emulator's scan.
-
-    The bridge reads each batch's contacts with one such query; the emulator evaluates it against
-    every record, which at 100,000 contacts makes the sandbox, not the bridge, the bottleneck.
-    The candidates then go through the emulator's own ``run`` (same WHERE, ORDER BY, LIMIT), in
-    the order the org holds them, so the answer is the one the scan would give.
-    """
-
-    def __init__(self, org: Org) -> None:
-        self.org = org
-        self.sources: dict[str, dict[str, Record]] = {}
-        self.by_id: dict[str, dict[str, tuple[int, Record]]] = {}
-
-    def _table(self, sobject: str) -> dict[str, tuple[int, Record]]:
-        source = self.org.records[sobject]
-        table = self.by_id.get(sobject)
-        if table is None or self.sources.get(sobject) is not source or len(table) > len(source):
-            table = self.by_id[sobject] = {}
-            self.sources[sobject] = source
-        if len(table) < len(source):  # records are only ever added
-            for position, record in enumerate(itertools.islice(source.values(), len(table), None),
-                                              len(table)):
-                table[record.id.lower()] = (position, record)
-        return table
-
-    def run(self, query: soql.Query, wanted: set[str], include_deleted: bool) -> list[Record]:
-        table = self._table(query.sobject.name)
-        hits = sorted((table[i] for i in wanted if i in table), key=lambda hit: hit[0])
-        subset = SimpleNamespace(records={query.sobject.name: {r.id: r for _, r in hits}})
-        return _original_run(subset, query, include_deleted=include_deleted)  # type: ignore[arg-type]
-
-
-_ID_INDEXES: dict[int, IdIndex] = {}
-_WANTED = "_bench_wanted_ids"  # set on the parsed Query (a plain dataclass) by _indexed_parse
-_original_parse = soql.parse
-_original_run = soql.run
-
-
-def _indexed_parse(org: Org, text: str) -> soql.Query:
-    query = _original_parse(org, text)
-    match = _ID_IN.match(text.strip()) if id(org) in _ID_INDEXES else None
-    if match is not None:
-        setattr(query, _WANTED, {v.lower() for v in re.findall(r"'([^']*)'", match.group(2))})
-    return query
-
-
-def _indexed_run(org: Org, query: soql.Query, *, include_deleted: bool) -> list[Record]:
-    index, wanted = _ID_INDEXES.get(id(org)), getattr(query, _WANTED, None)
-    if index is None or wanted is None or index.org is not org:
-        return _original_run(org, query, include_deleted=include_deleted)
-    return index.run(query, wanted, include_deleted)
-
-
-def index_salesforce_queries(state: SandboxState) -> None:
-    """Serve this org's ``Id IN`` queries from an ``IdIndex`` (see there for why)."""
-    _ID_INDEXES[id(state.org)] = IdIndex(state.org)
-    soql.parse, soql.run = _indexed_parse, _indexed_run
-
-
-def unindex_salesforce_queries(state: SandboxState) -> None:
-    _ID_INDEXES.pop(id(state.org), None)
-    if not _ID_INDEXES:
-        soql.parse, soql.run = _original_parse, _original_run
-
-
 # --- sandboxes and what landed in them --------------------------------------------------------
 
 
@@ -329,8 +155,7 @@ class Watch:
 class SandboxPair:
     """Both emulators on OS-chosen localhost ports, in this process."""
 
-    def __init__(self, indexed: bool = True) -> None:
-        self.indexed = indexed
+    def __init__(self) -> None:
         self.sf_app = salesforce.create_app(salesforce.SandboxSettings())
         self.cp_app = copernica.create_app(copernica.SandboxSettings())
         self.runners: list[web.AppRunner] = []
@@ -358,9 +183,6 @@ class SandboxPair:
         self.sf.org.events.listeners.append(self.watch.on_salesforce)
         self.cp.account.listeners.append(self.watch.on_copernica)
         self._time_webhooks()
-        if self.indexed:
-            index_copernica_searches(self.cp)
-            index_salesforce_queries(self.sf)
         return self.info
 
     def _time_webhooks(self) -> None:
@@ -384,8 +206,6 @@ class SandboxPair:
             with contextlib.suppress(Exception):
                 await runner.cleanup()
         self.runners = []
-        unindex_copernica_searches(self.cp)
-        unindex_salesforce_queries(self.sf)
 
     # counters the bench reads -------------------------------------------------------------
 

@@ -190,8 +190,9 @@ def id_in_any_case(text: str) -> str | None:
     suffix = text[15:].upper()
     if len(text) != 18 or any(c not in _SUFFIX for c in suffix):
         return None
-    upper = [_SUFFIX.index(suffix[i // 5]) >> (i % 5) & 1 for i in range(15)]
-    found = "".join(c.upper() if up else c.lower() for c, up in zip(text, upper)) + suffix
+    bits = [_SUFFIX.index(c) for c in suffix]
+    head = (c.upper() if bits[i // 5] >> i % 5 & 1 else c for i, c in enumerate(text[:15].lower()))
+    found = "".join(head) + suffix
     return found if normalise_id(found) == found else None
 
 
