@@ -1,7 +1,7 @@
 """The application factory: ``create_app(settings)`` is what the CLI serves and the tests run.
 
-Resources (database pool, the sync runtime) live on ``cleanup_ctx``: started in order on
-start-up, closed in reverse order on shutdown. Role ``web`` serves pages and webhooks, role
+Resources (database pool, the tenants' platform clients, the sync runtime) live on
+``cleanup_ctx``: started in order on start-up, closed in reverse order on shutdown. Role ``web`` serves pages and webhooks, role
 ``worker`` applies changes and owns streams, role ``all`` does both.
 """
 
@@ -20,11 +20,22 @@ from bridge.copernica.keys import DnsTxtKeys, KeyLookup, SandboxKeys
 from bridge.db import open_pool
 from bridge.errors import BridgeError
 from bridge.metrics import Registry
+from bridge.platforms import PlatformClients
 from bridge.security.vault import Vault
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runtime import SyncOptions, SyncRuntime
 from bridge.web import health, hooks, pages
-from bridge.web.keys import METRICS, POOL, QUEUE, ROLE, SETTINGS, SYNC, VAULT, WEBHOOK_KEYS
+from bridge.web.keys import (
+    METRICS,
+    PLATFORMS,
+    POOL,
+    QUEUE,
+    ROLE,
+    SETTINGS,
+    SYNC,
+    VAULT,
+    WEBHOOK_KEYS,
+)
 from bridge.web.middlewares import request_context
 
 log = logging.getLogger("bridge")
@@ -42,6 +53,7 @@ def create_app(
     app[VAULT] = Vault(settings.secret_keys)
     app[WEBHOOK_KEYS] = webhook_keys(settings)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_platforms)
     if role in ("all", "worker"):
         app.cleanup_ctx.append(_sync_runtime(sync_options or SyncOptions()))
     app.router.add_routes(health.routes)
@@ -71,9 +83,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _platforms(app: web.Application) -> AsyncIterator[None]:
+    """The platform clients of every tenant, shared by pages and workers; closed last."""
+    async with PlatformClients(app[POOL], app[VAULT], app[SETTINGS]) as platforms:
+        app[PLATFORMS] = platforms
+        yield
+
+
 def _sync_runtime(options: SyncOptions):  # type: ignore[no-untyped-def]
     async def run(app: web.Application) -> AsyncIterator[None]:
-        runtime = SyncRuntime(app[POOL], app[QUEUE], app[VAULT], app[SETTINGS], options)
+        runtime = SyncRuntime(
+            app[POOL], app[QUEUE], app[VAULT], app[SETTINGS], options, platforms=app[PLATFORMS]
+        )
         app[SYNC] = runtime
         await runtime.start()
         try:

@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet
 
 from bridge.errors import ConfigError
+from bridge.vocabulary import CLIENT_ID
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -33,9 +35,12 @@ class Settings:
     mail_from: str = "bridge@localhost"
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
-    client_id: str = "CopernicaBridge"  # tags the bridge's Salesforce writes (Sforce-Call-Options)
+    client_id: str = CLIENT_ID  # tags the bridge's Salesforce writes (Sforce-Call-Options)
     copernica_sandbox_url: str | None = None  # demo/tests: trust the webhook key this sandbox publishes
     frame_ancestors: tuple[str, ...] = ()  # origins allowed to frame the tab besides Salesforce's
+    # Reverse proxies whose X-Forwarded-For names the real client (login throttling needs it).
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    metrics_token: str | None = None  # /metrics wants "Authorization: Bearer <token>" when set
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,8 +56,10 @@ class Settings:
             mail_from=_mail_from(env.get("MAIL_FROM") or "bridge@localhost"),
             log_level=_choice("LOG_LEVEL", (env.get("LOG_LEVEL") or "INFO").upper(), LOG_LEVELS),
             log_format=_choice("LOG_FORMAT", (env.get("LOG_FORMAT") or "text").lower(), ("text", "json")),  # type: ignore[arg-type]
-            client_id=_client_id(env.get("BRIDGE_CLIENT_ID") or "CopernicaBridge"),
+            client_id=_client_id(env.get("BRIDGE_CLIENT_ID") or CLIENT_ID),
             frame_ancestors=_origins(env.get("FRAME_ANCESTORS")),
+            trusted_proxies=_networks(env.get("TRUSTED_PROXIES")),
+            metrics_token=_metrics_token(env.get("METRICS_TOKEN")),
             copernica_sandbox_url=(
                 _url("COPERNICA_SANDBOX_URL", env["COPERNICA_SANDBOX_URL"])
                 if env.get("COPERNICA_SANDBOX_URL") else None
@@ -98,6 +105,21 @@ def _origins(value: str | None) -> tuple[str, ...]:
                 f"FRAME_ANCESTORS must list origins like https://acme.my.salesforce.com, got {origin!r}"
             )
     return origins
+
+
+def _networks(value: str | None) -> tuple[IPv4Network | IPv6Network, ...]:
+    try:
+        return tuple(ip_network(n.strip()) for n in (value or "").split(",") if n.strip())
+    except ValueError as error:
+        raise ConfigError(
+            f"TRUSTED_PROXIES must list addresses or networks like 10.0.0.0/8: {error}"
+        ) from None
+
+
+def _metrics_token(value: str | None) -> str | None:
+    if value and len(value) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters long")
+    return value or None
 
 
 def _port(value: str) -> int:

@@ -9,55 +9,50 @@ The checks only read: a CometD handshake and subscribe (then disconnect), descri
 the webhooks by id and a ``GET`` on the bridge's own webhook URL. Nothing secret is printed: the
 tenant's hook token is masked in URLs, credentials never appear.
 
-Where the issue left room, these choices were made:
+The checks use the platform clients every part of the bridge uses (``PlatformClients``), made
+for this run with brief retries and timeouts, and closed at its end. Choices made:
 
-- Clock skew comes from the ``Date`` headers of the platforms' replies (1 s resolution). Above
-  30 s it is a warning; above 300 s it fails, because OAuth JWT assertions and Copernica's
-  tokens are only valid for minutes.
+- Clock skew comes from the ``Date`` headers of the platforms' replies to those clients (1 s
+  resolution, ``bridge.clock``). Above 30 s it is a warning; above 300 s it fails, because
+  OAuth JWT assertions and Copernica's tokens are only valid for minutes.
 - Salesforce API headroom warns below 10 % of ``DailyApiRequests`` left and fails at 0.
   Copernica publishes no API limit, so its line reports today's count from ``consumption``.
 - A direction that does not need a part (CDC for ``cp_to_sf``, webhooks for ``sf_to_cp``)
   passes that part with "not needed".
 - The registered webhooks are read from ``tenants.copernica_webhooks`` (trigger -> id, as the
-  config page stores them) or a single ``tenants.copernica_webhook_id``; Copernica has no
-  "list webhooks" call, so nothing stored means "not registered".
+  config page stores them); Copernica has no "list webhooks" call, so nothing stored means
+  "not registered".
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from types import SimpleNamespace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-import asyncpg
 
+from bridge.clock import PlatformClock
 from bridge.config import Settings
-from bridge.copernica.auth import DEFAULT_AUTH_URL
-from bridge.copernica.client import DEFAULT_HOST, CopernicaClient
+from bridge.copernica.client import CopernicaClient
 from bridge.db import QUERIES, Pool
-from bridge.errors import ApiError, BridgeError
+from bridge.errors import ApiError, BridgeError, NotConfigured
+from bridge.platforms import PlatformClients
 from bridge.retry import RetryPolicy
 from bridge.salesforce.client import SalesforceClient
 from bridge.salesforce.objects import BRIDGE_OBJECTS
 from bridge.salesforce.stream import SalesforceStream
 from bridge.security.vault import Vault
 from bridge.tenants import (
-    CopernicaCredentials,
-    NotConfigured,
     SalesforceCredentials,
     Tenant,
-    load_copernica_credentials,
     load_salesforce_credentials,
+    stored_webhooks,
 )
+from bridge.vocabulary import CDC_CHANNEL, WEBHOOK_TRIGGERS, Category, webhook_url
 
 Status = Literal["ok", "WARN", "FAILED"]
 
@@ -67,8 +62,6 @@ HEADROOM_WARN = 0.10  # share of the daily Salesforce API requests left before a
 HTTP_TIMEOUT = 20.0  # seconds for any one call
 STREAM_TIMEOUT = 10.0  # seconds for the CometD handshake + subscribe
 QUICK_RETRY = RetryPolicy(max_attempts=2, base=0.2, cap=1.0)  # a checklist should not linger
-CDC_CHANNEL = "/data/ContactChangeEvent"
-HOOK_TRIGGERS = ("create", "update", "delete")
 PERMISSION_SET = "Copernica_Bridge_Integration"
 
 SAVE_SALESFORCE = "save the Salesforce settings on the config page"
@@ -128,21 +121,17 @@ async def diagnose(pool: Pool, settings: Settings, slug: str) -> AsyncIterator[F
         )
         return
     tenant = Tenant.from_row(row)
-    vault = Vault(settings.secret_keys)
-    sf_clock, cp_clock = PlatformClock(), PlatformClock()
-    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
-    async with (
-        aiohttp.ClientSession(timeout=timeout, trace_configs=[sf_clock.trace()]) as sf_http,
-        aiohttp.ClientSession(timeout=timeout, trace_configs=[cp_clock.trace()]) as cp_http,
-    ):
-        sf_finding, sf = await _salesforce_login(pool, vault, tenant, settings, sf_http)
+    async with PlatformClients(
+        pool, Vault(settings.secret_keys), settings, retry=QUICK_RETRY, timeout=HTTP_TIMEOUT
+    ) as clients:
+        sf_finding, sf, sf_clock = await _salesforce_login(clients, tenant)
         yield sf_finding
-        cp_finding, cp = await _copernica_login(pool, vault, tenant, cp_http)
+        cp_finding, cp, cp_clock = await _copernica_login(clients, tenant)
         yield cp_finding
         yield await _guarded("Salesforce Change Data Capture", _cdc, tenant, sf)
         yield await _guarded("Salesforce custom objects", _custom_objects, sf)
         yield await _guarded("Copernica database", _copernica_database, tenant, cp)
-        yield await _guarded("Copernica webhooks registered", _webhooks, row, settings, cp)
+        yield await _guarded("Copernica webhooks registered", _webhooks, tenant, pool, settings, cp)
         yield await _guarded("Webhook reachable at PUBLIC_URL", _reachable, tenant, settings)
         yield clock_finding(sf_clock, cp_clock)
         yield await _guarded("Salesforce API headroom", _salesforce_headroom, sf)
@@ -162,49 +151,51 @@ async def _guarded(item: str, check: Callable[..., Awaitable[Finding]], *args: A
         return _failed(item, f"{type(error).__name__}: {error}", "see the message")
 
 
+FIXES: dict[Category, str] = {
+    "auth": "check the credentials on the config page",
+    "permission": GRANT,
+    "validation": "see the message: the platform refused what the check sent",
+    "duplicate": "see the message: the platform reports a duplicate",
+    "not_found": DEPLOY_PACKAGE,
+    "rate_limit": "the API budget is spent: wait for it to refill or raise the allocation",
+    "transient": "the platform did not answer properly: check the network and its status",
+    "mapping": "see the message: the field mapping does not fit",
+    "not_configured": "save the credentials and choose the database on the config page",
+}
+"""What to do about a check that failed, by the category of the error (every category)."""
+
+
 def _fix_for(error: ApiError) -> str:
-    return {
-        "auth": "check the credentials on the config page",
-        "permission": GRANT,
-        "not_found": DEPLOY_PACKAGE,
-        "rate_limit": "the API budget is spent: wait for it to refill or raise the allocation",
-        "transient": "the platform did not answer properly: check the network and its status",
-    }.get(error.category, "see the message")
+    return FIXES[error.category]
 
 
 # --- credentials --------------------------------------------------------------------------
 
 
 async def _salesforce_login(
-    pool: Pool,
-    vault: Vault,
-    tenant: Tenant,
-    settings: Settings,
-    http: aiohttp.ClientSession,
-) -> tuple[Finding, SalesforceClient | None]:
+    clients: PlatformClients, tenant: Tenant
+) -> tuple[Finding, SalesforceClient | None, PlatformClock]:
+    """The login line, the logged-in client (None: no login) and the clock of its replies."""
     item = "Salesforce credentials"
     try:
-        async with pool.acquire() as conn:
-            creds = await load_salesforce_credentials(conn, vault, tenant.id)
+        async with clients.pool.acquire() as conn:  # for the line: who logs in, and how
+            creds = await load_salesforce_credentials(conn, clients.vault, tenant.id)
+        client = await clients.salesforce(tenant.id)
     except NotConfigured:
-        return _failed(item, "not saved yet", SAVE_SALESFORCE), None
+        return _failed(item, "not saved yet", SAVE_SALESFORCE), None, PlatformClock()
     except BridgeError as error:  # the vault cannot open them
         return _failed(
             item, str(error), f"use the keys that encrypted them, or {SAVE_SALESFORCE}"
-        ), None
-    # built here rather than by tenants.salesforce_client to share the session that reads the
-    # platform's Date headers, and to retry only briefly
-    client = SalesforceClient(
-        creds.authenticator(), client_id=settings.client_id, retry=QUICK_RETRY, http=http
-    )
+        ), None, PlatformClock()
     try:
         session = await client.session()
     except ApiError as error:
-        return _failed(item, str(error), _login_fix(creds, error)), None
+        return _failed(item, str(error), _login_fix(creds, error)), None, client.clock
     except ValueError as error:  # e.g. a private key that does not parse
-        return _failed(item, str(error), SAVE_SALESFORCE), None
+        return _failed(item, str(error), SAVE_SALESFORCE), None, client.clock
     who = creds.username or f"Connected App {creds.consumer_key[:6]}…"
-    return _ok(item, f"{who} ({creds.method}) logged in to {session.instance_url}"), client
+    finding = _ok(item, f"{who} ({creds.method}) logged in to {session.instance_url}")
+    return finding, client, client.clock
 
 
 def _login_fix(creds: SalesforceCredentials, error: ApiError) -> str:
@@ -222,22 +213,20 @@ def _login_fix(creds: SalesforceCredentials, error: ApiError) -> str:
 
 
 async def _copernica_login(
-    pool: Pool, vault: Vault, tenant: Tenant, http: aiohttp.ClientSession
-) -> tuple[Finding, CopernicaClient | None]:
+    clients: PlatformClients, tenant: Tenant
+) -> tuple[Finding, CopernicaClient | None, PlatformClock]:
+    """The login line, the working client (None: none) and the clock of its replies."""
     item = "Copernica credentials"
     try:
-        async with pool.acquire() as conn:
-            creds = await load_copernica_credentials(conn, vault, tenant.id)
+        client = await clients.copernica(tenant.id)
     except NotConfigured:
-        return _failed(item, "not saved yet", SAVE_COPERNICA), None
+        return _failed(item, "not saved yet", SAVE_COPERNICA), None, PlatformClock()
     except BridgeError as error:
         return _failed(
             item, str(error), f"use the keys that encrypted them, or {SAVE_COPERNICA}"
-        ), None
-    try:
-        client = _copernica_client(creds, http)
+        ), None, PlatformClock()
     except ValueError as error:  # an empty token
-        return _failed(item, str(error), SAVE_COPERNICA), None
+        return _failed(item, str(error), SAVE_COPERNICA), None, PlatformClock()
     try:
         identity = await client.identity()
     except ApiError as error:
@@ -246,20 +235,9 @@ async def _copernica_login(
             if error.category in ("auth", "permission")
             else f"check that {client.base} is reachable from this machine"
         )
-        return _failed(item, str(error), fix), None
+        return _failed(item, str(error), fix), None, client.clock
     name = identity.get("name") or identity.get("company") or "?"
-    return _ok(item, f"account {name} (id {identity.get('id', '?')})"), client
-
-
-def _copernica_client(creds: CopernicaCredentials, http: aiohttp.ClientSession) -> CopernicaClient:
-    """As ``tenants.copernica_client``, on the session that reads Copernica's Date headers."""
-    return CopernicaClient(
-        creds.api_token,
-        host=creds.hostname or DEFAULT_HOST,
-        auth_url=creds.auth_url or DEFAULT_AUTH_URL,
-        session=http,
-        retry=QUICK_RETRY,
-    )
+    return _ok(item, f"account {name} (id {identity.get('id', '?')})"), client, client.clock
 
 
 # --- Salesforce -----------------------------------------------------------------------------
@@ -350,44 +328,25 @@ async def _copernica_database(item: str, tenant: Tenant, cp: CopernicaClient | N
     return _ok(item, f"{database.name} (id {database.id})")
 
 
-def hook_url(settings: Settings, tenant: Tenant) -> str:
-    """Where Copernica must post this tenant's webhooks."""
-    return f"{settings.public_url}/hooks/copernica/{tenant.hook_token}"
-
-
 def _masked(url: str, tenant: Tenant) -> str:
     return url.replace(tenant.hook_token, "<token>") if tenant.hook_token else url
 
 
-def stored_webhooks(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Trigger -> webhook id as stored for the tenant (``"*"`` for a single unnamed one)."""
-    data = dict(row)
-    hooks = data.get("copernica_webhooks")
-    if isinstance(hooks, str):
-        with contextlib.suppress(ValueError):
-            hooks = json.loads(hooks)
-    if isinstance(hooks, dict) and hooks:
-        return hooks
-    single = data.get("copernica_webhook_id")
-    return {"*": single} if single else {}
-
-
 async def _webhooks(
-    item: str, row: asyncpg.Record, settings: Settings, cp: CopernicaClient | None
+    item: str, tenant: Tenant, pool: Pool, settings: Settings, cp: CopernicaClient | None
 ) -> Finding:
-    tenant = Tenant.from_row(row)
     if not tenant.cp_to_sf:
         return _ok(item, f"not needed (direction {tenant.direction})")
     if cp is None:
         return _not_checked(item, "Copernica credentials")
-    expected = hook_url(settings, tenant)
-    stored = stored_webhooks(row)
+    expected = webhook_url(settings.public_url, tenant.hook_token)
+    async with pool.acquire() as conn:
+        stored = await stored_webhooks(conn, tenant.id)
     fix = f"{SAVE_COPERNICA}: it registers the webhooks at PUBLIC_URL ({settings.public_url})"
     if not stored:
         return _failed(item, "no webhook registered", fix)
-    wanted = ["*"] if "*" in stored else list(HOOK_TRIGGERS)
     problems = []
-    for trigger in wanted:
+    for trigger in WEBHOOK_TRIGGERS:
         hook_id = stored.get(trigger)
         if not hook_id:
             problems.append(f"no {trigger} webhook")
@@ -401,7 +360,7 @@ async def _webhooks(
             continue
         if hook.handler != expected:
             problems.append(f"webhook {hook_id} calls {_masked(hook.handler, tenant)}")
-        if trigger != "*" and hook.trigger != trigger:
+        if hook.trigger != trigger:
             problems.append(f"webhook {hook_id} fires on {hook.trigger}, not {trigger}")
     watched = stored.get("database")
     if watched and tenant.copernica_database and str(watched) != str(tenant.copernica_database):
@@ -410,8 +369,7 @@ async def _webhooks(
         )
     if problems:
         return _failed(item, "; ".join(problems), fix)
-    names = ", ".join(t for t in wanted if t != "*") or "1 webhook"
-    return _ok(item, f"{names} -> {_masked(expected, tenant)}")
+    return _ok(item, f"{', '.join(WEBHOOK_TRIGGERS)} -> {_masked(expected, tenant)}")
 
 
 async def _copernica_usage(item: str, cp: CopernicaClient | None) -> Finding:
@@ -428,7 +386,7 @@ async def _copernica_usage(item: str, cp: CopernicaClient | None) -> Finding:
 async def _reachable(item: str, tenant: Tenant, settings: Settings) -> Finding:
     if not tenant.cp_to_sf:
         return _ok(item, f"not needed (direction {tenant.direction})")
-    url = hook_url(settings, tenant)
+    url = webhook_url(settings.public_url, tenant.hook_token)
     shown = _masked(url, tenant)
     fix = (
         f"make {settings.public_url} reach this bridge (DNS, HTTPS reverse proxy, firewall) "
@@ -468,36 +426,6 @@ def _local(url: str) -> bool:
 
 
 # --- clocks ---------------------------------------------------------------------------------
-
-
-class PlatformClock:
-    """The offset of one platform's clock from ours, read from the ``Date`` header of every
-    reply on a session: positive means the platform is ahead."""
-
-    def __init__(self) -> None:
-        self.offsets: list[float] = []
-
-    def trace(self) -> aiohttp.TraceConfig:
-        config = aiohttp.TraceConfig()
-        config.on_request_end.append(self._on_request_end)
-        return config
-
-    async def _on_request_end(
-        self, _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestEndParams
-    ) -> None:
-        value = params.response.headers.get("Date")
-        if not value:
-            return
-        with contextlib.suppress(TypeError, ValueError):
-            self.offsets.append(parsedate_to_datetime(value).timestamp() - time.time())
-
-    @property
-    def offset(self) -> float | None:
-        """The median offset seen (None: no reply carried a Date)."""
-        if not self.offsets:
-            return None
-        ordered = sorted(self.offsets)
-        return ordered[len(ordered) // 2]
 
 
 def clock_finding(sf: PlatformClock, cp: PlatformClock) -> Finding:

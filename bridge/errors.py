@@ -1,36 +1,13 @@
-"""The one error taxonomy of the bridge: each category says what the caller must do.
+"""The bridge's exceptions. Their categories (``bridge.vocabulary.Category``) say what the
+caller must do.
 
 Both platform clients (``bridge.salesforce``, ``bridge.copernica``) raise ``ApiError``
-subclasses carrying one of these categories; the sync engine decides on the category alone.
+subclasses carrying a category; the sync engine decides on the category alone.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-Category = Literal[
-    "auth",  # credentials wrong or expired beyond a re-login: fix the settings
-    "permission",  # the integration user may not do this: fix permissions
-    "validation",  # the platform refused the values: fix the data
-    "duplicate",  # the platform sees a duplicate: merge or fix the data
-    "not_found",  # the record or object does not exist (any more)
-    "rate_limit",  # API budget spent or throttled: wait and retry
-    "transient",  # 5xx, timeouts, dropped connections: retry with back-off
-    "mapping",  # the bridge cannot map the values (e.g. no LastName): fix mapping or data
-]
-
-CATEGORIES: tuple[Category, ...] = (
-    "auth",
-    "permission",
-    "validation",
-    "duplicate",
-    "not_found",
-    "rate_limit",
-    "transient",
-    "mapping",
-)
-
-RETRYABLE: frozenset[Category] = frozenset({"rate_limit", "transient"})
+from bridge.vocabulary import RETRYABLE, Category
 
 
 class BridgeError(Exception):
@@ -39,6 +16,22 @@ class BridgeError(Exception):
 
 class ConfigError(BridgeError):
     """A setting is missing or malformed; the message names it."""
+
+
+class NotConfigured(BridgeError):
+    """A tenant has not finished its set-up: credentials not saved, no database chosen.
+
+    ``fix`` says, in words for the user, what to do on the config page.
+    """
+
+    def __init__(self, message: str, fix: str = "save them on the config page") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+
+class MappingError(BridgeError):
+    """The bridge cannot map a record's values (e.g. a contact without a last name)."""
 
 
 class ApiError(BridgeError):

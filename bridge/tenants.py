@@ -1,7 +1,8 @@
-"""A tenant: its settings (table ``tenants``), its credentials (vault) and its platform clients.
+"""A tenant: its settings (table ``tenants``), its credentials (vault) and its webhooks.
 
-The one place that turns stored credentials into a ``SalesforceClient`` or ``CopernicaClient``,
-used alike by the sync engine, the config UI and ``bridge doctor``.
+``salesforce_client`` and ``copernica_client`` turn stored credentials into clients; nothing
+else builds them for a tenant. ``bridge.platforms.PlatformClients`` keeps one of each per tenant
+for the sync engine, the pages and ``bridge doctor``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import contextlib
 import dataclasses
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
 from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
 from bridge.db import QUERIES, Conn, Pool
-from bridge.errors import ApiError, BridgeError
+from bridge.errors import ApiError, BridgeError, NotConfigured
+from bridge.retry import RetryPolicy
 from bridge.salesforce.auth import (
     PRODUCTION_LOGIN_URL,
     Authenticator,
@@ -29,10 +31,16 @@ from bridge.salesforce.client import SalesforceClient
 from bridge.security.passwords import hash_password
 from bridge.security.vault import Vault
 from bridge.usage import UsageSink, ignore_usage
+from bridge.vocabulary import (
+    COPERNICA_TIMEZONE,
+    LINK_FIELD,
+    WEBHOOK_TRIGGERS,
+    ConflictRule,
+    Direction,
+    LoginMethod,
+    webhook_url,
+)
 
-Direction = Literal["both", "sf_to_cp", "cp_to_sf"]
-ConflictRule = Literal["newest", "salesforce_wins", "copernica_wins"]
-WEBHOOK_TRIGGERS = ("create", "update", "delete")
 SETTING_COLUMNS = (
     "name", "direction", "apply_deletes", "auto_sync", "conflict_rule",
     "copernica_database", "link_field", "copernica_timezone",
@@ -50,8 +58,8 @@ class Tenant:
     auto_sync: bool = True
     conflict_rule: ConflictRule = "newest"
     copernica_database: str | None = None
-    link_field: str = "Id"
-    copernica_timezone: str = "Europe/Amsterdam"
+    link_field: str = LINK_FIELD
+    copernica_timezone: str = COPERNICA_TIMEZONE
     fingerprint_key: str = field(default="", repr=False)
 
     @classmethod
@@ -61,11 +69,11 @@ class Tenant:
 
     @property
     def sf_to_cp(self) -> bool:
-        return self.direction in ("both", "sf_to_cp")
+        return self.direction != "cp_to_sf"
 
     @property
     def cp_to_sf(self) -> bool:
-        return self.direction in ("both", "cp_to_sf")
+        return self.direction != "sf_to_cp"
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ class SalesforceCredentials:
     """How the bridge logs in to the tenant's org: ``soap`` (username, password + security
     token), ``client_credentials`` (Connected App) or ``jwt`` (Connected App + certificate)."""
 
-    method: Literal["soap", "client_credentials", "jwt"] = "soap"
+    method: LoginMethod = "soap"
     login_url: str = PRODUCTION_LOGIN_URL
     username: str = ""
     password: str = ""
@@ -101,16 +109,13 @@ class CopernicaCredentials:
     auth_url: str = ""  # empty: Copernica's own authentication service
 
 
-class NotConfigured(BridgeError):
-    """A tenant's credentials for a platform have not been saved yet."""
-
-
 async def create_tenant(pool: Pool, slug: str, name: str | None = None) -> Tenant:
     try:
         async with pool.acquire() as conn:
             row = await conn.fetchrow(
                 QUERIES["create_tenant"], slug, name or slug, secrets.token_urlsafe(24)
             )
+            assert row is not None  # INSERT … RETURNING
     except asyncpg.UniqueViolationError:
         raise BridgeError(f"a tenant named {slug!r} exists already") from None
     except asyncpg.CheckViolationError:
@@ -158,6 +163,8 @@ async def update_tenant(conn: Conn, tenant_id: int, **changes: Any) -> Tenant:
     row = await conn.fetchrow(
         QUERIES["update_tenant_settings"], tenant_id, *(merged[name] for name in SETTING_COLUMNS)
     )
+    if row is None:
+        raise BridgeError(f"no tenant with id {tenant_id}")
     return Tenant.from_row(row)
 
 
@@ -190,24 +197,36 @@ async def save_credentials(
 
 
 def salesforce_client(
-    credentials: SalesforceCredentials, settings: Settings, usage: UsageSink = ignore_usage
+    credentials: SalesforceCredentials,
+    settings: Settings,
+    usage: UsageSink = ignore_usage,
+    *,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
 ) -> SalesforceClient:
-    return SalesforceClient(credentials.authenticator(), client_id=settings.client_id, usage=usage)
+    options: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+    return SalesforceClient(
+        credentials.authenticator(), client_id=settings.client_id, usage=usage, retry=retry,
+        **options,
+    )
 
 
 def copernica_client(
-    credentials: CopernicaCredentials, usage: UsageSink = ignore_usage
+    credentials: CopernicaCredentials,
+    usage: UsageSink = ignore_usage,
+    *,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
 ) -> CopernicaClient:
-    options: dict[str, Any] = {"usage": usage}
+    """Raises ``ValueError`` for an empty API token."""
+    options: dict[str, Any] = {"usage": usage, "retry": retry}
     if credentials.hostname:
         options["host"] = credentials.hostname
     if credentials.auth_url:
         options["auth_url"] = credentials.auth_url
+    if timeout is not None:
+        options["timeout"] = timeout
     return CopernicaClient(credentials.api_token, **options)
-
-
-def webhook_url(settings: Settings, tenant: Tenant) -> str:
-    return f"{settings.public_url}/hooks/copernica/{tenant.hook_token}"
 
 
 async def ensure_webhooks(
@@ -219,7 +238,7 @@ async def ensure_webhooks(
     point elsewhere or watch another database are replaced. Returns the new ids and how many were
     created, so saving twice registers nothing twice.
     """
-    handler = webhook_url(settings, tenant)
+    handler = webhook_url(settings.public_url, tenant.hook_token)
     database = tenant.copernica_database
     kept: dict[str, Any] = {"database": database, "handler": handler}
     created = 0

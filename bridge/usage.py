@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
-Platform = Literal["salesforce", "copernica"]
+from bridge.vocabulary import Platform
 
 
 @dataclass(frozen=True)

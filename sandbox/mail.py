@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp_jinja2
 from aiohttp import web
+
+from bridge.web.guard import login_required
 
 if TYPE_CHECKING:  # aiosmtpd is needed by the demo and the tests only: imported when used
     from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -81,6 +84,7 @@ async def mail_sink(host: str = "127.0.0.1") -> AsyncIterator[MailSink]:
     """Run a sink on an OS-chosen port of ``host`` for as long as the block runs."""
     from aiosmtpd.smtp import SMTP
 
+    logging.getLogger("mail.log").setLevel(logging.INFO)  # aiosmtpd logs whole messages at DEBUG
     sink = MailSink()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(sink, hostname="bridge-mail-sink"), host, 0)
@@ -93,9 +97,11 @@ async def mail_sink(host: str = "127.0.0.1") -> AsyncIterator[MailSink]:
         await server.wait_closed()
 
 
+@login_required
 @aiohttp_jinja2.template("demo_mail.html")
 async def demo_mail(request: web.Request) -> dict[str, Any]:
-    """Demo only: what the bridge sent (password resets), newest first."""
+    """Demo only: what the bridge sent (password resets), newest first, for a logged-in user
+    (reset links are as good as passwords)."""
     return {"messages": list(reversed(request.app[MAIL_SINK].messages))}
 
 

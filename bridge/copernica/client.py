@@ -21,6 +21,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from bridge.clock import PlatformClock
 from bridge.copernica.auth import DEFAULT_AUTH_URL, JwtSource
 from bridge.copernica.errors import CopernicaError, error_from_reply
 from bridge.copernica.models import (
@@ -36,6 +37,7 @@ from bridge.copernica.models import (
 )
 from bridge.retry import RetryPolicy
 from bridge.usage import ApiUsage, UsageSink, ignore_usage
+from bridge.vocabulary import WebhookTrigger
 
 DEFAULT_HOST = "https://api.copernica.com"
 MAX_PAGE = 1000
@@ -106,6 +108,7 @@ class CopernicaClient:
         self.jwt = JwtSource(api_token, auth_url, renew_margin=renew_margin, clock=clock)
         self._session = session
         self._owns_session = session is None
+        self.clock = PlatformClock()  # Copernica's clock, from the replies on the own session
 
     @classmethod
     def for_sandbox(
@@ -129,7 +132,9 @@ class CopernicaClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout, trace_configs=[self.clock.trace()]
+            )
             self._owns_session = True
         return self._session
 
@@ -227,11 +232,11 @@ class CopernicaClient:
 
     # account -----------------------------------------------------------------------------------
     async def identity(self) -> dict[str, Any]:
-        return await self._get("identity")
+        return dict(await self._get("identity"))
 
     async def consumption(self, begin: date, end: date) -> dict[str, Any]:
-        return await self._get(
-            "consumption", [("begin", timestamp(begin)), ("end", timestamp(end))]
+        return dict(
+            await self._get("consumption", [("begin", timestamp(begin)), ("end", timestamp(end))])
         )
 
     # databases ---------------------------------------------------------------------------------
@@ -264,12 +269,6 @@ class CopernicaClient:
         method`` (callers archive the database instead)."""
         await self._call("DELETE", f"database/{_ref(database)}")
 
-    async def copy_database(
-        self, database: int | str, name: str, *, profiles: bool = False, views: bool = False
-    ) -> int:
-        body = {"name": name, "options": {"profiles": profiles, "views": views}}
-        return _created(await self._call("POST", f"database/{_ref(database)}/copy", body=body))
-
     # fields ------------------------------------------------------------------------------------
     async def fields(self, database: int | str) -> AsyncIterator[Field]:
         async for item in self._pages(f"database/{_ref(database)}/fields"):
@@ -280,12 +279,6 @@ class CopernicaClient:
     ) -> int:
         body = {"name": name, "type": type, **options}
         return _created(await self._call("POST", f"database/{_ref(database)}/fields", body=body))
-
-    async def edit_field(self, database: int | str, field: int | str, **changes: Any) -> None:
-        await self._call("PUT", f"database/{_ref(database)}/field/{_ref(field)}", body=changes)
-
-    async def delete_field(self, database: int | str, field: int | str) -> None:
-        await self._call("DELETE", f"database/{_ref(database)}/field/{_ref(field)}")
 
     # profiles ----------------------------------------------------------------------------------
     async def profiles(
@@ -373,64 +366,17 @@ class CopernicaClient:
             body["interests"] = list(interests)
         return _created(await self._call("POST", f"database/{_ref(database)}/profiles", body=body))
 
-    async def update_profile(
-        self,
-        profile_id: int,
-        fields: Mapping[str, object] | None = None,
-        interests: Sequence[str] | Mapping[str, bool] | None = None,
-    ) -> None:
-        body: dict[str, Any] = {}
-        if fields is not None:
-            body["fields"] = dict(fields)
-        if interests is not None:
-            body["interests"] = (
-                list(interests) if not isinstance(interests, Mapping) else dict(interests)
-            )
-        await self._call("PUT", f"profile/{int(profile_id)}", body=body)
-
     async def update_profile_fields(self, profile_id: int, fields: Mapping[str, object]) -> None:
         await self._call("PUT", f"profile/{int(profile_id)}/fields", body=dict(fields))
-
-    async def upsert_profile(
-        self,
-        database: int | str,
-        match: Mapping[str, object],
-        fields: Mapping[str, object],
-        *,
-        create: bool = True,
-    ) -> int | None:
-        """Update the profiles whose fields equal ``match``; create one when none does.
-
-        Returns the new profile's id when one was created, else None. ``match`` must not be
-        empty: Copernica applies an empty selector to *every* profile of the database.
-        """
-        if not match:
-            raise ValueError("upsert_profile needs at least one field to match")
-        params = [("fields[]", condition(k, "==", v)) for k, v in match.items()]
-        params.append(("create", "true" if create else "false"))
-        reply = await self._call(
-            "PUT", f"database/{_ref(database)}/profiles", params, body={"fields": dict(fields)}
-        )
-        return reply.created_id
 
     async def delete_profile(self, profile_id: int, *, completely: bool = False) -> None:
         body = {"completely": True} if completely else None
         await self._call("DELETE", f"profile/{int(profile_id)}", body=body)
 
-    async def delete_profiles(self, database: int | str, profile_ids: Iterable[int]) -> None:
-        body = {"profiles": [int(i) for i in profile_ids]}
-        await self._call("DELETE", f"database/{_ref(database)}/profiles", body=body)
-
     # selections --------------------------------------------------------------------------------
     async def views(self, database: int | str) -> AsyncIterator[View]:
         async for item in self._pages(f"database/{_ref(database)}/views"):
             yield View.from_json(item)
-
-    async def view_profiles(
-        self, view_id: int, page_size: int = MAX_PAGE
-    ) -> AsyncIterator[Profile]:
-        async for item in self._pages(f"view/{int(view_id)}/profiles", page_size=page_size):
-            yield Profile.from_json(item)
 
     # content and emailings ---------------------------------------------------------------------
     def _prefix(self, product: Product) -> str:
@@ -449,10 +395,6 @@ class CopernicaClient:
         async for item in self._pages(
             f"{self._prefix('publisher')}/documents", [("source", "false")]
         ):
-            yield Template.from_json(item, "publisher")
-
-    async def publisher_templates(self) -> AsyncIterator[Template]:
-        async for item in self._pages(f"{self._prefix('publisher')}/templates"):
             yield Template.from_json(item, "publisher")
 
     async def send_emailing(
@@ -480,10 +422,6 @@ class CopernicaClient:
             await self._call("POST", f"{self._prefix('publisher')}/emailing", body=body)
         )
 
-    async def emailings(self, product: Product = "ms") -> AsyncIterator[Emailing]:
-        async for item in self._pages(f"{self._prefix(product)}/emailings"):
-            yield Emailing.from_json(item, product)
-
     async def emailing(self, emailing_id: int, product: Product = "ms") -> Emailing:
         data = await self._get(f"{self._prefix(product)}/emailing/{int(emailing_id)}")
         return Emailing.from_json(data, product)
@@ -498,7 +436,7 @@ class CopernicaClient:
     async def create_webhook(
         self,
         handler: str,
-        trigger: Literal["create", "update", "delete"] | str,
+        trigger: WebhookTrigger,
         *,
         callers: Sequence[str] | None = None,
         database: int | str | None = None,
@@ -513,9 +451,6 @@ class CopernicaClient:
 
     async def webhook(self, webhook_id: int) -> Webhook:
         return Webhook.from_json(await self._get(f"webhook/{int(webhook_id)}"))
-
-    async def edit_webhook(self, webhook_id: int, **changes: Any) -> None:
-        await self._call("PUT", f"webhook/{int(webhook_id)}", body=changes)
 
     async def delete_webhook(self, webhook_id: int) -> None:
         await self._call("DELETE", f"webhook/{int(webhook_id)}")

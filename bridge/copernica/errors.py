@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 
-from bridge.errors import ApiError, Category
+from bridge.errors import ApiError
+from bridge.vocabulary import Category
 
 _NOT_FOUND = re.compile(r"^No .* with (supplied|given) ID|already been removed", re.IGNORECASE)
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)

@@ -5,9 +5,9 @@ keys in DNS: ``keyId`` is a name like ``<selector>._domainkey.copernica.com`` wh
 a DKIM-style ``v=DKIM1; p=<base64 key>``; keys rotate monthly, so look them up, with a short cache.
 
 - ``SandboxKeys``: the key the Copernica sandbox publishes at ``/_sandbox/webhook-key`` (demo, tests).
-- ``DnsTxtKeys``: production. No DNS library is installed in this project, so it takes the TXT
-  resolver as a parameter (``resolve_txt(name) -> list of TXT strings``); plug in e.g. aiodns's
-  ``DNSResolver().query(name, "TXT")`` or dnspython's ``dns.asyncresolver.resolve(name, "TXT")``.
+- ``DnsTxtKeys``: production. It takes the TXT resolver as a parameter (``resolve_txt(name) ->
+  list of TXT strings``), so this module does no network I/O of its own and tests can stand in for
+  DNS; ``bridge.app.webhook_keys`` plugs in dnspython's ``dns.asyncresolver.resolve(name, "TXT")``.
 """
 
 from __future__ import annotations

@@ -31,11 +31,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from bridge.copernica.keys import KeyLookup
+from bridge.vocabulary import WEBHOOK_TRIGGERS, WebhookTrigger
 
 log = logging.getLogger(__name__)
 
 REQUIRED_SIGNED = ("(request-target)", "host", "date", "digest", "x-copernica-id")
-PROFILE_TYPES = ("create", "update", "delete")
+PROFILE_TYPES = WEBHOOK_TRIGGERS  # what a profile or subprofile webhook reports
 MAILING_TYPES = ("click", "open", "delivery", "bounce", "failure", "unsubscribe")
 MAX_BODY = 1_000_000
 MAX_FIELDS = 5_000
@@ -56,7 +57,7 @@ class WebhookRejected(Exception):
 class ProfileEvent:
     """A profile was created, updated or deleted in Copernica."""
 
-    type: Literal["create", "update", "delete"]
+    type: WebhookTrigger
     profile_id: int
     database_id: int
     fields: dict[str, str]  # the profile's values after the change (before it, for a delete)
@@ -71,7 +72,7 @@ class ProfileEvent:
 
 @dataclass(frozen=True)
 class SubprofileEvent:
-    type: Literal["create", "update", "delete"]
+    type: WebhookTrigger
     subprofile_id: int
     profile_id: int
     database_id: int
@@ -329,7 +330,7 @@ def _event(data: dict[str, Any], account: str) -> WebhookEvent:
         created, modified = _text(data, "created"), _text(data, "modified")
         if _text(data, "subprofile"):
             return SubprofileEvent(
-                type=kind,  # type: ignore[arg-type]  # checked against PROFILE_TYPES above
+                type=kind,
                 subprofile_id=_id(data, "subprofile"),
                 profile_id=_id(data, "profile"),
                 database_id=_id(data, "database"),
@@ -340,7 +341,7 @@ def _event(data: dict[str, Any], account: str) -> WebhookEvent:
                 timestamp=timestamp, time=time, account=account,
             )
         return ProfileEvent(
-            type=kind,  # type: ignore[arg-type]  # checked against PROFILE_TYPES above
+            type=kind,
             profile_id=_id(data, "profile"),
             database_id=_id(data, "database"),
             fields=fields,

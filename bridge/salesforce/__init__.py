@@ -14,7 +14,7 @@ from .auth import (
     SoapLogin,
     my_domain_login_url,
 )
-from .client import DeletedRecords, SalesforceClient
+from .client import SalesforceClient
 from .errors import RecordError, RecordResult, SalesforceError
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "SANDBOX_LOGIN_URL",
     "Authenticator",
     "ClientCredentialsLogin",
-    "DeletedRecords",
     "JwtBearerLogin",
     "PasswordLogin",
     "RecordError",

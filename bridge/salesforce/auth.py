@@ -20,7 +20,7 @@ import aiohttp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bridge.errors import Category
+from bridge.vocabulary import SALESFORCE_API_VERSION, Category
 
 from .errors import SalesforceError, categorise
 
@@ -72,7 +72,7 @@ class SoapLogin:
     password: str
     security_token: str = ""
     login_url: str = PRODUCTION_LOGIN_URL
-    api_version: str = "59.0"
+    api_version: str = SALESFORCE_API_VERSION
 
     async def login(self, http: aiohttp.ClientSession) -> SalesforceSession:
         envelope = (

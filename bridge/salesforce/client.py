@@ -4,7 +4,7 @@
   answers ``INVALID_SESSION_ID``.
 - Every request carries ``Sforce-Call-Options: client=<client_id>`` so the CDC events of the
   bridge's own writes can be recognised (and dropped) by their ``changeOrigin``.
-- Failures raise ``SalesforceError`` with a category from ``bridge.errors``; transient ones
+- Failures raise ``SalesforceError`` with a category of ``bridge.vocabulary``; transient ones
   (5xx, ``UNABLE_TO_LOCK_ROW``, dropped connections) are retried here with the one
   ``RetryPolicy``. ``rate_limit`` is not retried here: the daily budget does not come back in
   seconds, so the caller (the job queue) decides when to try again.
@@ -19,31 +19,23 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 
+from bridge.clock import PlatformClock
 from bridge.retry import RetryPolicy
 from bridge.usage import ApiUsage, UsageSink, ignore_usage
+from bridge.vocabulary import CLIENT_ID, SALESFORCE_API_VERSION
 
 from .auth import Authenticator, SalesforceSession
 from .errors import RecordResult, SalesforceError
 
 CHUNK = 200  # records per sObject Collections call
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
-
-
-@dataclass(frozen=True)
-class DeletedRecords:
-    """getDeleted: ids with their deletion time, and the window Salesforce vouches for."""
-
-    records: list[tuple[str, datetime]]
-    earliest_date_available: datetime
-    latest_date_covered: datetime
 
 
 def parse_datetime(text: str) -> datetime:
@@ -53,12 +45,6 @@ def parse_datetime(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
-
-
 class SalesforceClient:
     """Async REST client for one Salesforce org (one tenant)."""
 
@@ -66,13 +52,14 @@ class SalesforceClient:
         self,
         authenticator: Authenticator,
         *,
-        client_id: str = "copernica-bridge",
-        api_version: str = "59.0",
+        client_id: str = CLIENT_ID,
+        api_version: str = SALESFORCE_API_VERSION,
         retry: RetryPolicy | None = None,
         usage: UsageSink = ignore_usage,
         http: aiohttp.ClientSession | None = None,
         timeout: float = 120.0,
         query_batch_size: int | None = None,
+        describe_ttl: float = 300.0,
     ) -> None:
         self.authenticator = authenticator
         self.client_id = client_id
@@ -84,8 +71,10 @@ class SalesforceClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: SalesforceSession | None = None
         self._login_lock = asyncio.Lock()
-        self._describes: dict[str, dict[str, Any]] = {}
+        self._describes: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.describe_ttl = describe_ttl
         self.query_batch_size = query_batch_size
+        self.clock = PlatformClock()  # Salesforce's clock, from the replies on the own session
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -103,7 +92,9 @@ class SalesforceClient:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=self._timeout)
+            self._http = aiohttp.ClientSession(
+                timeout=self._timeout, trace_configs=[self.clock.trace()]
+            )
         return self._http
 
     @property
@@ -153,16 +144,16 @@ class SalesforceClient:
                 raise
             if status < 300:
                 return status, reply
-            error = SalesforceError.from_reply(status, reply)
-            if error.code == "INVALID_SESSION_ID" and not relogged:
+            refused = SalesforceError.from_reply(status, reply)
+            if refused.code == "INVALID_SESSION_ID" and not relogged:
                 relogged = True
                 attempt -= 1
                 await self.relogin(session)
                 continue
-            if error.category == "transient" and not self.retry.gives_up(attempt):
+            if refused.category == "transient" and not self.retry.gives_up(attempt):
                 await asyncio.sleep(self.retry.delay(attempt))
                 continue
-            raise error
+            raise refused
 
     async def _send(
         self,
@@ -217,19 +208,20 @@ class SalesforceClient:
     # --- metadata -------------------------------------------------------------------
 
     async def describe(self, sobject: str, *, refresh: bool = False) -> dict[str, Any]:
-        """The describe of ``sobject``, fetched once per client (``refresh`` to re-fetch)."""
-        if refresh or sobject not in self._describes:
-            self._describes[sobject] = await self._json(
-                "GET", f"{self.base}/sobjects/{sobject}/describe"
-            )
-        return self._describes[sobject]
+        """The describe of ``sobject``, kept for ``describe_ttl`` seconds (``refresh`` to
+        re-fetch now): a client lives as long as its tenant's credentials do."""
+        kept = self._describes.get(sobject)
+        if refresh or kept is None or time.monotonic() - kept[0] > self.describe_ttl:
+            described = await self._json("GET", f"{self.base}/sobjects/{sobject}/describe")
+            kept = self._describes[sobject] = (time.monotonic(), described)
+        return kept[1]
 
     async def fields(self, sobject: str) -> dict[str, dict[str, Any]]:
         """Describe's fields by name."""
         return {f["name"]: f for f in (await self.describe(sobject))["fields"]}
 
     async def limits(self) -> dict[str, Any]:
-        return await self._json("GET", f"{self.base}/limits")
+        return dict(await self._json("GET", f"{self.base}/limits"))
 
     # --- query ----------------------------------------------------------------------
 
@@ -273,11 +265,9 @@ class SalesforceClient:
         self, sobject: str, record_id: str, fields: Sequence[str] | None = None
     ) -> dict[str, Any]:
         params = {"fields": ",".join(fields)} if fields else None
-        return await self._json("GET", f"{self.base}/sobjects/{sobject}/{record_id}", params=params)
-
-    async def get_by_external_id(self, sobject: str, field: str, value: str) -> dict[str, Any]:
-        path = f"{self.base}/sobjects/{sobject}/{field}/{quote(value, safe='')}"
-        return await self._json("GET", path)
+        return dict(
+            await self._json("GET", f"{self.base}/sobjects/{sobject}/{record_id}", params=params)
+        )
 
     async def create(self, sobject: str, values: dict[str, Any]) -> str:
         reply = await self._json("POST", f"{self.base}/sobjects/{sobject}", body=values)
@@ -288,16 +278,6 @@ class SalesforceClient:
 
     async def delete(self, sobject: str, record_id: str) -> None:
         await self.request("DELETE", f"{self.base}/sobjects/{sobject}/{record_id}")
-
-    async def upsert(
-        self, sobject: str, field: str, value: str, values: dict[str, Any]
-    ) -> tuple[str, bool]:
-        """Insert or update by external id; returns (id, created)."""
-        path = f"{self.base}/sobjects/{sobject}/{field}/{quote(value, safe='')}"
-        status, reply = await self.request("PATCH", path, body=values)
-        if reply is None:  # API ≤ 45.0 answers 204 on update
-            return "", False
-        return str(reply["id"]), bool(reply.get("created", status == 201))
 
     # --- sObject Collections (≤ 200 per call) ---------------------------------------
 
@@ -355,74 +335,4 @@ class SalesforceClient:
             f"{self.base}/composite/sobjects/{sobject}/{field}",
             self._typed(sobject, records),
             all_or_none,
-        )
-
-    async def delete_many(
-        self, ids: Sequence[str], *, all_or_none: bool = False
-    ) -> list[RecordResult]:
-        results: list[RecordResult] = []
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            reply = await self._json(
-                "DELETE",
-                f"{self.base}/composite/sobjects",
-                params={"ids": ",".join(chunk), "allOrNone": str(all_or_none).lower()},
-            )
-            results.extend(RecordResult.parse(item) for item in reply)
-        return results
-
-    async def retrieve_many(
-        self, sobject: str, ids: Sequence[str], fields: Sequence[str]
-    ) -> list[dict[str, Any] | None]:
-        """Records by id (None where deleted or unknown), in input order."""
-        out: list[dict[str, Any] | None] = []
-        for start in range(0, len(ids), CHUNK):
-            out.extend(
-                await self._json(
-                    "POST",
-                    f"{self.base}/composite/sobjects/{sobject}",
-                    body={"ids": list(ids[start : start + CHUNK]), "fields": list(fields)},
-                )
-            )
-        return out
-
-    async def composite(
-        self, subrequests: Sequence[dict[str, Any]], *, all_or_none: bool = False
-    ) -> list[dict[str, Any]]:
-        """``POST /composite`` (≤ 25 subrequests, one API call); later subrequests may refer to
-        earlier results as ``@{referenceId.field}``. Returns ``compositeResponse``."""
-        reply = await self._json(
-            "POST",
-            f"{self.base}/composite",
-            body={"allOrNone": all_or_none, "compositeRequest": list(subrequests)},
-        )
-        return list(reply["compositeResponse"])
-
-    # --- replication ----------------------------------------------------------------
-
-    async def get_updated(
-        self, sobject: str, start: datetime, end: datetime
-    ) -> tuple[list[str], datetime]:
-        """Ids changed in [start, end) and ``latestDateCovered`` (restart the next poll there)."""
-        reply = await self._json(
-            "GET",
-            f"{self.base}/sobjects/{sobject}/updated",
-            params={"start": _iso(start), "end": _iso(end)},
-        )
-        return list(reply["ids"]), parse_datetime(reply["latestDateCovered"])
-
-    async def get_deleted(self, sobject: str, start: datetime, end: datetime) -> DeletedRecords:
-        """Deletions in [start, end); compare ``earliest_date_available`` with ``start``."""
-        reply = await self._json(
-            "GET",
-            f"{self.base}/sobjects/{sobject}/deleted",
-            params={"start": _iso(start), "end": _iso(end)},
-        )
-        return DeletedRecords(
-            records=[
-                (item["id"], parse_datetime(item["deletedDate"]))
-                for item in reply["deletedRecords"]
-            ],
-            earliest_date_available=parse_datetime(reply["earliestDateAvailable"]),
-            latest_date_covered=parse_datetime(reply["latestDateCovered"]),
         )

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.errors import ApiError, Category
+from bridge.errors import ApiError
+from bridge.vocabulary import Category
 
 _BY_CODE: dict[str, Category] = {
     "INVALID_SESSION_ID": "auth",
@@ -123,6 +124,14 @@ class RecordResult:
     def category(self) -> Category | None:
         """The category of the first error (None on success)."""
         return self.errors[0].category if self.errors else None
+
+    def error(self) -> SalesforceError:
+        """This record's failure as an error, categorised by its first error."""
+        first = self.errors[0] if self.errors else RecordError("UNKNOWN", "no error reported")
+        return SalesforceError(
+            "; ".join(f"{e.code}: {e.message}" for e in self.errors) or first.message,
+            category=first.category, code=first.code, fields=first.fields,
+        )
 
     @classmethod
     def parse(cls, item: dict[str, Any]) -> RecordResult:

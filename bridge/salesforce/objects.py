@@ -1,8 +1,8 @@
 """The bridge's own Salesforce custom objects, defined once.
 
-The sandbox builds its describe and validation from these definitions, and a later issue
-generates (and checks) the SFDX metadata from them, so the names, types and lengths here are
-the contract between the bridge and the package it deploys into an org.
+The sandbox builds its describe and validation from these definitions, and a test checks the
+SFDX metadata in ``salesforce/`` against them, so the names, types and lengths here are the
+contract between the bridge and the package it deploys into an org.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bridge.errors import CATEGORIES
+from bridge.vocabulary import CATEGORIES, ONE_WAY, OPERATIONS
 
 FieldType = Literal[
     "id",
@@ -143,10 +143,10 @@ SYNC_ERROR_OBJECT = ObjectSpec(
             "picklist",
             "Operation",
             length=255,
-            picklist=("create", "update", "delete", "undelete", "merge", "reconcile", "emailing"),
+            picklist=OPERATIONS,
         ),
         FieldSpec(
-            "Direction__c", "picklist", "Direction", length=255, picklist=("sf_to_cp", "cp_to_sf")
+            "Direction__c", "picklist", "Direction", length=255, picklist=ONE_WAY
         ),
         FieldSpec("Record_Id__c", "string", "Record Id", length=255),
         FieldSpec(

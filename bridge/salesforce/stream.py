@@ -1,23 +1,22 @@
-"""Change Data Capture for the sync engine: typed events over aiosfstream-ng, replay markers
-stored only when the caller commits.
+"""Change Data Capture for the sync engine: typed events over aiosfstream-ng, resumed from the
+replay markers the caller stores.
 
 Usage::
 
-    async with SalesforceStream(client, "/data/ContactChangeEvent", store) as stream:
+    async with SalesforceStream(client, CDC_CHANNEL, store) as stream:
         async for item in stream:
-            ...  # write the job(s) for ``item`` in one transaction
-            await stream.commit(item)  # then the replay marker
+            ...  # write the job(s) for ``item`` and its replay marker in one transaction
 
 Items are ``ChangeEvent`` or a signal: ``GapEvent`` (re-read those records), ``OverflowEvent``
 (re-sync the whole entity), ``ReplayIdInvalid`` (the stored marker is too old: events were lost,
 reconcile; the stream continues from ``replay_fallback``, by default every retained event).
 
-Delivery guarantees: an event that was not committed is delivered again after a restart (the
-subscription resumes from the committed marker). Within one stream, a re-handshake (e.g. after
+Delivery guarantees: an event whose marker was not stored is delivered again after a restart (the
+subscription resumes from the stored marker; the stream itself never writes one). Within one stream, a re-handshake (e.g. after
 ``403::Unknown client``) resumes from the last event handed out, and replayed duplicates are
 dropped, so the caller sees each event once. When the connection cannot be re-established
 within ``connection_timeout``, iteration raises a transient ``SalesforceError``: open a new
-stream, it resumes from the committed marker.
+stream, it resumes from the stored marker.
 """
 
 from __future__ import annotations
@@ -39,6 +38,8 @@ from aiosfstream_ng.exceptions import (
 from aiosfstream_ng.replay import ReplayMarker as LibraryMarker
 from aiosfstream_ng.replay import ReplayMarkerStorage
 
+from bridge.vocabulary import CDC_CHANNEL, SALESFORCE_API_VERSION
+
 from . import shim
 from .client import SalesforceClient
 from .errors import SalesforceError, categorise
@@ -51,7 +52,7 @@ ALL_EVENTS = -2
 
 @dataclass(frozen=True)
 class ReplayMarker:
-    """Where a subscription stands: the last committed replay id and its commit time (epoch ms
+    """Where a subscription stands: the last stored replay id and its commit time (epoch ms
     as a string, or an ISO date, as aiosfstream keeps it)."""
 
     replay_id: int
@@ -227,7 +228,7 @@ class _SessionAuthenticator(AuthenticatorBase):
 
 class _Markers(ReplayMarkerStorage):
     """What aiosfstream puts in ``ext.replay`` on (re)subscribe: within this stream the last
-    event handed out, otherwise the committed marker, otherwise the default option."""
+    event handed out, otherwise the stored marker, otherwise the default option."""
 
     def __init__(self, stream: SalesforceStream) -> None:
         super().__init__()
@@ -247,11 +248,11 @@ class _Markers(ReplayMarkerStorage):
         return None
 
     async def set_replay_marker(self, subscription: str, replay_marker: LibraryMarker) -> None:
-        """Markers are stored by ``SalesforceStream.commit`` only."""
+        """Markers are stored by the caller, with the work they stand for."""
 
 
 class _StreamingClient(StreamingClient):
-    api_version = "59.0"
+    api_version = SALESFORCE_API_VERSION
 
     def get_cometd_url(self, instance_url: str) -> str:  # type: ignore[override]
         return f"{instance_url}/cometd/{self.api_version}"
@@ -277,7 +278,7 @@ class SalesforceStream:
     def __init__(
         self,
         client: SalesforceClient,
-        channel: str = "/data/ContactChangeEvent",
+        channel: str = CDC_CHANNEL,
         replay_store: ReplayStore | None = None,
         *,
         default_replay: int = NEW_EVENTS,
@@ -365,16 +366,3 @@ class SalesforceStream:
                 continue  # replayed after a re-handshake: already handed out
             self.last_seen[channel] = replay_id
             return item
-
-    async def commit(self, item: StreamItem) -> None:
-        """Store ``item``'s replay marker: call after the caller's own transaction committed.
-
-        Markers only move forward, so committing out of order never rewinds the subscription.
-        """
-        if isinstance(item, ReplayIdInvalid):
-            return
-        current = await self.replay_store.get(item.channel)
-        if current is not None and current.replay_id >= item.replay_id:
-            return
-        millis = int(item.commit_timestamp.timestamp() * 1000)
-        await self.replay_store.set(item.channel, ReplayMarker(item.replay_id, str(millis)))

@@ -7,9 +7,10 @@ import hashlib
 import hmac
 import os
 
-# n=2**15, r=8, p=1: ~32 MiB and ~50 ms per hash on the reference machine.
-_N, _R, _P = 2**15, 8, 1
-_MAXMEM = 64 * 1024 * 1024
+# OWASP's minimum for scrypt: n=2**17, r=8, p=1 (128 MiB per hash). Hashes made with weaker
+# parameters are replaced at the next successful login (``needs_rehash``).
+_N, _R, _P = 2**17, 8, 1
+_MAXMEM = 256 * 1024 * 1024
 
 
 def _b64(data: bytes) -> str:
@@ -38,3 +39,15 @@ def verify_password(password: str, stored: str) -> bool:
         maxmem=_MAXMEM,
     )
     return hmac.compare_digest(candidate, base64.b64decode(digest))
+
+
+def needs_rehash(stored: str) -> bool:
+    """True when ``stored`` was made with weaker parameters than today's."""
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        return True
+    try:
+        n, r, p = (int(x) for x in parts[1:4])
+    except ValueError:
+        return True
+    return n < _N or r < _R or p < _P

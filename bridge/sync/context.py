@@ -1,8 +1,11 @@
-"""Per-tenant working context: settings, platform clients and the field mapping, cached.
+"""Per-tenant working context of the workers: the tenant's settings, its platform clients and its
+field mapping.
 
 Workers of one process share one context per tenant. The tenant row is re-read for every batch
-(settings change in the UI at any time); clients are rebuilt when the stored credentials change;
-the mapping (Copernica fields × Salesforce describe) is rebuilt every ``mapping_ttl`` seconds.
+(settings change in the UI at any time); the clients come from the process's ``PlatformClients``
+(new ones when the stored credentials change); the mapping (Copernica fields × Salesforce
+describe) is rebuilt every ``mapping_ttl`` seconds, and at once when the clients, the database or
+the link field change.
 """
 
 from __future__ import annotations
@@ -11,52 +14,14 @@ import asyncio
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
-from bridge.db import QUERIES, Pool
+from bridge.errors import NotConfigured
+from bridge.platforms import PlatformClients, UsageCounter
 from bridge.salesforce.client import SalesforceClient
-from bridge.security.vault import Vault
 from bridge.sync.mapping import Mapping, build_mapping
-from bridge.tenants import (
-    Tenant,
-    copernica_client,
-    load_copernica_credentials,
-    load_salesforce_credentials,
-    load_tenant,
-    salesforce_client,
-)
-from bridge.usage import ApiUsage, Platform, UsageSink
-
-LINK_FIELD_FALLBACK = "SalesforceId"  # Copernica refuses fields named "id": see design.md §4
-
-
-@dataclass
-class UsageCounter:
-    """API calls counted in memory per tenant and platform, flushed to ``api_usage`` now and then."""
-
-    calls: dict[tuple[int, Platform], int] = field(default_factory=lambda: defaultdict(int))
-    latest: dict[tuple[int, Platform], ApiUsage] = field(default_factory=dict)
-
-    def sink(self, tenant_id: int) -> UsageSink:
-        def record(usage: ApiUsage) -> None:
-            self.calls[(tenant_id, usage.platform)] += usage.calls
-            if usage.used is not None:
-                self.latest[(tenant_id, usage.platform)] = usage
-
-        return record
-
-    async def flush(self, pool: Pool) -> None:
-        calls, self.calls = self.calls, defaultdict(int)
-        latest, self.latest = self.latest, {}
-        async with pool.acquire() as conn:
-            for (tenant_id, platform), count in calls.items():
-                seen = latest.get((tenant_id, platform))
-                await conn.execute(
-                    QUERIES["add_usage"], tenant_id, platform, count,
-                    seen.used if seen else None, seen.max if seen else None,
-                )
+from bridge.tenants import Tenant, load_tenant
+from bridge.vocabulary import LINK_FIELD_FALLBACK
 
 
 @dataclass
@@ -64,7 +29,6 @@ class TenantContext:
     tenant: Tenant
     salesforce: SalesforceClient
     copernica: CopernicaClient
-    credentials_version: datetime
     _mapping: Mapping | None = None
     _mapping_at: float = 0.0
     _mapping_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -76,7 +40,9 @@ class TenantContext:
     @property
     def database(self) -> str:
         if not self.tenant.copernica_database:
-            raise LookupError("no Copernica database chosen yet")
+            raise NotConfigured(
+                "no Copernica database chosen yet", "choose the database on the config page"
+            )
         return self.tenant.copernica_database
 
     async def mapping(self, ttl: float = 300.0) -> Mapping:
@@ -85,6 +51,17 @@ class TenantContext:
                 self._mapping = await self._build_mapping()
                 self._mapping_at = time.monotonic()
             return self._mapping
+
+    def update(self, tenant: Tenant, salesforce: SalesforceClient, copernica: CopernicaClient) -> None:
+        """Take the tenant's current settings and clients; a mapping they change is rebuilt."""
+        if (
+            salesforce is not self.salesforce
+            or copernica is not self.copernica
+            or (tenant.copernica_database, tenant.link_field)
+            != (self.tenant.copernica_database, self.tenant.link_field)
+        ):
+            self._mapping = None
+        self.tenant, self.salesforce, self.copernica = tenant, salesforce, copernica
 
     async def _build_mapping(self) -> Mapping:
         cp_fields = [f async for f in self.copernica.fields(self.database)]
@@ -104,50 +81,35 @@ class TenantContext:
             timezone=self.tenant.copernica_timezone,
         )
 
-    async def close(self) -> None:
-        await self.salesforce.close()
-        await self.copernica.close()
-
 
 class Contexts:
-    """The contexts of every tenant this process works for."""
+    """The contexts of every tenant this process works for, on the process's platform clients
+    (which own, and close, the clients)."""
 
-    def __init__(self, pool: Pool, vault: Vault, settings: Settings) -> None:
-        self.pool = pool
-        self.vault = vault
-        self.settings = settings
-        self.usage = UsageCounter()
+    def __init__(self, platforms: PlatformClients) -> None:
+        self.platforms = platforms
+        self.pool = platforms.pool
+        self.settings = platforms.settings
         self._contexts: dict[int, TenantContext] = {}
-        self._lock = asyncio.Lock()
+        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @property
+    def usage(self) -> UsageCounter:
+        return self.platforms.usage
 
     async def get(self, tenant_id: int) -> TenantContext:
-        async with self._lock, self.pool.acquire() as conn:
-            tenant = await load_tenant(conn, tenant_id)
-            version = await conn.fetchval(QUERIES["credentials_version"], tenant_id)
+        """The tenant's context, up to date (``NotConfigured`` while credentials are missing)."""
+        async with self._locks[tenant_id]:
+            async with self.pool.acquire() as conn:
+                tenant = await load_tenant(conn, tenant_id)
+            salesforce = await self.platforms.salesforce(tenant_id)
+            copernica = await self.platforms.copernica(tenant_id)
             context = self._contexts.get(tenant_id)
-            if context is not None and context.credentials_version == version:
-                if context.tenant != tenant:
-                    if (context.tenant.copernica_database, context.tenant.link_field) != (
-                        tenant.copernica_database, tenant.link_field,
-                    ):
-                        context._mapping = None
-                    context.tenant = tenant
-                return context
-            if context is not None:
-                await context.close()
-            sink = self.usage.sink(tenant_id)
-            sf = await load_salesforce_credentials(conn, self.vault, tenant_id)
-            cp = await load_copernica_credentials(conn, self.vault, tenant_id)
-            context = TenantContext(
-                tenant=tenant,
-                salesforce=salesforce_client(sf, self.settings, sink),
-                copernica=copernica_client(cp, sink),
-                credentials_version=version,
-            )
-            self._contexts[tenant_id] = context
+            if context is None:
+                context = self._contexts[tenant_id] = TenantContext(tenant, salesforce, copernica)
+            else:
+                context.update(tenant, salesforce, copernica)
             return context
 
-    async def close(self) -> None:
-        for context in self._contexts.values():
-            await context.close()
+    def close(self) -> None:
         self._contexts.clear()

@@ -23,18 +23,18 @@ import asyncpg
 
 from bridge.copernica.models import Profile
 from bridge.db import QUERIES, Conn, Pool
-from bridge.errors import ApiError
+from bridge.errors import ApiError, MappingError
 from bridge.salesforce.client import parse_datetime
 from bridge.sync.context import TenantContext
-from bridge.sync.jobs import Failure, Job, JobQueue
+from bridge.sync.jobs import Failure, Job, JobQueue, failure_from
 from bridge.sync.mapping import Mapping, from_copernica, from_salesforce
 from bridge.sync.mapping import to_copernica as copernica_values
 from bridge.sync.mapping import to_salesforce as salesforce_values
 from bridge.sync.merge import MergeResult, merge
+from bridge.vocabulary import SYNC, Direction
 
 log = logging.getLogger(__name__)
 
-SYNC = "sync"  # job kind: bring one record to agreement
 COPERNICA_CONCURRENCY = 8
 _SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
@@ -335,7 +335,7 @@ def _cp_modified(profile: Profile | None, timezone: str) -> datetime | None:
 
 
 def _audit(
-    item: Item, direction: str, action: str, fields: list[str], outcome: str,
+    item: Item, direction: Direction, action: str, fields: list[str], outcome: str,
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
@@ -347,22 +347,15 @@ def _audit(
 # --- 4. write -----------------------------------------------------------------------------
 
 
-def _failure(error: ApiError) -> Failure:
-    return Failure(
-        error.message, error.category, permanent=not error.retryable, retry_after=error.retry_after
-    )
-
-
 async def _write_salesforce(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None:
     updates = [i for i in items if i.sf_action == "update" and i.merged and i.merged.to_salesforce]
     creates = [i for i in items if i.sf_action == "create" and i.merged]
     for item in creates:
         assert item.merged is not None
         if not item.merged.to_salesforce.get("LastName"):
-            item.failure = Failure(
-                "this Copernica profile has no LastName, which Salesforce requires for a contact",
-                "mapping", permanent=True,
-            )
+            item.failure = failure_from(MappingError(
+                "this Copernica profile has no LastName, which Salesforce requires for a contact"
+            ))
     creates = [i for i in creates if i.failure is None]
     for batch, action in ((updates, "update"), (creates, "create")):
         if not batch:
@@ -377,7 +370,7 @@ async def _write_salesforce(ctx: TenantContext, mapping: Mapping, items: list[It
                 results = await ctx.salesforce.create_many("Contact", records)
         except ApiError as error:
             for item in batch:
-                item.failure = _failure(error)
+                item.failure = failure_from(error)
             continue
         for item, result in zip(batch, results, strict=True):
             fields = sorted(item.merged.to_salesforce)  # type: ignore[union-attr]
@@ -387,11 +380,7 @@ async def _write_salesforce(ctx: TenantContext, mapping: Mapping, items: list[It
                     item.sf = {"Id": result.id}
                 item.audits.append(_audit(item, "cp_to_sf", action, fields, "ok"))
             else:
-                message = "; ".join(f"{e.code}: {e.message}" for e in result.errors)
-                category = result.category or "validation"
-                item.failure = Failure(
-                    message, category, permanent=category not in ("transient", "rate_limit")
-                )
+                item.failure = failure_from(result.error())
 
 
 async def _write_copernica(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None:
@@ -415,7 +404,7 @@ async def _write_copernica(ctx: TenantContext, mapping: Mapping, items: list[Ite
                     if changed:
                         item.audits.append(_audit(item, "sf_to_cp", "update", changed, "ok"))
             except ApiError as error:
-                item.failure = _failure(error)
+                item.failure = failure_from(error)
 
     await asyncio.gather(*(one(i) for i in items if i.cp_action and i.failure is None))
 

@@ -16,10 +16,11 @@ from bridge.salesforce.stream import (
     ReplayIdInvalid,
     StreamItem,
 )
-from bridge.sync.engine import SYNC, copernica_key, salesforce_key, valid_salesforce_id
+from bridge.sync.engine import copernica_key, salesforce_key, valid_salesforce_id
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runs import request_sync
 from bridge.tenants import Tenant
+from bridge.vocabulary import SYNC
 
 
 async def ingest_salesforce(

@@ -6,7 +6,8 @@
 - ``fail`` retries with the shared back-off policy, or holds the job after its last attempt;
   held jobs stay visible and can be requeued. Completed jobs are deleted (their payload may hold
   customer values, which the bridge does not keep at rest).
-- ``enqueue`` sends ``NOTIFY bridge_jobs``; ``Waker`` listens and falls back to polling.
+- ``enqueue`` sends ``NOTIFY bridge_jobs``; ``Waker`` listens, and workers poll as well.
+- ``claim``'s rule of which jobs are ready lives once, in the view ``claimable_jobs``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from typing import Any
 import asyncpg
 
 from bridge.db import QUERIES, Conn, Pool
+from bridge.errors import ApiError, ConfigError, MappingError, NotConfigured
 from bridge.retry import RetryPolicy
+from bridge.security.vault import VaultError
+from bridge.vocabulary import Category
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +47,39 @@ class Job:
 
 @dataclass(frozen=True)
 class Failure:
-    """Why a job failed; ``permanent`` skips the remaining attempts (e.g. a validation error)."""
+    """Why a job failed; ``permanent`` skips the remaining attempts (e.g. a validation error).
+    Build one with ``failure_from``."""
 
     message: str
-    category: str = "transient"
+    category: Category = "transient"
     permanent: bool = False
     retry_after: float | None = None
+
+
+def failure_from(error: BaseException) -> Failure:
+    """The one way an error becomes a job's failure.
+
+    - ``NotConfigured`` (credentials not saved, no database chosen): ``not_configured``, held at
+      once with what to do on the config page: retrying cannot help before someone does it;
+    - ``ApiError``: its own category, held at once unless retryable (with the platform's
+      ``retry_after``);
+    - ``MappingError``: ``mapping``, held at once;
+    - credentials that cannot be decrypted, keys missing (``VaultError``, ``ConfigError``):
+      ``auth``, held at once;
+    - anything else (a crash, a dropped database connection): ``transient``, retried.
+    """
+    if isinstance(error, NotConfigured):
+        return Failure(f"{error.message}: {error.fix}", "not_configured", permanent=True)
+    if isinstance(error, ApiError):
+        return Failure(
+            error.message, error.category, permanent=not error.retryable,
+            retry_after=error.retry_after,
+        )
+    if isinstance(error, MappingError):
+        return Failure(str(error), "mapping", permanent=True)
+    if isinstance(error, VaultError | ConfigError):
+        return Failure(str(error), "auth", permanent=True)
+    return Failure(f"{type(error).__name__}: {error}")
 
 
 def worker_name() -> str:
@@ -190,23 +221,24 @@ async def _connection(pool: Pool, conn: Conn | None):  # type: ignore[no-untyped
 
 
 class Waker:
-    """Wakes idle workers: LISTEN on a dedicated connection, plus a polling fallback.
+    """Wakes idle workers: LISTEN on a connection of its own, and a poll every
+    ``poll_interval`` seconds whatever happens.
 
-    If the listening connection breaks, workers still poll every ``poll_interval`` seconds
-    while it reconnects.
+    The listening connection is not re-established: should it break, workers find new jobs by
+    polling alone (up to ``poll_interval`` late) until the process restarts.
     """
 
     def __init__(self, pool: Pool, poll_interval: float = 5.0) -> None:
         self._pool = pool
         self.poll_interval = poll_interval
         self._events: dict[str, asyncio.Event] = {}
-        self._conn: Conn | None = None
+        self._conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | None = None
 
     def _event(self, kind: str) -> asyncio.Event:
         return self._events.setdefault(kind, asyncio.Event())
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, kind: str) -> None:
-        self._event(kind).set()
+    def _on_notify(self, _conn: Conn, _pid: int, _channel: str, kind: object) -> None:
+        self._event(str(kind)).set()
 
     async def start(self) -> None:
         self._conn = await self._pool.acquire()
@@ -257,7 +289,7 @@ async def run_worker(
             raise
         except Exception as exc:  # noqa: BLE001 - any crash of a handler is a retryable failure
             log.exception("handler for %s failed", kind)
-            failures = {job.id: Failure(f"{type(exc).__name__}: {exc}") for job in jobs}
+            failures = {job.id: failure_from(exc) for job in jobs}
         await queue.complete([job for job in jobs if job.id not in failures])
         for job in jobs:
             if job.id in failures:

@@ -39,24 +39,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.copernica.models import Field
+from bridge.vocabulary import COPERNICA_TIMEZONE as DEFAULT_TIMEZONE
 
-DEFAULT_TIMEZONE = "Europe/Amsterdam"
-
-TEXT_TYPES = frozenset(
-    {
-        "string",
-        "email",
-        "phone",
-        "url",
-        "textarea",
-        "picklist",
-        "multipicklist",
-        "combobox",
-        "reference",
-        "id",
-        "encryptedstring",
-    }
-)
 NUMBER_TYPES = frozenset({"double", "int", "long", "currency", "percent"})
 SKIPPED_SF_TYPES = frozenset({"address", "location", "base64"})
 # Salesforce fields every sync reads whether or not they are mapped.

@@ -19,13 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping as ReadMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 from bridge.sync.mapping import FieldMap, Mapping, comparable, fingerprint
-
-Rule = Literal["newest", "salesforce_wins", "copernica_wins"]
-Direction = Literal["both", "sf_to_cp", "cp_to_sf"]
-Side = Literal["salesforce", "copernica"]
+from bridge.vocabulary import ConflictRule, Direction
+from bridge.vocabulary import Platform as Side
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,7 @@ def merge(
     copernica: ReadMapping[str, str] | None,
     *,
     direction: Direction = "both",
-    rule: Rule = "newest",
+    rule: ConflictRule = "newest",
     salesforce_modified: datetime | None = None,
     copernica_modified: datetime | None = None,
 ) -> MergeResult:
@@ -122,7 +119,7 @@ def _changes(
     return sf_changed, cp_changed
 
 
-def _newest(rule: Rule, sf_time: datetime | None, cp_time: datetime | None) -> Side:
+def _newest(rule: ConflictRule, sf_time: datetime | None, cp_time: datetime | None) -> Side:
     """The side a conflict goes to under ``rule``; ties and unknown times go to Salesforce."""
     if rule == "salesforce_wins":
         return "salesforce"

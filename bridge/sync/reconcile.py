@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 
 from bridge.db import QUERIES, Pool
 from bridge.sync.context import TenantContext
-from bridge.sync.engine import SYNC, copernica_key, salesforce_key
+from bridge.sync.engine import copernica_key, salesforce_key
 from bridge.sync.jobs import Job, JobQueue
 from bridge.sync.mapping import Mapping, fingerprints, from_copernica, from_salesforce
+from bridge.vocabulary import SYNC
 
 log = logging.getLogger(__name__)
 

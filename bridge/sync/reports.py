@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncpg
 
 from bridge.db import QUERIES, Conn
-from bridge.errors import Category
 from bridge.sync.jobs import JobQueue
+from bridge.vocabulary import Category
 
 
 async def record_error(

@@ -14,8 +14,8 @@ import asyncpg
 
 from bridge.db import QUERIES, Conn
 from bridge.sync.jobs import JobQueue
+from bridge.vocabulary import RECONCILE
 
-RECONCILE = "reconcile"  # the job kind that carries out a run
 RunKind = Literal["full", "reconcile", "manual"]
 
 

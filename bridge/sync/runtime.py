@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,23 +20,42 @@ import asyncpg
 from bridge import logs
 from bridge.config import Settings
 from bridge.db import QUERIES, Pool
-from bridge.errors import ApiError, BridgeError
+from bridge.errors import BridgeError
+from bridge.platforms import PlatformClients
 from bridge.salesforce.objects import SYNC_ERROR
 from bridge.security.vault import Vault
 from bridge.sync.context import Contexts, TenantContext
-from bridge.sync.engine import SYNC, sync_batch
-from bridge.sync.jobs import Failure, Job, JobQueue, Waker, run_worker, worker_name
+from bridge.sync.engine import sync_batch
+from bridge.sync.jobs import (
+    Failure,
+    Job,
+    JobQueue,
+    Waker,
+    failure_from,
+    run_worker,
+    worker_name,
+)
 from bridge.sync.reconcile import run_reconcile
 from bridge.sync.reports import record_error, salesforce_record
-from bridge.sync.runs import RECONCILE, request_sync
-from bridge.sync.statistics import STATISTICS, push_statistics
+from bridge.sync.runs import request_sync
+from bridge.sync.statistics import push_statistics
 from bridge.sync.streams import StreamSupervisor
+from bridge.vocabulary import (
+    PUSH_ERRORS,
+    RECONCILE,
+    STATISTICS,
+    SYNC,
+    OneWay,
+    Operation,
+)
 
 log = logging.getLogger(__name__)
 
-PUSH_ERRORS = "push_errors"
 SCHEDULER_LOCK = 0x73636864  # one process at a time decides which runs are due
-OPERATIONS = {SYNC: "update", RECONCILE: "reconcile", PUSH_ERRORS: "reconcile", STATISTICS: "emailing"}
+# What an error report says a held job of each kind was doing.
+OPERATIONS: dict[str, Operation] = {
+    SYNC: "update", RECONCILE: "reconcile", PUSH_ERRORS: "reconcile", STATISTICS: "emailing",
+}
 
 
 @dataclass
@@ -56,14 +76,21 @@ class SyncOptions:
 
 @dataclass
 class SyncRuntime:
+    """The workers of one process. ``platforms`` are the process's platform clients (the app
+    shares its own); without them the runtime makes its own and closes them on ``stop``."""
+
     pool: Pool
     queue: JobQueue
     vault: Vault
     settings: Settings
     options: SyncOptions = field(default_factory=SyncOptions)
+    platforms: PlatformClients | None = None
 
     def __post_init__(self) -> None:
-        self.contexts = Contexts(self.pool, self.vault, self.settings)
+        self._owns_platforms = self.platforms is None
+        platforms = self.platforms or PlatformClients(self.pool, self.vault, self.settings)
+        self.platforms = platforms
+        self.contexts = Contexts(platforms)
         self.waker = Waker(self.pool, poll_interval=self.options.poll_interval)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -92,7 +119,9 @@ class SyncRuntime:
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.contexts.usage.flush(self.pool)
-        await self.contexts.close()
+        self.contexts.close()
+        if self._owns_platforms and self.platforms is not None:
+            await self.platforms.close()
         await self.waker.stop()
 
     def _worker(
@@ -105,13 +134,8 @@ class SyncRuntime:
             try:
                 context = await self.contexts.get(tenant_id)
                 return await handle(context, jobs)
-            except ApiError as error:
-                failure = Failure(
-                    error.message, error.category, permanent=not error.retryable,
-                    retry_after=error.retry_after,
-                )
-            except (BridgeError, LookupError) as error:
-                failure = Failure(str(error), "auth", permanent=True)
+            except BridgeError as error:  # anything else: run_worker logs it, then the same
+                failure = failure_from(error)
             return {job.id: failure for job in jobs}
 
         return asyncio.create_task(
@@ -148,13 +172,13 @@ class SyncRuntime:
             return {}
         first = next(iter(failures.values()))
         message = f"{len(failures)} emailing(s) not recorded in Salesforce: {first.message}"
-        return {job.id: Failure(message, first.category, permanent=True) for job in jobs}
+        return {job.id: dataclasses.replace(first, message=message) for job in jobs}
 
     async def _held(self, job: Job, failure: Failure) -> None:
         """A job out of attempts is an error report; a report is pushed to Salesforce."""
         async with self.pool.acquire() as conn, conn.transaction():
             await record_error(
-                conn, job.tenant_id, category=failure.category,  # type: ignore[arg-type]
+                conn, job.tenant_id, category=failure.category,
                 operation=OPERATIONS.get(job.kind, "update"), message=failure.message,
                 direction=_direction(job), record_id=job.payload.get("sf_id") or job.payload.get("cp_id"),
                 job_id=job.id,
@@ -197,7 +221,7 @@ class SyncRuntime:
             await asyncio.sleep(seconds)
 
 
-def _direction(job: Job) -> str | None:
+def _direction(job: Job) -> OneWay | None:
     if job.kind != SYNC:
         return None
     return "cp_to_sf" if job.key.startswith("cp:") else "sf_to_cp"

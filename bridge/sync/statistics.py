@@ -7,9 +7,8 @@ from __future__ import annotations
 from bridge.db import QUERIES, Pool
 from bridge.salesforce.objects import EMAILING
 from bridge.sync.context import TenantContext
-from bridge.sync.jobs import Failure
+from bridge.sync.jobs import Failure, failure_from
 
-STATISTICS = "statistics"  # job kind
 WINDOW_DAYS = 30  # emailings older than this keep their last figures
 
 
@@ -36,10 +35,7 @@ async def push_statistics(ctx: TenantContext, pool: Pool) -> dict[str, Failure]:
         return {}
     results = await ctx.salesforce.upsert_many(EMAILING, "Emailing_Id__c", records)
     return {
-        record["Emailing_Id__c"]: Failure(
-            "; ".join(f"{e.code}: {e.message}" for e in result.errors),
-            result.category or "validation", permanent=True,
-        )
+        record["Emailing_Id__c"]: failure_from(result.error())
         for record, result in zip(records, results, strict=True)
         if not result.success
     }

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from aiohttp import web
 from bridge.db import QUERIES
 from bridge.mail import send_mail
 from bridge.security import throttle
-from bridge.security.passwords import hash_password, verify_password
+from bridge.security.passwords import hash_password, needs_rehash, verify_password
 from bridge.security.sessions import COOKIE as SESSION_COOKIE
 from bridge.security.sessions import digest, open_session, revoke, revoke_others
 from bridge.web.guard import (
@@ -49,8 +50,26 @@ BACKGROUND = web.AppKey("background_tasks", set[asyncio.Task[None]])
 
 
 def client_address(request: web.Request) -> str:
-    """The peer address (a proxy in front should be the only peer; its header is not trusted)."""
-    return request.remote or "unknown"
+    """The client's address: the peer, or, when the peer is a trusted proxy, the last address
+    in ``X-Forwarded-For`` that is not one of the trusted proxies (the ones before it can be
+    made up by the client)."""
+    trusted = request.app[SETTINGS].trusted_proxies
+    peer = request.remote or "unknown"
+    if not _within(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _within(hop, trusted):
+            return hop
+    return peer
+
+
+def _within(address: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 @routes.get("/login")
@@ -73,26 +92,22 @@ async def login(request: web.Request) -> web.StreamResponse:
         context["error"] = "Fill in your e-mail address and your password."
         return render(request, "login.html", context, status=400)
     async with request.app[POOL].acquire() as conn:
-        verdict = await throttle.check(conn, email, client)
+        verdict = await throttle.attempt(conn, email, client)
         if not verdict.allowed:
-            minutes = max(1, round(verdict.retry_after / 60))
-            context["error"] = (
-                f"Too many failed attempts. Try again in {minutes} minute"
-                f"{'s' if minutes != 1 else ''}, or reset your password."
-            )
-            response = render(request, "login.html", context, status=429)
-            response.headers["Retry-After"] = str(int(verdict.retry_after) + 1)
-            return response
+            context["error"] = f"Too many failed attempts. {_wait_words(verdict)}"
+            return _too_many(render(request, "login.html", context, status=429), verdict)
         user = await conn.fetchrow(QUERIES["user_by_email"], email)
     stored = user["password_hash"] if user is not None else _DUMMY_HASH
     valid = await asyncio.to_thread(verify_password, password, stored)
     async with request.app[POOL].acquire() as conn:
         if user is None or not valid:
-            await throttle.failed(conn, email, client)
             log.info("failed login from %s", client)
             context["error"] = "Wrong e-mail address or password."
             return render(request, "login.html", context, status=401)
         await throttle.succeeded(conn, email, client)
+        if needs_rehash(stored):
+            await conn.execute(QUERIES["set_password"], user["id"], user["tenant_id"],
+                               await asyncio.to_thread(hash_password, password))
         old = request.get(SESSION)
         if old is not None:
             await revoke(conn, old.id_hash)
@@ -103,6 +118,19 @@ async def login(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther(target)
     start_session(request, response, value)
     raise response
+
+
+def _wait_words(verdict: throttle.Verdict) -> str:
+    seconds = max(1, int(verdict.retry_after + 0.999))
+    if seconds < 90:
+        return f"Wait {seconds} second{'s' if seconds != 1 else ''} before the next try, or reset your password."
+    minutes = round(seconds / 60)
+    return f"Wait {minutes} minutes before the next try, or reset your password."
+
+
+def _too_many(response: web.Response, verdict: throttle.Verdict) -> web.Response:
+    response.headers["Retry-After"] = str(max(1, int(verdict.retry_after + 0.999)))
+    return response
 
 
 @routes.post("/logout")
@@ -125,18 +153,25 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     old, new, again = (str(form.get(k, "")) for k in ("current_password", "new_password",
                                                        "repeat_password"))
     problem = password_problem(new, again)
+    back = safe_next(str(form.get("back", "")), "/config")
     async with request.app[POOL].acquire() as conn:
         user = await conn.fetchrow(QUERIES["user_by_id"], session.user_id, session.tenant_id)
-    if user is None:
-        raise web.HTTPNotFound()
+        if user is None:
+            raise web.HTTPNotFound()
+        verdict = await throttle.attempt(conn, user["email"], client_address(request))
+    if not verdict.allowed:  # the current password is guessed here as much as at the login
+        raise redirect(request, f"{back}#password", f"Too many wrong passwords. {_wait_words(verdict)}", "error")
     if not problem and not await asyncio.to_thread(verify_password, old, user["password_hash"]):
         problem = "The current password is wrong."
-    back = safe_next(str(form.get("back", "")), "/config")
+    elif not problem:
+        async with request.app[POOL].acquire() as conn:
+            await throttle.succeeded(conn, user["email"], client_address(request))
     if problem:
         raise redirect(request, f"{back}#password", problem, "error")
     new_hash = await asyncio.to_thread(hash_password, new)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await conn.execute(QUERIES["set_password"], session.user_id, session.tenant_id, new_hash)
+        await conn.execute(QUERIES["void_password_resets"], session.user_id)
         await revoke_others(conn, session.user_id, session.id_hash)
     raise redirect(request, f"{back}#password", "Your password has been changed.")
 
@@ -180,8 +215,10 @@ async def _send_reset(app: web.Application, email: str) -> None:
                 log.warning("password reset for user %s refused: %s this hour", user["id"], recent)
                 return
             token = secrets.token_urlsafe(32)
-            await conn.execute(QUERIES["create_password_reset"], _hash(token), user["id"],
-                               RESET_LIFETIME)
+            async with conn.transaction():
+                await conn.execute(QUERIES["void_password_resets"], user["id"])
+                await conn.execute(QUERIES["create_password_reset"], _hash(token), user["id"],
+                                   RESET_LIFETIME)
         link = f"{settings.public_url}/password-reset/{token}"
         await send_mail(
             settings, user["email"], "Reset your Copernica bridge password",
@@ -228,6 +265,7 @@ async def reset(request: web.Request) -> web.StreamResponse:
         user = await conn.fetchrow(QUERIES["user_for_reset"], user_id)
         assert user is not None  # the reset row references it
         await conn.execute(QUERIES["set_password"], user["id"], user["tenant_id"], new_hash)
+        await conn.execute(QUERIES["void_password_resets"], user["id"])
         await revoke_others(conn, user["id"])
     log.info("user %s reset the password", user_id)
     raise redirect(request, "/login", "Your password has been changed. Log in with the new one.")

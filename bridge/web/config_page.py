@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge import tenants
 from bridge.salesforce.auth import PRODUCTION_LOGIN_URL
 from bridge.tenants import (
     CopernicaCredentials,
@@ -49,7 +50,7 @@ async def config_page(request: web.Request) -> web.Response:
         tenant = await load_tenant(conn, session.tenant_id)
         copernica = await _stored(load_copernica_credentials(conn, vault, tenant.id))
         salesforce = await _stored(load_salesforce_credentials(conn, vault, tenant.id))
-        hooks = await platforms.stored_webhooks(conn, tenant.id)
+        hooks = await tenants.stored_webhooks(conn, tenant.id)
     databases: list[Any] = []
     database_error = None
     if copernica is not None:
@@ -64,7 +65,7 @@ async def config_page(request: web.Request) -> web.Response:
         "salesforce": _public_salesforce(salesforce),
         "databases": [d for d in databases if not d.archived or str(d.id) == tenant.copernica_database],
         "database_error": database_error,
-        "webhooks": len([t for t in platforms.WEBHOOK_TRIGGERS if hooks.get(t)]),
+        "webhooks": len([t for t in tenants.WEBHOOK_TRIGGERS if hooks.get(t)]),
         "directions": DIRECTIONS,
         "methods": SALESFORCE_METHODS,
         "production_login_url": PRODUCTION_LOGIN_URL,
@@ -119,7 +120,7 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
         )
         await save_credentials(conn, vault, session.tenant_id, creds)
         tenant = await load_tenant(conn, session.tenant_id)
-        hooks_before = await platforms.stored_webhooks(conn, tenant.id)
+        hooks_before = await tenants.stored_webhooks(conn, tenant.id)
     log.info("Copernica access saved")
     messages = ["Copernica access saved."]
     try:
@@ -134,10 +135,10 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
                 messages.append("Database saved.")
             if tenant.copernica_database:
                 hooks, created = await platforms.bounded(
-                    platforms.ensure_webhooks(client, settings, tenant, hooks_before)
+                    tenants.ensure_webhooks(client, settings, tenant, hooks_before)
                 )
                 async with pool.acquire() as conn:
-                    await platforms.save_webhooks(conn, tenant.id, hooks)
+                    await tenants.save_webhooks(conn, tenant.id, hooks)
                 messages.append("Copernica webhook registered." if created
                                 else "Copernica webhook checked.")
             else:

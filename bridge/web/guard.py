@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 
@@ -225,7 +225,17 @@ def redirect(request: web.Request, location: str, message: str | None = None,
 
 
 def safe_next(target: str | None, default: str = "/sfcp") -> str:
-    """Only local paths: never an open redirect to another site."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    r"""A path on this site, else ``default``: never an open redirect.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+    ``/\t/evil.example`` or ``/\\evil.example`` would leave the site: any control character,
+    space, backslash or non-ASCII character refuses the target, and so does anything with a
+    scheme or a host."""
+    if not target or not target.startswith("/") or len(target) > 2000 or not target.isascii():
+        return default
+    if any(c <= " " or c in "\x7f\\" for c in target):
+        return default
+    parts = urlsplit(target)
+    if target.startswith("//") or parts.scheme or parts.netloc:
         return default
     return target

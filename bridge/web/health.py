@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+from ipaddress import ip_address
 
 from aiohttp import web
 
 from bridge.db import pending_migrations
-from bridge.web.keys import METRICS, POOL, QUEUE
+from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -38,6 +40,18 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text. With ``METRICS_TOKEN`` set it needs that bearer token; without, only
+    this machine may read it, and not through a proxy (which would make the world local)."""
+    token = request.app[SETTINGS].metrics_token
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise web.HTTPUnauthorized(
+                text="metrics need Authorization: Bearer <METRICS_TOKEN>\n",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+    elif not _local(request):
+        raise web.HTTPForbidden(text="metrics are for this machine only unless METRICS_TOKEN is set\n")
     registry = request.app[METRICS]
     jobs = registry.gauge("bridge_jobs", "Jobs in the queue, by kind and state")
     jobs.values.clear()
@@ -47,3 +61,11 @@ async def metrics(request: web.Request) -> web.Response:
         text=registry.render(), content_type="text/plain", charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff"},
     )
+
+
+def _local(request: web.Request) -> bool:
+    try:
+        loopback = ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+    return loopback and "X-Forwarded-For" not in request.headers and "Forwarded" not in request.headers

@@ -8,6 +8,7 @@ from aiohttp import web
 from bridge.config import Settings
 from bridge.copernica.keys import KeyLookup
 from bridge.metrics import Registry
+from bridge.platforms import PlatformClients
 from bridge.security.vault import Vault
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runtime import SyncRuntime
@@ -20,3 +21,4 @@ METRICS = web.AppKey("metrics", Registry)
 ROLE = web.AppKey("role", str)
 WEBHOOK_KEYS: web.AppKey[KeyLookup] = web.AppKey("webhook_keys")
 SYNC = web.AppKey("sync", SyncRuntime)
+PLATFORMS = web.AppKey("platforms", PlatformClients)  # every tenant's platform clients

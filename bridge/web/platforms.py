@@ -1,35 +1,25 @@
-"""What the pages ask of the two platforms, always through the tenant's own stored credentials
-and the clients ``bridge.tenants`` builds. Each call is bounded by ``UI_TIMEOUT`` so a slow
-platform gives the user a clear message instead of a hanging page."""
+"""What the pages ask of the two platforms, always with the tenant's clients of the app's
+``PlatformClients`` (on its saved credentials, logged in once for every page). Each call is
+bounded by ``UI_TIMEOUT`` so a slow platform gives the user a clear message instead of a hanging
+page."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from bridge.config import Settings
+from aiohttp import web
+
 from bridge.copernica.client import CopernicaClient
-from bridge.db import Pool
 from bridge.errors import ApiError, BridgeError
 from bridge.salesforce.client import SalesforceClient
-from bridge.security.vault import Vault
-from bridge.tenants import (
-    copernica_client,
-    load_copernica_credentials,
-    load_salesforce_credentials,
-    salesforce_client,
-)
+from bridge.vocabulary import LINK_FIELD_FALLBACK
+from bridge.web.keys import PLATFORMS
 
 UI_TIMEOUT = 20.0
 DEFAULT_DATABASE_FIELDS = ("FirstName", "LastName", "Email", "Id")
-LINK_FIELD_FOR_NEW_DATABASES = "SalesforceId"  # Copernica refuses a field named "Id"
 T = TypeVar("T")
-
-
-class Unavailable(BridgeError):
-    """A platform could not be asked; ``str()`` is a message for the user."""
 
 
 def user_message(exc: BaseException) -> str:
@@ -48,29 +38,14 @@ async def bounded(call: Awaitable[T]) -> T:
         return await call
 
 
-@contextlib.asynccontextmanager
-async def copernica(pool: Pool, vault: Vault, tenant_id: int) -> AsyncIterator[CopernicaClient]:
-    """A client on the tenant's saved Copernica access (``NotConfigured`` when there is none)."""
-    async with pool.acquire() as conn:
-        creds = await load_copernica_credentials(conn, vault, tenant_id)
-    client = copernica_client(creds)
-    try:
-        yield client
-    finally:
-        await client.close()
+async def copernica(request: web.Request, tenant_id: int) -> CopernicaClient:
+    """The tenant's Copernica client (``NotConfigured`` when no access is saved)."""
+    return await request.app[PLATFORMS].copernica(tenant_id)
 
 
-@contextlib.asynccontextmanager
-async def salesforce(
-    pool: Pool, vault: Vault, tenant_id: int, settings: Settings
-) -> AsyncIterator[SalesforceClient]:
-    async with pool.acquire() as conn:
-        creds = await load_salesforce_credentials(conn, vault, tenant_id)
-    client = salesforce_client(creds, settings)
-    try:
-        yield client
-    finally:
-        await client.close()
+async def salesforce(request: web.Request, tenant_id: int) -> SalesforceClient:
+    """The tenant's Salesforce client (``NotConfigured`` when no access is saved)."""
+    return await request.app[PLATFORMS].salesforce(tenant_id)
 
 
 async def collect(iterator: AsyncIterator[T], limit: int = 1000) -> list[T]:
@@ -118,7 +93,7 @@ def copernica_field_type(salesforce_type: str) -> str:
 
 
 def copernica_field_name(salesforce_name: str) -> str:
-    return LINK_FIELD_FOR_NEW_DATABASES if salesforce_name.lower() == "id" else salesforce_name
+    return LINK_FIELD_FALLBACK if salesforce_name.lower() == "id" else salesforce_name
 
 
 async def create_database(

@@ -61,18 +61,18 @@ async def _copernica_sections(
     request: web.Request, tenant: Tenant, sends: list[Any], context: dict[str, Any]
 ) -> None:
     try:
-        async with platforms.copernica(request.app[POOL], request.app[VAULT], tenant.id) as client:
-            databases, templates, documents = await platforms.bounded(asyncio.gather(
-                platforms.collect(client.databases()),
-                platforms.collect(client.templates()),
-                platforms.collect(client.documents()),
-            ))
-            views = []
-            if tenant.copernica_database:
-                views = await platforms.bounded(
-                    platforms.collect(client.views(tenant.copernica_database))
-                )
-            context["sends"] = await _with_statistics(client, sends)
+        client = await platforms.copernica(request, tenant.id)
+        databases, templates, documents = await platforms.bounded(asyncio.gather(
+            platforms.collect(client.databases()),
+            platforms.collect(client.templates()),
+            platforms.collect(client.documents()),
+        ))
+        views = []
+        if tenant.copernica_database:
+            views = await platforms.bounded(
+                platforms.collect(client.views(tenant.copernica_database))
+            )
+        context["sends"] = await _with_statistics(client, sends)
     except platforms.FAILURES as exc:
         context["problems"].append(f"Copernica could not be reached: {platforms.user_message(exc)}")
         context["sends"] = [{"send": s, "stats": None} for s in sends]
@@ -103,10 +103,8 @@ async def _with_statistics(client: Any, sends: list[Any]) -> list[dict[str, Any]
 
 async def _salesforce_fields(request: web.Request, tenant: Tenant, context: dict[str, Any]) -> None:
     try:
-        async with platforms.salesforce(
-            request.app[POOL], request.app[VAULT], tenant.id, request.app[SETTINGS]
-        ) as client:
-            fields = await platforms.bounded(client.fields("Contact"))
+        client = await platforms.salesforce(request, tenant.id)
+        fields = await platforms.bounded(client.fields("Contact"))
     except platforms.FAILURES as exc:
         context["problems"].append(
             f"Salesforce could not be reached: {platforms.user_message(exc)}"
@@ -177,17 +175,15 @@ async def create_database(request: web.Request) -> web.StreamResponse:
     if not name:
         raise redirect(request, "/sfcp#databases", "Fill in a name for the new database.", "error")
     try:
-        async with platforms.salesforce(
-            request.app[POOL], request.app[VAULT], tenant.id, request.app[SETTINGS]
-        ) as sf:
-            described = await platforms.bounded(sf.fields("Contact"))
+        sf = await platforms.salesforce(request, tenant.id)
+        described = await platforms.bounded(sf.fields("Contact"))
         unknown = [f for f in chosen if f not in described]
         if unknown:
             raise redirect(request, "/sfcp#databases",
                            f"Salesforce contacts have no field {unknown[0]}.", "error")
         fields = [(f, str(described[f].get("type", "string"))) for f in chosen]
-        async with platforms.copernica(request.app[POOL], request.app[VAULT], tenant.id) as client:
-            database_id = await platforms.bounded(platforms.create_database(client, name, fields))
+        client = await platforms.copernica(request, tenant.id)
+        database_id = await platforms.bounded(platforms.create_database(client, name, fields))
     except platforms.FAILURES as exc:
         raise redirect(request, "/sfcp#databases",
                        f"The database was not created: {platforms.user_message(exc)}",
@@ -217,11 +213,11 @@ async def delete_database(request: web.Request) -> web.StreamResponse:
                        "This is the database the bridge synchronises; choose another one in the "
                        "settings before deleting it.", "error")
     try:
-        async with platforms.copernica(request.app[POOL], request.app[VAULT], tenant.id) as client:
-            database = await platforms.bounded(client.database(int(database_id)))
-            if form.get("confirm") != "yes":
-                return render(request, "delete_database.html", {"database": database})
-            deleted = await platforms.bounded(platforms.delete_or_archive(client, database.id))
+        client = await platforms.copernica(request, tenant.id)
+        database = await platforms.bounded(client.database(int(database_id)))
+        if form.get("confirm") != "yes":
+            return render(request, "delete_database.html", {"database": database})
+        deleted = await platforms.bounded(platforms.delete_or_archive(client, database.id))
     except platforms.FAILURES as exc:
         raise redirect(request, "/sfcp#databases",
                        f"The database was not deleted: {platforms.user_message(exc)}",
@@ -254,29 +250,29 @@ async def send_emailing(request: web.Request) -> web.StreamResponse:
         raise redirect(request, "/sfcp#emailings", "Choose the Copernica database in the "
                        "settings first.", "error")
     try:
-        async with platforms.copernica(request.app[POOL], request.app[VAULT], tenant.id) as client:
-            synced = await platforms.bounded(client.database(tenant.copernica_database))
-            names = {"database": {synced.id: synced.name}, "view": {
-                v.id: v.name for v in await platforms.bounded(
-                    platforms.collect(client.views(synced.id)))
-            }}
-            target_name = names[target_type].get(int(target_id))
-            if target_name is None:  # only the synced database and its selections
-                raise redirect(request, "/sfcp#emailings",
-                               "Choose the synchronised database or one of its selections.", "error")
-            listing = client.templates() if product == "ms" else client.documents()
-            item = next((t for t in await platforms.bounded(platforms.collect(listing))
-                         if t.id == int(content_id)), None)
-            if item is None:
-                raise redirect(request, "/sfcp#emailings",
-                               "That template or document does not exist (any more).", "error")
-            if product == "ms":
-                emailing_id = await platforms.bounded(
-                    client.send_emailing(item.id, int(target_id), target_type))  # type: ignore[arg-type]
-            else:
-                emailing_id = await platforms.bounded(
-                    client.send_publisher_emailing(item.id, int(target_id), target_type))  # type: ignore[arg-type]
-            emailing = await platforms.bounded(client.emailing(emailing_id, product))  # type: ignore[arg-type]
+        client = await platforms.copernica(request, tenant.id)
+        synced = await platforms.bounded(client.database(tenant.copernica_database))
+        names = {"database": {synced.id: synced.name}, "view": {
+            v.id: v.name for v in await platforms.bounded(
+                platforms.collect(client.views(synced.id)))
+        }}
+        target_name = names[target_type].get(int(target_id))
+        if target_name is None:  # only the synced database and its selections
+            raise redirect(request, "/sfcp#emailings",
+                           "Choose the synchronised database or one of its selections.", "error")
+        listing = client.templates() if product == "ms" else client.documents()
+        item = next((t for t in await platforms.bounded(platforms.collect(listing))
+                     if t.id == int(content_id)), None)
+        if item is None:
+            raise redirect(request, "/sfcp#emailings",
+                           "That template or document does not exist (any more).", "error")
+        if product == "ms":
+            emailing_id = await platforms.bounded(
+                client.send_emailing(item.id, int(target_id), target_type))  # type: ignore[arg-type]
+        else:
+            emailing_id = await platforms.bounded(
+                client.send_publisher_emailing(item.id, int(target_id), target_type))  # type: ignore[arg-type]
+        emailing = await platforms.bounded(client.emailing(emailing_id, product))  # type: ignore[arg-type]
     except platforms.FAILURES as exc:
         raise redirect(request, "/sfcp#emailings",
                        f"The emailing was not sent: {platforms.user_message(exc)}",

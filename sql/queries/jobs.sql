@@ -15,31 +15,17 @@ SELECT pg_notify('bridge_jobs', $1);
 
 -- name: claim_jobs
 -- Up to $2 ready jobs of kind $1, all of one tenant ($5 when given, else the tenant of the oldest
--- unlocked ready job). Ready = waiting and due, or running with an expired lease (its worker
--- died). One record, one writer: a waiting job is skipped while its key has a job running, even
--- one whose lease expired (that one is taken again first, alone).
+-- unlocked ready job). Which jobs are ready is the view claimable_jobs (migration 0004).
 WITH first_ready AS (
-    SELECT j.tenant_id FROM jobs j
-    WHERE j.kind = $1 AND ($5::bigint IS NULL OR j.tenant_id = $5)
-      AND ((j.state = 'waiting' AND j.run_at <= now())
-           OR (j.state = 'running' AND j.locked_until < now()))
-      AND NOT EXISTS (
-          SELECT 1 FROM jobs r
-          WHERE r.tenant_id = j.tenant_id AND r.kind = j.kind AND r.key = j.key
-            AND r.state = 'running' AND r.id <> j.id AND (j.state = 'waiting' OR r.id < j.id))
-    ORDER BY j.run_at, j.id
+    SELECT c.tenant_id FROM claimable_jobs c
+    WHERE c.kind = $1 AND ($5::bigint IS NULL OR c.tenant_id = $5)
+    ORDER BY c.run_at, c.id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT j.id FROM jobs j
-    WHERE j.kind = $1 AND j.tenant_id = (SELECT tenant_id FROM first_ready)
-      AND ((j.state = 'waiting' AND j.run_at <= now())
-           OR (j.state = 'running' AND j.locked_until < now()))
-      AND NOT EXISTS (
-          SELECT 1 FROM jobs r
-          WHERE r.tenant_id = j.tenant_id AND r.kind = j.kind AND r.key = j.key
-            AND r.state = 'running' AND r.id <> j.id AND (j.state = 'waiting' OR r.id < j.id))
-    ORDER BY j.run_at, j.id
+    SELECT c.id FROM claimable_jobs c
+    WHERE c.kind = $1 AND c.tenant_id = (SELECT tenant_id FROM first_ready)
+    ORDER BY c.run_at, c.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )

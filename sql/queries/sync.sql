@@ -78,7 +78,8 @@ WHERE EXISTS (SELECT 1 FROM credentials c WHERE c.tenant_id = t.id AND c.platfor
   AND t.copernica_database IS NOT NULL;
 
 -- name: credentials_version
-SELECT coalesce(max(updated_at), 'epoch') FROM credentials WHERE tenant_id = $1;
+-- When a tenant's credentials for platform $2 were last saved (NULL: never).
+SELECT updated_at FROM credentials WHERE tenant_id = $1 AND platform = $2;
 
 -- name: last_run_of_kind
 SELECT max(created_at) FROM sync_runs WHERE tenant_id = $1 AND ($2::text IS NULL OR kind = $2);

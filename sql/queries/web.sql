@@ -28,6 +28,10 @@ UPDATE sessions SET revoked_at = now() WHERE id_hash = $1 AND revoked_at IS NULL
 -- name: revoke_user_sessions
 UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL AND id_hash <> $2;
 
+-- name: void_password_resets
+-- A new reset link, a used one or a changed password ends every link still outstanding.
+UPDATE password_resets SET used_at = now() WHERE user_id = $1 AND used_at IS NULL;
+
 -- name: create_password_reset
 INSERT INTO password_resets (token_hash, user_id, expires_at)
 VALUES ($1, $2, now() + make_interval(secs => $3));
@@ -47,17 +51,28 @@ SELECT user_id FROM password_resets WHERE token_hash = $1 AND used_at IS NULL AN
 -- name: user_for_reset
 SELECT id, tenant_id FROM users WHERE id = $1;
 
--- name: record_login_failure
-INSERT INTO login_failures (email, client) VALUES (lower($1), $2);
+-- name: lock_login_attempts
+-- Attempts on one address, or from one client, take turns until their transaction ends.
+-- 0x6c6f6731/2 ("log1", "log2") keep these locks apart from the bridge's other advisory locks.
+SELECT pg_advisory_xact_lock(x'6c6f6731'::int, hashtext(lower($1))),
+       pg_advisory_xact_lock(x'6c6f6732'::int, hashtext($2));
 
--- name: login_failures
--- Failures within the window: for this address from this client, and for this address overall.
+-- name: login_attempts
+-- Counted attempts within the window: for this address from this client, from this client for
+-- any address, for this address from any client; and every attempt of the last minute.
 SELECT
-    count(*) FILTER (WHERE client = $2) AS from_client,
-    count(*) AS for_address,
-    max(at) FILTER (WHERE client = $2) AS last_from_client,
-    max(at) AS last_for_address
-FROM login_failures WHERE email = lower($1) AND at > now() - make_interval(secs => $3);
+    count(*) FILTER (WHERE email = lower($1) AND client = $2) AS pair,
+    max(at) FILTER (WHERE email = lower($1) AND client = $2) AS pair_last,
+    count(*) FILTER (WHERE client = $2) AS client,
+    max(at) FILTER (WHERE client = $2) AS client_last,
+    count(*) FILTER (WHERE email = lower($1)) AS address,
+    max(at) FILTER (WHERE email = lower($1)) AS address_last,
+    (SELECT count(*) FROM login_failures WHERE at > now() - interval '1 minute') AS last_minute
+FROM login_failures
+WHERE (email = lower($1) OR client = $2) AND at > now() - make_interval(secs => $3);
+
+-- name: record_login_attempt
+INSERT INTO login_failures (email, client) VALUES (lower($1), $2);
 
 -- name: clear_login_failures
 DELETE FROM login_failures WHERE email = lower($1) AND client = $2;

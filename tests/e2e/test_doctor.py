@@ -14,8 +14,10 @@ import aiohttp
 import asyncpg
 import pytest
 
+from bridge.clock import PlatformClock
+from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
-from bridge.doctor import PlatformClock, clock_finding, hook_url, run, stored_webhooks
+from bridge.doctor import FIXES, clock_finding, run
 from bridge.security.vault import Vault
 from bridge.tenants import (
     Tenant,
@@ -23,6 +25,7 @@ from bridge.tenants import (
     load_salesforce_credentials,
     save_credentials,
 )
+from bridge.vocabulary import CATEGORIES, WEBHOOK_TRIGGERS, webhook_url
 from tests.fixtures.bridge import RunningBridge, configure_tenant, free_port
 from tests.fixtures.copernica import RunningSandbox as CopernicaSandbox
 from tests.fixtures.salesforce import SandboxFactory
@@ -48,7 +51,7 @@ async def register_webhooks(
     """What saving the Copernica settings does: one webhook per trigger, ids on the tenant."""
     stored: dict[str, object] = {"database": tenant.copernica_database, "handler": url}
     async with CopernicaClient.for_sandbox(copernica.url) as client:
-        for trigger in ("create", "update", "delete"):
+        for trigger in WEBHOOK_TRIGGERS:
             stored[trigger] = await client.create_webhook(
                 url, trigger, database=tenant.copernica_database
             )
@@ -75,6 +78,10 @@ def lines_by_item(output: str) -> dict[str, str]:
             if line.split(maxsplit=1)[-1].startswith(item + ":"):
                 lines[item] = line
     return lines
+
+
+def hook_url(settings: Settings, tenant: Tenant) -> str:
+    return webhook_url(settings.public_url, tenant.hook_token)
 
 
 async def hook_endpoint_served(bridge: RunningBridge) -> bool:
@@ -280,11 +287,5 @@ def test_clock_offsets_warn_then_fail() -> None:
     assert clock_finding(clock(), clock()).status == "FAILED"
 
 
-def test_stored_webhooks_in_either_shape() -> None:
-    assert stored_webhooks({"copernica_webhooks": {"create": 1, "database": "2"}}) == {
-        "create": 1,
-        "database": "2",
-    }
-    assert stored_webhooks({"copernica_webhooks": '{"update": 3}'}) == {"update": 3}
-    assert stored_webhooks({"copernica_webhooks": {}, "copernica_webhook_id": 7}) == {"*": 7}
-    assert stored_webhooks({"slug": "x"}) == {}
+def test_every_error_category_has_a_fix() -> None:
+    assert set(FIXES) == set(CATEGORIES)

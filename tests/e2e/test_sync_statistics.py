@@ -3,8 +3,8 @@ Copernica_Emailing__c record in Salesforce (design.md §4, "Daily")."""
 
 from bridge.copernica.client import CopernicaClient
 from bridge.db import QUERIES
-from bridge.sync.statistics import STATISTICS
 from bridge.tenants import load_salesforce_credentials, salesforce_client
+from bridge.vocabulary import STATISTICS
 from bridge.web.keys import QUEUE, VAULT
 from tests.e2e.sync_helpers import create_contact, eventually, profile_of
 

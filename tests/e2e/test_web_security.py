@@ -122,7 +122,7 @@ CSRF_VALUE = re.compile(r'value="[A-Za-z0-9_-]{40,}"')
 
 
 async def test_throttling_starts_after_repeated_failures(web_bridge, web_user):
-    for _ in range(throttle.PER_CLIENT):
+    for _ in range(throttle.FREE_PAIR):
         status, text = await web_user.login(web_bridge.email, "wrong-password")
         assert status == 401 and "Wrong e-mail address or password" in text
     status, text = await web_user.login(web_bridge.email, PASSWORD)  # even the right one waits
@@ -204,6 +204,11 @@ async def test_unknown_sessions_and_json_need_login(web_bridge, web_user):
 
 async def test_login_failures_are_forgotten_after_the_window(web_bridge):
     async with web_bridge.pool.acquire() as conn:
-        await conn.execute(QUERIES["record_login_failure"], "Old@Example.com", "1.2.3.4")
-        verdict = await throttle.check(conn, "old@example.com", "1.2.3.4")
+        for _ in range(throttle.FREE_PAIR + 5):
+            await conn.execute(QUERIES["record_login_attempt"], "Old@Example.com", "1.2.3.4")
+        await conn.execute(
+            "UPDATE login_failures SET at = at - make_interval(secs => $1) WHERE email = $2",
+            throttle.WINDOW + 1, "old@example.com",
+        )
+        verdict = await throttle.attempt(conn, "old@example.com", "1.2.3.4")
     assert verdict.allowed

@@ -11,12 +11,12 @@ from bridge.salesforce.stream import (
     MemoryReplayStore,
     OverflowEvent,
     ReplayIdInvalid,
+    ReplayMarker,
     SalesforceStream,
     StreamItem,
 )
+from bridge.vocabulary import CDC_CHANNEL as CHANNEL
 from tests.fixtures.salesforce import RunningSandbox
-
-CHANNEL = "/data/ContactChangeEvent"
 
 
 async def take(stream: SalesforceStream, count: int, seconds: float = 10) -> list[StreamItem]:
@@ -29,6 +29,13 @@ async def take(stream: SalesforceStream, count: int, seconds: float = 10) -> lis
         return items
 
     return await asyncio.wait_for(collect(), seconds)
+
+
+async def remember(store: MemoryReplayStore, item: StreamItem) -> None:
+    """What the ingest does once an item's jobs are stored: keep its replay marker."""
+    assert not isinstance(item, ReplayIdInvalid)
+    millis = int(item.commit_timestamp.timestamp() * 1000)
+    await store.set(item.channel, ReplayMarker(item.replay_id, str(millis)))
 
 
 def stream_for(
@@ -63,16 +70,16 @@ async def test_typed_change_events(sf_client: SalesforceClient, sf_sandbox: Runn
     assert updated.values["LastName"] == "Doe-Smith"
     assert updated.origin_client is None and updated.change_origin == ""
     assert updated.replay_id > created.replay_id
-    assert store.markers == {}  # nothing committed yet
+    assert store.markers == {}  # the stream stores no marker itself
 
 
-async def test_uncommitted_events_come_back_after_restart(sf_client: SalesforceClient) -> None:
+async def test_events_without_a_stored_marker_come_back_after_restart(sf_client: SalesforceClient) -> None:
     store = MemoryReplayStore()
     async with stream_for(sf_client, store) as stream:
         first = await sf_client.create("Contact", {"LastName": "First"})
         second = await sf_client.create("Contact", {"LastName": "Second"})
         one, two = await take(stream, 2)
-        await stream.commit(one)
+        await remember(store, one)
     assert store.markers[CHANNEL].replay_id == one.replay_id
     third = await sf_client.create("Contact", {"LastName": "Third"})
     async with stream_for(sf_client, store) as stream:
@@ -101,7 +108,7 @@ async def test_survives_http_500_and_dropped_client_without_loss_or_duplicates(
         items = await take(stream, 1)
         received += [i.record_ids[0] for i in items]  # type: ignore[union-attr]
         for item in items:
-            await stream.commit(item)
+            await remember(store, item)
         assert not stream._signals
     assert received == written
     assert len(set(received)) == 4
@@ -114,7 +121,7 @@ async def test_invalid_replay_id_surfaces_and_falls_back(
     async with stream_for(sf_client, store) as stream:
         await sf_client.create("Contact", {"LastName": "Old"})
         [old] = await take(stream, 1)
-        await stream.commit(old)
+        await remember(store, old)
     await sf_client.create("Contact", {"LastName": "Lost"})
     await sf_sandbox.admin("POST", "/cdc/purge", {})
     kept = await sf_client.create("Contact", {"LastName": "Kept"})

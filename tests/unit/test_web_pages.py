@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+from yarl import URL
 
 from bridge.security import throttle
 from bridge.security.csrf import matches
@@ -38,14 +43,36 @@ def test_an_empty_chart_has_no_bars():
     assert figure.bars == () and figure.maximum == 0 and len(figure.ticks) == 8
 
 
-def test_throttling_rule():
-    recent = NOW - timedelta(minutes=1)
-    assert throttle.judge(throttle.PER_CLIENT - 1, 10, recent, recent, NOW).allowed
-    blocked = throttle.judge(throttle.PER_CLIENT, throttle.PER_CLIENT, recent, recent, NOW)
-    assert not blocked.allowed and 0 < blocked.retry_after <= throttle.LOCKOUT
-    assert throttle.judge(throttle.PER_CLIENT, 5, NOW - timedelta(hours=1),
-                          NOW - timedelta(hours=1), NOW).allowed
-    assert not throttle.judge(0, throttle.PER_ADDRESS, None, recent, NOW).allowed
+def _counts(**given):
+    counts = {f"{scope}{suffix}": None for scope in ("pair", "client", "address")
+              for suffix in ("", "_last")}
+    return {**counts, "last_minute": 0, **given}
+
+
+def test_failures_double_the_wait_and_never_lock_for_ever():
+    assert [throttle.backoff(n, 5, 60.0) for n in range(4, 10)] == [0, 1, 2, 4, 8, 16]
+    assert throttle.backoff(40, 5, 60.0) == 60.0
+    assert throttle.judge(_counts(), NOW).allowed
+    just_now = NOW - timedelta(seconds=0.5)
+    below = _counts(pair=throttle.FREE_PAIR - 1, pair_last=just_now)
+    assert throttle.judge(below, NOW).allowed
+    at_limit = throttle.judge(_counts(pair=throttle.FREE_PAIR + 3, pair_last=just_now), NOW)
+    assert not at_limit.allowed and 7 < at_limit.retry_after <= 8
+    waited = _counts(pair=throttle.FREE_PAIR + 3, pair_last=NOW - timedelta(seconds=9))
+    assert throttle.judge(waited, NOW).allowed
+
+
+def test_someone_elses_failures_delay_an_address_by_a_minute_at_most():
+    flood = _counts(address=10_000, address_last=NOW)
+    verdict = throttle.judge(flood, NOW)
+    assert not verdict.allowed and verdict.retry_after == throttle.ADDRESS_CAP
+
+
+def test_a_client_spraying_many_addresses_waits_and_so_does_everyone_in_a_flood():
+    spray = throttle.judge(_counts(client=throttle.FREE_CLIENT + 2, client_last=NOW), NOW)
+    assert not spray.allowed and spray.retry_after == 4
+    flood = throttle.judge(_counts(last_minute=throttle.GLOBAL_PER_MINUTE), NOW)
+    assert not flood.allowed and flood.retry_after == 1
 
 
 def test_only_local_paths_are_followed_after_login():
@@ -72,3 +99,19 @@ def test_moments_are_shown_in_utc():
     assert when("2026-03-29T16:05:09+02:00") == "2026-03-29 14:05 UTC"
     assert when(NOW) == "2026-03-29 14:35 UTC"
     assert when(None) == "never" and when(None, "–") == "–"
+
+
+HOSTILE = st.lists(
+    st.sampled_from(["/", "//", "\\", "\t", "\n", "\r", " ", ":", "%2f", "%09", "@", "?", "#",
+                     "evil.example", "https:", "\x00", "\x7f", "\u3000", "\uff0f", "."]),
+    max_size=8,
+).map("".join)
+
+
+@given(st.one_of(HOSTILE, st.text(max_size=24)))
+def test_no_next_value_leaves_the_site(target):
+    kept = safe_next(target, "/fallback")
+    # What a browser does with Location: drops tabs and newlines, reads "\" as "/".
+    cleaned = re.sub(r"[\t\n\r]", "", kept).replace("\\", "/")
+    assert URL("https://bridge.test/login").join(URL(cleaned)).host == "bridge.test"
+    assert kept == "/fallback" or kept == target
