@@ -75,6 +75,9 @@ def _secure_headers(request: web.Request, headers: Any) -> None:
     headers.setdefault("Content-Security-Policy", content_security_policy(request.app))
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
+    if request.secure or request.app[SETTINGS].public_url.startswith("https://"):
+        # Browsers take it over HTTPS only: from then on they never speak plain HTTP to us.
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     if request.get(SESSION) is not None:
         headers.setdefault("Cache-Control", "no-store")
 

@@ -241,3 +241,12 @@ async def test_old_password_hashes_are_upgraded_at_login(web_bridge, web_user):
         stored = await conn.fetchval("SELECT password_hash FROM users WHERE email = $1",
                                      web_bridge.email)
     assert stored.startswith(f"scrypt${2**17}$8$1$")
+
+
+async def test_https_pages_tell_browsers_to_stay_on_https(web_bridge):
+    async with TestClient(TestServer(create_app(web_bridge.settings, role="web"))) as client:
+        assert "Strict-Transport-Security" not in (await client.get("/login")).headers
+    settings = dataclasses.replace(web_bridge.settings, public_url="https://bridge.acme.example")
+    async with TestClient(TestServer(create_app(settings, role="web"))) as client:
+        hsts = (await client.get("/login")).headers["Strict-Transport-Security"]
+        assert hsts.startswith("max-age=31536000")
