@@ -1,7 +1,7 @@
 """Copernica sandbox benchmark: profile upsert round-trips and webhook delivery latency.
 
 Starts the sandbox and a webhook receiver on localhost (OS-chosen ports), then measures
-- the round-trip of ``CopernicaClient.upsert_profile`` (half creates, half updates), and
+- the round-trip of a profile write (half creates, half updates by id), and
 - the time from sending a profile update until its signed webhook arrived at the receiver.
 """
 
@@ -45,10 +45,15 @@ async def run() -> dict[str, list[float]]:
         async with CopernicaClient.for_sandbox(url, retry=RetryPolicy(base=0.01)) as client:
             await client.create_field(1, "SalesforceId", index=True)
             await client.create_field(1, "FirstName")
-            for n in range(UPSERTS):
-                key = {"SalesforceId": f"003{n % (UPSERTS // 2):015d}"}
+            known: dict[str, int] = {}
+            for n in range(UPSERTS):  # as the bridge writes: create once, then update by id
+                sf_id = f"003{n % (UPSERTS // 2):015d}"
+                fields = {"SalesforceId": sf_id, "FirstName": f"n{n}"}
                 started = time.perf_counter()
-                await client.upsert_profile(1, key, {**key, "FirstName": f"n{n}"})
+                if sf_id in known:
+                    await client.update_profile_fields(known[sf_id], fields)
+                else:
+                    known[sf_id] = await client.create_profile(1, fields)
                 results["upsert"].append((time.perf_counter() - started) * 1000)
             await client.create_webhook(f"{receiver_url}/hooks/copernica/bench", "update")
             ids = [p.id async for p in client.profiles(1)]
@@ -56,7 +61,7 @@ async def run() -> dict[str, list[float]]:
             for n in range(HOOKS):
                 name = f"hook{n}"
                 sent[name] = time.perf_counter()
-                await client.update_profile(ids[n % len(ids)], {"FirstName": name})
+                await client.update_profile_fields(ids[n % len(ids)], {"FirstName": name})
             async with asyncio.timeout(20):
                 await arrived.wait()
             results["webhook"] = [(arrivals[k] - sent[k]) * 1000 for k in sent if k in arrivals]

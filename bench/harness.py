@@ -31,14 +31,12 @@ from bridge.security.vault import Vault, generate_key
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runs import request_sync
 from bridge.tenants import Tenant, create_tenant
+from bridge.vocabulary import CDC_CHANNEL, CLIENT_ID
 from sandbox import copernica, demo, salesforce
 from sandbox.copernica import SANDBOX, Sandbox
 from sandbox.copernica.state import ProfileChange
 from sandbox.salesforce.cdc import StoredEvent
 from sandbox.salesforce.state import STATE, SandboxState
-
-BRIDGE_CLIENT = "CopernicaBridge"  # the bridge tags its Salesforce writes with this client id
-CDC_CHANNEL = "/data/ContactChangeEvent"
 
 
 def percentile(samples: list[float], share: float) -> float:
@@ -135,7 +133,7 @@ class Watch:
         now = time.perf_counter()
         payload = event.data["payload"]
         origin = str(payload["ChangeEventHeader"].get("changeOrigin") or "")
-        by_bridge = origin.partition(";client=")[2] == BRIDGE_CLIENT
+        by_bridge = origin.partition(";client=")[2] == CLIENT_ID
         if by_bridge:
             self.last_bridge_write = now
         value = payload.get(self.watched)

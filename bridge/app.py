@@ -8,6 +8,7 @@ Resources (database pool, the tenants' platform clients, the sync runtime) live 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
@@ -84,10 +85,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _platforms(app: web.Application) -> AsyncIterator[None]:
-    """The platform clients of every tenant, shared by pages and workers; closed last."""
+    """The platform clients of every tenant, shared by pages and workers; closed last. The
+    sync runtime writes their API call counts every few seconds; the last ones at shutdown."""
     async with PlatformClients(app[POOL], app[VAULT], app[SETTINGS]) as platforms:
         app[PLATFORMS] = platforms
-        yield
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await platforms.usage.flush(app[POOL])
 
 
 def _sync_runtime(options: SyncOptions):  # type: ignore[no-untyped-def]

@@ -21,7 +21,8 @@ from bridge.config import Settings
 from bridge.db import QUERIES, Pool, database_url, migrate, open_pool
 from bridge.errors import BridgeError, ConfigError
 from bridge.security.vault import DEMO_KEY_FILE, Vault, demo_keys, generate_key
-from bridge.tenants import create_tenant, create_user, webhook_url
+from bridge.tenants import create_tenant, create_user
+from bridge.vocabulary import webhook_url
 
 log = logging.getLogger("bridge")
 
@@ -170,7 +171,7 @@ def _tenant_create(settings: Settings, args: argparse.Namespace) -> int:
     async def work(pool: Pool) -> None:
         tenant = await create_tenant(pool, args.slug, args.name)
         print(f"created tenant {tenant.slug} (id {tenant.id})")
-        print(f"Copernica webhook URL: {webhook_url(settings, tenant)}")
+        print(f"Copernica webhook URL: {webhook_url(settings.public_url, tenant.hook_token)}")
 
     return _with_db(work, settings)
 

@@ -41,6 +41,10 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For names the real client (login throttling needs it).
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     metrics_token: str | None = None  # /metrics wants "Authorization: Bearer <token>" when set
+    # host[:port] patterns the platform clients may call besides Salesforce's and Copernica's own
+    # domains (bridge.hosts); the demo and the tests allow the emulators this way.
+    allowed_api_hosts: tuple[str, ...] = ()
+    copernica_auth_url: str | None = None  # None: https://authenticate.copernica.com
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +64,11 @@ class Settings:
             frame_ancestors=_origins(env.get("FRAME_ANCESTORS")),
             trusted_proxies=_networks(env.get("TRUSTED_PROXIES")),
             metrics_token=_metrics_token(env.get("METRICS_TOKEN")),
+            allowed_api_hosts=_host_patterns(env.get("ALLOWED_API_HOSTS")),
+            copernica_auth_url=(
+                _url("COPERNICA_AUTH_URL", env["COPERNICA_AUTH_URL"])
+                if env.get("COPERNICA_AUTH_URL") else None
+            ),
             copernica_sandbox_url=(
                 _url("COPERNICA_SANDBOX_URL", env["COPERNICA_SANDBOX_URL"])
                 if env.get("COPERNICA_SANDBOX_URL") else None
@@ -114,6 +123,23 @@ def _networks(value: str | None) -> tuple[IPv4Network | IPv6Network, ...]:
         raise ConfigError(
             f"TRUSTED_PROXIES must list addresses or networks like 10.0.0.0/8: {error}"
         ) from None
+
+
+_HOST_PATTERN = re.compile(
+    r"(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+    r"(:(\d{1,5}|\*))?|\[[0-9a-f:.]+\](:(\d{1,5}|\*))?"
+)
+
+
+def _host_patterns(value: str | None) -> tuple[str, ...]:
+    patterns = tuple(p.strip().lower() for p in (value or "").split(",") if p.strip())
+    for pattern in patterns:
+        if not _HOST_PATTERN.fullmatch(pattern):
+            raise ConfigError(
+                "ALLOWED_API_HOSTS must list host[:port] patterns like localhost:8801, "
+                f"*.proxy.example or 127.0.0.1:*, got {pattern!r}"
+            )
+    return patterns
 
 
 def _metrics_token(value: str | None) -> str | None:

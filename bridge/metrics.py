@@ -1,48 +1,90 @@
-"""A minimal Prometheus text-format registry: counters and gauges with labels, nothing more."""
+"""The bridge's Prometheus metrics, through ``prometheus_client``.
+
+Each app (and each runtime outside an app, e.g. ``bridge sync``) has a ``Metrics`` of its own on
+its own ``CollectorRegistry``, never the library's global one, so several apps in one process
+(the tests) do not share or clash. ``/metrics`` (``bridge.web.health``) renders ``registry``.
+The README lists every metric and the alerts worth setting on them.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Mapping
 
-Labels = tuple[tuple[str, str], ...]
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from bridge.usage import ApiUsage
 
-class Counter:
-    def __init__(self, name: str, help_text: str, kind: str = "counter") -> None:
-        self.name = name
-        self.help = help_text
-        self.kind = kind
-        self.values: dict[Labels, float] = defaultdict(float)
+# The ``*_created`` twin of every counter says when the process started counting: noise here.
+prometheus_client.disable_created_metrics()
 
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        self.values[tuple(sorted(labels.items()))] += amount
-
-    def set(self, value: float, **labels: str) -> None:
-        self.values[tuple(sorted(labels.items()))] = value
+# Seconds from the source's commit to the write on the other side: a second is the promise,
+# a minute is an outage, an hour is the safety net doing the work.
+LAG_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
 
 
-class Registry:
+class Metrics:
+    """Every metric of one bridge app, by purpose."""
+
     def __init__(self) -> None:
-        self._metrics: dict[str, Counter] = {}
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.http_requests = Counter(
+            "bridge_http_requests_total", "HTTP requests served, by route and status",
+            ["route", "status"], registry=registry,
+        )
+        self.webhooks = Counter(
+            "bridge_webhooks_total", "Copernica webhook deliveries, by outcome",
+            ["outcome"], registry=registry,
+        )
+        self.sync_lag = Histogram(
+            "bridge_sync_lag_seconds",
+            "Seconds from a change's commit at its source (CDC commitTimestamp, Copernica "
+            "modified) to the bridge's write on the other side, by direction",
+            ["direction"], buckets=LAG_BUCKETS, registry=registry,
+        )
+        self.api_calls = Counter(
+            "bridge_api_calls_total", "API calls the bridge made, by platform",
+            ["platform"], registry=registry,
+        )
+        self.jobs = Gauge(
+            "bridge_jobs", "Jobs in the queue, by kind and state (read at each scrape)",
+            ["kind", "state"], registry=registry,
+        )
+        self.echoes = Counter(
+            "bridge_echoes_suppressed_total",
+            "Changes announced by a platform that were the bridge's own writes (or changed "
+            "nothing the mapping covers) and cost no write, by the announcing platform",
+            ["platform"], registry=registry,
+        )
+        self.task_restarts = Counter(
+            "bridge_task_restarts_total",
+            "Restarts of the bridge's long-lived tasks after a failure, by task",
+            ["task"], registry=registry,
+        )
+        self.tasks_failing = Gauge(
+            "bridge_tasks_failing", "Long-lived tasks failing now (restarting with back-off), by task",
+            ["task"], registry=registry,
+        )
+        self.stream_connected = Gauge(
+            "bridge_stream_connected",
+            "1 while this process holds a connected CDC stream for the tenant, else 0",
+            ["tenant"], registry=registry,
+        )
+        self.database_up = Gauge(
+            "bridge_database_up", "1 while PostgreSQL answers this process, else 0",
+            registry=registry,
+        )
+        self.database_up.set(1)
 
-    def counter(self, name: str, help_text: str) -> Counter:
-        return self._metrics.setdefault(name, Counter(name, help_text))
+    def api_call(self, usage: ApiUsage) -> None:
+        """A ``UsageCounter`` listener: every API call of every tenant's clients."""
+        self.api_calls.labels(platform=usage.platform).inc(usage.calls)
 
-    def gauge(self, name: str, help_text: str) -> Counter:
-        return self._metrics.setdefault(name, Counter(name, help_text, "gauge"))
+    def set_jobs(self, counts: Mapping[tuple[str, str], int]) -> None:
+        self.jobs.clear()
+        for (kind, state), count in counts.items():
+            self.jobs.labels(kind=kind, state=state).set(count)
 
-    def render(self) -> str:
-        return "".join(_render(m) for m in self._metrics.values())
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _render(metric: Counter) -> str:
-    lines: Iterable[str] = [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} {metric.kind}"]
-    for labels, value in sorted(metric.values.items()):
-        text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-        lines = [*lines, f"{metric.name}{{{text}}} {value:g}" if text else f"{metric.name} {value:g}"]
-    return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

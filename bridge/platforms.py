@@ -18,7 +18,6 @@ API calls of all clients are counted per tenant and platform in ``usage`` (flush
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,10 +47,13 @@ class UsageCounter:
 
     calls: dict[tuple[int, Platform], int] = field(default_factory=lambda: defaultdict(int))
     latest: dict[tuple[int, Platform], ApiUsage] = field(default_factory=dict)
+    listeners: list[UsageSink] = field(default_factory=list)  # e.g. the app's metrics
 
     def sink(self, tenant_id: int) -> UsageSink:
         def record(usage: ApiUsage) -> None:
             self.calls[(tenant_id, usage.platform)] += usage.calls
+            for listener in self.listeners:
+                listener(usage)
             if usage.used is not None:
                 self.latest[(tenant_id, usage.platform)] = usage
 
@@ -103,7 +105,7 @@ class PlatformClients:
         self._salesforce: dict[int, _Kept[SalesforceClient]] = {}
         self._copernica: dict[int, _Kept[CopernicaClient]] = {}
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: dict[asyncio.Task[None], SalesforceClient | CopernicaClient] = {}
 
     async def __aenter__(self) -> PlatformClients:
         return self
@@ -138,7 +140,8 @@ class PlatformClients:
             async with self.pool.acquire() as conn:
                 credentials = await load_copernica_credentials(conn, self.vault, tenant_id)
             client = copernica_client(
-                credentials, self.usage.sink(tenant_id), retry=self.retry, timeout=self.timeout
+                credentials, self.settings, self.usage.sink(tenant_id),
+                retry=self.retry, timeout=self.timeout,
             )
             self._keep(self._copernica, tenant_id, _Kept(client, version))
             return client
@@ -157,10 +160,12 @@ class PlatformClients:
 
     async def close(self) -> None:
         """Close every client, the replaced ones still in their grace period included."""
-        for task in self._closing:
-            task.cancel()  # closes its client at once
-        await asyncio.gather(*self._closing, return_exceptions=True)
+        retired = dict(self._closing)
+        for task in retired:
+            task.cancel()
+        await asyncio.gather(*retired, return_exceptions=True)
         clients: list[SalesforceClient | CopernicaClient] = [
+            *retired.values(),
             *(kept.client for kept in self._salesforce.values()),
             *(kept.client for kept in self._copernica.values()),
         ]
@@ -184,12 +189,9 @@ class PlatformClients:
 
     def _retire(self, client: SalesforceClient | CopernicaClient) -> None:
         task = asyncio.get_running_loop().create_task(self._close_later(client))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._closing[task] = client
+        task.add_done_callback(lambda done: self._closing.pop(done, None))
 
     async def _close_later(self, client: SalesforceClient | CopernicaClient) -> None:
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(self.grace)
-        finally:
-            await client.close()
+        await asyncio.sleep(self.grace)
+        await client.close()

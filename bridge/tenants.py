@@ -19,6 +19,7 @@ from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
 from bridge.db import QUERIES, Conn, Pool
 from bridge.errors import ApiError, BridgeError, NotConfigured
+from bridge.hosts import copernica_hosts, salesforce_hosts
 from bridge.retry import RetryPolicy
 from bridge.salesforce.auth import (
     PRODUCTION_LOGIN_URL,
@@ -61,6 +62,7 @@ class Tenant:
     link_field: str = LINK_FIELD
     copernica_timezone: str = COPERNICA_TIMEZONE
     fingerprint_key: str = field(default="", repr=False)
+    copernica_account: str | None = None  # from ``identity`` when access was saved
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Tenant:
@@ -78,10 +80,11 @@ class Tenant:
 
 @dataclass(frozen=True)
 class SalesforceCredentials:
-    """How the bridge logs in to the tenant's org: ``soap`` (username, password + security
-    token), ``client_credentials`` (Connected App) or ``jwt`` (Connected App + certificate)."""
+    """How the bridge logs in to the tenant's org: ``client_credentials`` (External Client App,
+    at the org's My Domain URL; the default), ``jwt`` (External Client App + certificate, the
+    private key kept here) or ``soap`` (username, password + security token; legacy)."""
 
-    method: LoginMethod = "soap"
+    method: LoginMethod = "client_credentials"
     login_url: str = PRODUCTION_LOGIN_URL
     username: str = ""
     password: str = ""
@@ -102,11 +105,12 @@ class SalesforceCredentials:
 
 @dataclass(frozen=True)
 class CopernicaCredentials:
-    """An API token; ``hostname`` is the optional custom API host of the product manual."""
+    """An API token; ``hostname`` is the optional custom API host of the product manual. It is
+    the API host only: the token is exchanged for a JWT at Copernica's authentication service (or
+    where the operator's ``COPERNICA_AUTH_URL`` says), never at a host typed on the page."""
 
     api_token: str
     hostname: str = ""  # empty: api.copernica.com
-    auth_url: str = ""  # empty: Copernica's own authentication service
 
 
 async def create_tenant(pool: Pool, slug: str, name: str | None = None) -> Tenant:
@@ -173,7 +177,9 @@ async def load_salesforce_credentials(
 ) -> SalesforceCredentials:
     stored = await vault.load(conn, tenant_id, "salesforce")
     if stored is None:
-        raise NotConfigured("Salesforce credentials have not been saved yet")
+        raise NotConfigured(
+            "Salesforce credentials have not been saved yet", platform="salesforce"
+        )
     return SalesforceCredentials(**stored)
 
 
@@ -182,8 +188,11 @@ async def load_copernica_credentials(
 ) -> CopernicaCredentials:
     stored = await vault.load(conn, tenant_id, "copernica")
     if stored is None:
-        raise NotConfigured("Copernica credentials have not been saved yet")
-    return CopernicaCredentials(**stored)
+        raise NotConfigured(
+            "Copernica credentials have not been saved yet", platform="copernica"
+        )
+    known = {f.name for f in dataclasses.fields(CopernicaCredentials)}  # older ones had auth_url
+    return CopernicaCredentials(**{k: v for k, v in stored.items() if k in known})
 
 
 async def save_credentials(
@@ -207,23 +216,24 @@ def salesforce_client(
     options: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
     return SalesforceClient(
         credentials.authenticator(), client_id=settings.client_id, usage=usage, retry=retry,
-        **options,
+        hosts=salesforce_hosts(settings), **options,
     )
 
 
 def copernica_client(
     credentials: CopernicaCredentials,
+    settings: Settings,
     usage: UsageSink = ignore_usage,
     *,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
 ) -> CopernicaClient:
     """Raises ``ValueError`` for an empty API token."""
-    options: dict[str, Any] = {"usage": usage, "retry": retry}
+    options: dict[str, Any] = {"usage": usage, "retry": retry, "hosts": copernica_hosts(settings)}
     if credentials.hostname:
         options["host"] = credentials.hostname
-    if credentials.auth_url:
-        options["auth_url"] = credentials.auth_url
+    if settings.copernica_auth_url:
+        options["auth_url"] = settings.copernica_auth_url
     if timeout is not None:
         options["timeout"] = timeout
     return CopernicaClient(credentials.api_token, **options)

@@ -89,9 +89,9 @@ ADVICE: dict[Category, str] = {
     "permission": "give the integration user the permissions it needs",
     "validation": "correct the record's values",
     "duplicate": "merge the duplicates or correct the values",
-    "not_found": "the record or object no longer exists: nothing to do, or re-create it",
-    "rate_limit": "the API budget is spent: it is retried when the budget allows",
-    "transient": "the platform did not answer properly: it is retried by itself",
+    "not_found": "the record or object no longer exists: re-create it, or ignore this report",
+    "rate_limit": "the API budget was spent: requeue it once the budget has refilled",
+    "transient": "the platform did not answer properly: requeue it once the platform is back",
     "mapping": "fill in what the mapping needs (e.g. a last name) or change the mapping",
     "not_configured": "credentials not saved yet: save them on the config page",
 }

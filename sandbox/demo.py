@@ -37,6 +37,7 @@ from bridge.tenants import (
     stored_webhooks,
     update_tenant,
 )
+from bridge.vocabulary import LINK_FIELD_FALLBACK
 from sandbox import copernica, salesforce
 from sandbox.copernica import SandboxSettings as CopernicaSettings
 from sandbox.mail import mail_sink, show_mail
@@ -52,7 +53,7 @@ DEMO_PASSWORD = "demo-password"
 DEMO_FIELDS = (
     ("FirstName", "text"), ("LastName", "text"), ("Email", "email"), ("Title", "text"),
     ("Phone", "phone_fax"), ("Department", "text"), ("Birthdate", "empty_date"),
-    ("SalesforceId", "text"),
+    (LINK_FIELD_FALLBACK, "text"),
 )
 FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia", "Ken")
 LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus", "Perlman")
@@ -159,7 +160,7 @@ async def wire_tenant(
                 auth_url=f"{sandboxes.copernica_url}/authenticate",
             ))
             tenant = await update_tenant(
-                conn, tenant.id, copernica_database=str(database.id), link_field="SalesforceId"
+                conn, tenant.id, copernica_database=str(database.id), link_field=LINK_FIELD_FALLBACK
             )
             hooks, _ = await ensure_webhooks(
                 client, settings, tenant, await stored_webhooks(conn, tenant.id)

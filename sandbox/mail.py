@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from bridge.web.guard import login_required
+from bridge.web.render import render
 
 if TYPE_CHECKING:  # aiosmtpd is needed by the demo and the tests only: imported when used
     from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -98,11 +98,10 @@ async def mail_sink(host: str = "127.0.0.1") -> AsyncIterator[MailSink]:
 
 
 @login_required
-@aiohttp_jinja2.template("demo_mail.html")
-async def demo_mail(request: web.Request) -> dict[str, Any]:
+async def demo_mail(request: web.Request) -> web.StreamResponse:
     """Demo only: what the bridge sent (password resets), newest first, for a logged-in user
     (reset links are as good as passwords)."""
-    return {"messages": list(reversed(request.app[MAIL_SINK].messages))}
+    return render(request, "demo_mail.html", {"messages": list(reversed(request.app[MAIL_SINK].messages))})
 
 
 def show_mail(app: web.Application, sink: MailSink) -> None:

@@ -3,6 +3,10 @@
 v4: ``POST https://authenticate.copernica.com`` with ``access_token=<API token>`` answers the JWT
 (24 h). The JWT is cached and renewed ``renew_margin`` seconds before the ``exp`` in its payload
 (or 24 h after it was fetched when the payload cannot be read).
+
+The authentication URL is Copernica's own unless the operator names another one
+(``COPERNICA_AUTH_URL``, e.g. for the emulators): the API host a tenant may set on the config page
+never decides where its API token goes.
 """
 
 from __future__ import annotations
@@ -85,7 +89,9 @@ class JwtSource:
 
     async def _fetch(self, session: aiohttp.ClientSession) -> Jwt:
         self.fetches += 1
-        async with session.post(self.auth_url, data={"access_token": self.api_token}) as reply:
+        async with session.post(
+            self.auth_url, data={"access_token": self.api_token}, allow_redirects=False
+        ) as reply:
             body = await reply.read()
             if reply.status != 200:
                 raise error_from_reply(

@@ -4,6 +4,18 @@ One instance serves one tenant. Every HTTP call goes through ``_call``: it authe
 the call (``UsageSink``), maps failures onto ``CopernicaError`` and retries what is retryable
 (429 after ``Retry-After``, 5xx and connection errors with the shared ``RetryPolicy``). Lists are
 async iterators that fetch one page at a time, so memory does not grow with the database.
+
+What the client does not leave to chance:
+
+- A POST that creates or sends is not idempotent: it is retried only when Copernica cannot have
+  acted on it (429, the balancer's 503, no connection made). The new id comes from ``X-Created``,
+  else from the tail of ``X-location``; a create whose id cannot be read raises
+  ``CreatedWithoutId`` and is never repeated here.
+- A ``GET`` follows Copernica's redirects (301, 303, …) on the same host only; the host policy
+  (``bridge.hosts``) refuses any other host before a request is sent.
+- Emailing calls use the documented paths (``POST ms/emailing`` with a template,
+  ``POST publisher/emailing`` with a document; reads under v4's ``draganddrop``/``html``) and try
+  the other spelling when Copernica answers ``Invalid method``; the one that worked is kept.
 """
 
 from __future__ import annotations
@@ -12,10 +24,10 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -23,7 +35,7 @@ from yarl import URL
 
 from bridge.clock import PlatformClock
 from bridge.copernica.auth import DEFAULT_AUTH_URL, JwtSource
-from bridge.copernica.errors import CopernicaError, error_from_reply
+from bridge.copernica.errors import CopernicaError, CreatedWithoutId, error_from_reply
 from bridge.copernica.models import (
     Database,
     Emailing,
@@ -35,6 +47,7 @@ from bridge.copernica.models import (
     View,
     Webhook,
 )
+from bridge.hosts import HostPolicy
 from bridge.retry import RetryPolicy
 from bridge.usage import ApiUsage, UsageSink, ignore_usage
 from bridge.vocabulary import WebhookTrigger
@@ -43,6 +56,10 @@ DEFAULT_HOST = "https://api.copernica.com"
 MAX_PAGE = 1000
 OPERATORS = ("==", "!=", "<>", "<=", ">=", "=~", "!~", "<", ">")
 SUCCESS = frozenset({200, 201, 204, 303})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+NOT_ACTED_ON = frozenset({429, 503})  # refused at the door: even a POST may be sent again
+NEW_NAMES: dict[Product, str] = {"ms": "draganddrop", "publisher": "html"}  # v4's later spelling
 TargetType = Literal["database", "collection", "view", "miniview", "profile", "subprofile"]
 Params = Sequence[tuple[str, str]]
 
@@ -73,8 +90,13 @@ class Reply:
 
     @property
     def created_id(self) -> int | None:
-        value = self.headers.get("X-Created")
-        return int(value) if value and value.strip().isdigit() else None
+        """The new id: ``X-Created``, else the last path segment of ``X-location``."""
+        value = (self.headers.get("X-Created") or "").strip()
+        if value.isascii() and value.isdigit():
+            return int(value)
+        location = (self.headers.get("X-location") or "").strip()
+        tail = urlsplit(location).path.rstrip("/").rpartition("/")[2]
+        return int(tail) if tail.isascii() and tail.isdigit() else None
 
 
 class CopernicaClient:
@@ -94,6 +116,7 @@ class CopernicaClient:
         renew_margin: float = 300.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        hosts: HostPolicy | None = None,
     ) -> None:
         if not api_token:
             raise ValueError("a Copernica API token is required")
@@ -106,8 +129,10 @@ class CopernicaClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.sleep = sleep
         self.jwt = JwtSource(api_token, auth_url, renew_margin=renew_margin, clock=clock)
+        self.hosts = hosts
         self._session = session
         self._owns_session = session is None
+        self._spelling: dict[tuple[Product, str], str] = {}  # (product, use) -> working prefix
         self.clock = PlatformClock()  # Copernica's clock, from the replies on the own session
 
     @classmethod
@@ -133,14 +158,26 @@ class CopernicaClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, trace_configs=[self.clock.trace()]
+                timeout=self.timeout,
+                trace_configs=[self.clock.trace()],
+                middlewares=(self.hosts.guard,) if self.hosts is not None else (),
             )
             self._owns_session = True
         return self._session
 
     # the one way to call Copernica -------------------------------------------------------------
-    async def _call(self, method: str, path: str, params: Params = (), body: Any = None) -> Reply:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: Params = (),
+        body: Any = None,
+        *,
+        idempotent: bool | None = None,
+    ) -> Reply:
+        """One call, retried as far as that is safe (``idempotent`` defaults to: not a POST)."""
         what = f"{method} {path}"
+        repeatable = method != "POST" if idempotent is None else idempotent
         attempt = 0
         reauthenticated = False
         while True:
@@ -155,6 +192,10 @@ class CopernicaClient:
             except CopernicaError as error:
                 if not error.retryable or self.retry.gives_up(attempt):
                     raise
+                if not repeatable and not (
+                    isinstance(error, _NotSent) or error.status in NOT_ACTED_ON
+                ):
+                    raise  # Copernica may have acted on it: sending it again could do it twice
                 wait = error.retry_after
                 if wait is None:
                     wait = self.retry.delay(attempt)
@@ -178,22 +219,27 @@ class CopernicaClient:
                 url += "?" + "&".join(
                     f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in query
                 )
-            async with session.request(
-                method,
-                URL(url, encoded=True),
-                json=body,
-                headers=headers,
-                allow_redirects=False,  # v2-style 303 See Other after a PUT means success
-            ) as reply:
-                raw = await reply.read()
-                status, reply_headers = reply.status, reply.headers
-                content_type = reply.headers.get("Content-Type", "")
+            target = URL(url, encoded=True)
+            for _ in range(MAX_REDIRECTS + 1):
+                status, reply_headers, raw = await self._send(
+                    session, method, target, body, headers
+                )
+                self.usage(ApiUsage("copernica"))
+                location = reply_headers.get("Location")
+                if method != "GET" or status not in REDIRECTS or not location:
+                    break  # a PUT's v2-style 303 See Other means success, it is not followed
+                target = self._redirect(target, location, what)
+            else:
+                raise CopernicaError(f"{what}: too many redirects", category="transient")
+            content_type = reply_headers.get("Content-Type", "")
+        except aiohttp.ClientConnectorError as exc:
+            self.usage(ApiUsage("copernica"))
+            raise _NotSent(f"{what}: could not connect ({type(exc).__name__})") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.usage(ApiUsage("copernica"))
             raise CopernicaError(
                 f"{what}: {type(exc).__name__}: {exc}", category="transient"
             ) from exc
-        self.usage(ApiUsage("copernica"))
         if status in SUCCESS:
             data = None
             if raw and "json" in content_type:
@@ -210,15 +256,43 @@ class CopernicaClient:
             raise _Refused(error)
         raise error
 
+    @staticmethod
+    async def _send(
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        body: Any,
+        headers: dict[str, str],
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        async with session.request(
+            method, url, json=body, headers=headers, allow_redirects=False
+        ) as reply:
+            return reply.status, reply.headers, await reply.read()
+
+    @staticmethod
+    def _redirect(current: URL, location: str, what: str) -> URL:
+        """Where a redirect leads, when it stays on Copernica's host (it is refused otherwise:
+        the token must not travel to a host the tenant never chose)."""
+        try:
+            target = current.join(URL(location))
+        except ValueError:
+            raise CopernicaError(f"{what}: unreadable redirect", category="transient") from None
+        if (target.scheme, target.host, target.port) != (current.scheme, current.host, current.port):
+            raise CopernicaError(
+                f"{what}: Copernica redirected the call to another host, which the bridge does "
+                "not follow",
+                category="validation",
+            )
+        return target
+
     async def _get(self, path: str, params: Params = ()) -> Any:
         return (await self._call("GET", path, params)).data
 
     async def _pages(
-        self, path: str, params: Params = (), page_size: int = MAX_PAGE
+        self, path: str, params: Params = (), page_size: int = MAX_PAGE, start: int = 0
     ) -> AsyncIterator[dict[str, Any]]:
         """Offset paging: one page in memory at a time; stops on a short page."""
         limit = max(1, min(page_size, MAX_PAGE))
-        start = 0
         while True:
             page = await self._get(
                 path, [*params, ("start", str(start)), ("limit", str(limit)), ("total", "false")]
@@ -229,6 +303,58 @@ class CopernicaClient:
             if len(data) < limit:
                 return
             start += len(data)
+
+    # the old and the new names of the emailing paths ------------------------------------------
+    def _spellings(self, product: Product, use: Literal["read", "send"]) -> list[str]:
+        """Prefixes to try, best first: sends are documented under the old names (``ms``,
+        ``publisher``), v4 reads under the new ones; v3 knows only the old ones."""
+        if self.version == 3:
+            return [product]
+        new = NEW_NAMES[product]
+        order = [product, new] if use == "send" else [new, product]
+        known = self._spelling.get((product, use))
+        return [known, *(p for p in order if p != known)] if known else order
+
+    async def _product_call(
+        self,
+        method: str,
+        product: Product,
+        tail: str,
+        params: Params = (),
+        body: Any = None,
+        *,
+        use: Literal["read", "send"] = "read",
+    ) -> Reply:
+        """``method`` on ``<prefix>/<tail>``, trying the other spelling on ``Invalid method``
+        (a refusal before anything was done, so even a send may go again)."""
+        spellings = self._spellings(product, use)
+        for number, prefix in enumerate(spellings, 1):
+            try:
+                reply = await self._call(method, f"{prefix}/{tail}", params, body)
+            except CopernicaError as error:
+                if number < len(spellings) and _invalid_method(error):
+                    continue
+                raise
+            self._spelling[(product, use)] = prefix
+            return reply
+        raise AssertionError("unreachable: the last spelling returns or raises")
+
+    async def _product_pages(
+        self, product: Product, tail: str, params: Params = ()
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``_pages`` of a product list, its first page choosing the spelling."""
+        limit = MAX_PAGE
+        first = (await self._product_call(
+            "GET", product, tail, [*params, ("start", "0"), ("limit", str(limit)), ("total", "false")]
+        )).data
+        data = first.get("data", []) if isinstance(first, dict) else []
+        for item in data:
+            yield item
+        if len(data) < limit:
+            return
+        prefix = self._spelling[(product, "read")]
+        async for item in self._pages(f"{prefix}/{tail}", params, start=len(data)):
+            yield item
 
     # account -----------------------------------------------------------------------------------
     async def identity(self) -> dict[str, Any]:
@@ -251,7 +377,7 @@ class CopernicaClient:
         self, name: str, description: str = "", archived: bool = False
     ) -> int:
         body = {"name": name, "description": description, "archived": archived}
-        return _created(await self._call("POST", "databases", body=body))
+        return _created(await self._call("POST", "databases", body=body), "the database")
 
     async def edit_database(
         self,
@@ -278,7 +404,8 @@ class CopernicaClient:
         self, database: int | str, name: str, type: str = "text", **options: Any
     ) -> int:
         body = {"name": name, "type": type, **options}
-        return _created(await self._call("POST", f"database/{_ref(database)}/fields", body=body))
+        reply = await self._call("POST", f"database/{_ref(database)}/fields", body=body)
+        return _created(reply, f"field {name}")
 
     # profiles ----------------------------------------------------------------------------------
     async def profiles(
@@ -349,8 +476,19 @@ class CopernicaClient:
         )
 
     async def profile_ids(self, database: int | str) -> list[int]:
-        data = await self._get(f"database/{_ref(database)}/profileids")
-        return [int(str(i)) for i in data or []]
+        """Every profile id of the database. ``profileids`` is paged (100 by default) and answers
+        a bare array, so pages are read until one comes back shorter than the longest so far,
+        or empty: a server that caps ``limit`` below what was asked loses no id."""
+        path = f"database/{_ref(database)}/profileids"
+        ids: list[int] = []
+        longest = 0
+        while True:
+            page = await self._get(path, [("start", str(len(ids))), ("limit", str(MAX_PAGE))])
+            batch = [int(str(i)) for i in page] if isinstance(page, list) else []
+            ids.extend(batch)
+            if not batch or len(batch) < longest:
+                return ids
+            longest = len(batch)
 
     async def profile(self, profile_id: int) -> Profile:
         return Profile.from_json(await self._get(f"profile/{int(profile_id)}"))
@@ -364,7 +502,8 @@ class CopernicaClient:
         body: dict[str, Any] = {"fields": dict(fields)}
         if interests is not None:
             body["interests"] = list(interests)
-        return _created(await self._call("POST", f"database/{_ref(database)}/profiles", body=body))
+        reply = await self._call("POST", f"database/{_ref(database)}/profiles", body=body)
+        return _created(reply, "the profile")
 
     async def update_profile_fields(self, profile_id: int, fields: Mapping[str, object]) -> None:
         await self._call("PUT", f"profile/{int(profile_id)}/fields", body=dict(fields))
@@ -375,34 +514,44 @@ class CopernicaClient:
 
     # selections --------------------------------------------------------------------------------
     async def views(self, database: int | str) -> AsyncIterator[View]:
-        async for item in self._pages(f"database/{_ref(database)}/views"):
-            yield View.from_json(item)
+        """Every selection of the database: the top-level ones (``database/$id/views``) and,
+        depth first, the nested ones under each that has children (``view/$id/views``)."""
+        seen: set[int] = set()
+
+        async def walk(path: str, parents: tuple[str, ...]) -> AsyncIterator[View]:
+            async for item in self._pages(path):
+                view = View.from_json(item)
+                if view.id in seen:
+                    continue
+                seen.add(view.id)
+                view = replace(view, path=(*parents, view.name))
+                yield view
+                if view.has_children:
+                    async for child in walk(f"view/{view.id}/views", view.path):
+                        yield child
+
+        async for view in walk(f"database/{_ref(database)}/views", ()):
+            yield view
 
     # content and emailings ---------------------------------------------------------------------
-    def _prefix(self, product: Product) -> str:
-        """v4 uses the new names (``draganddrop``, ``html``); v3 the old ones."""
-        if self.version == 4:
-            return "draganddrop" if product == "ms" else "html"
-        return product
-
     async def templates(self) -> AsyncIterator[Template]:
         """Drag-and-drop (Marketing Suite) templates."""
-        async for item in self._pages(f"{self._prefix('ms')}/templates"):
+        async for item in self._product_pages("ms", "templates"):
             yield Template.from_json(item, "ms")
 
     async def documents(self) -> AsyncIterator[Template]:
         """Publisher (HTML) documents: what a Publisher emailing sends."""
-        async for item in self._pages(
-            f"{self._prefix('publisher')}/documents", [("source", "false")]
-        ):
+        async for item in self._product_pages("publisher", "documents", [("source", "false")]):
             yield Template.from_json(item, "publisher")
 
     async def send_emailing(
         self, template_id: int, target_id: int | str, target_type: TargetType = "database"
     ) -> int:
-        """Send a drag-and-drop template to a target now; returns the emailing id."""
+        """Send a drag-and-drop template to a target now (``POST ms/emailing``); returns the
+        emailing id (``CreatedWithoutId``: sent, but the reply did not say its id)."""
         body = {"template": template_id, "target": target_id, "targettype": target_type}
-        return _created(await self._call("POST", f"{self._prefix('ms')}/emailing", body=body))
+        reply = await self._product_call("POST", "ms", "emailing", body=body, use="send")
+        return _created(reply, "the emailing")
 
     async def send_publisher_emailing(
         self,
@@ -418,19 +567,19 @@ class CopernicaClient:
         }
         if settings:
             body["settings"] = dict(settings)
-        return _created(
-            await self._call("POST", f"{self._prefix('publisher')}/emailing", body=body)
-        )
+        reply = await self._product_call("POST", "publisher", "emailing", body=body, use="send")
+        return _created(reply, "the emailing")
 
     async def emailing(self, emailing_id: int, product: Product = "ms") -> Emailing:
-        data = await self._get(f"{self._prefix(product)}/emailing/{int(emailing_id)}")
-        return Emailing.from_json(data, product)
+        """One emailing; Copernica answers it inside ``data``."""
+        data = (await self._product_call("GET", product, f"emailing/{int(emailing_id)}")).data
+        return Emailing.from_json(_unwrapped(data), product)
 
     async def emailing_statistics(
         self, emailing_id: int, product: Product = "ms"
     ) -> EmailingStatistics:
-        data = await self._get(f"{self._prefix(product)}/emailing/{int(emailing_id)}/statistics")
-        return EmailingStatistics.from_json(data)
+        reply = await self._product_call("GET", product, f"emailing/{int(emailing_id)}/statistics")
+        return EmailingStatistics.from_json(_unwrapped(reply.data))
 
     # webhooks ----------------------------------------------------------------------------------
     async def create_webhook(
@@ -447,13 +596,20 @@ class CopernicaClient:
             body["callers"] = list(callers)
         if database is not None:
             body["database"] = database
-        return _created(await self._call("POST", "webhooks", body=body))
+        return _created(await self._call("POST", "webhooks", body=body), "the webhook")
 
     async def webhook(self, webhook_id: int) -> Webhook:
         return Webhook.from_json(await self._get(f"webhook/{int(webhook_id)}"))
 
     async def delete_webhook(self, webhook_id: int) -> None:
         await self._call("DELETE", f"webhook/{int(webhook_id)}")
+
+
+class _NotSent(CopernicaError):
+    """No connection could be made: Copernica never saw the call."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, category="transient")
 
 
 class _Refused(Exception):
@@ -473,14 +629,27 @@ def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _created(reply: Reply) -> int:
+def _created(reply: Reply, what: str) -> int:
     if reply.created_id is None:
-        raise CopernicaError(
-            f"Copernica answered {reply.status} without X-Created",
-            category="validation",
+        raise CreatedWithoutId(
+            f"Copernica created {what} (HTTP {reply.status}) but its reply did not say the new id",
             status=reply.status,
         )
     return reply.created_id
 
 
-__all__ = ["CopernicaClient", "Reply", "condition", "timestamp"]
+def _unwrapped(data: Any) -> dict[str, Any]:
+    """The object of a single-item reply, whether inside ``data`` (as documented for emailings)
+    or not."""
+    if isinstance(data, dict) and isinstance(data.get("data"), dict):
+        return dict(data["data"])
+    if not isinstance(data, dict):
+        raise CopernicaError("Copernica answered something that is not an object", category="transient")
+    return data
+
+
+def _invalid_method(error: CopernicaError) -> bool:
+    return error.status == 400 and error.message.endswith("Invalid method")
+
+
+__all__ = ["CopernicaClient", "CreatedWithoutId", "Reply", "condition", "timestamp"]

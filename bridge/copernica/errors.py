@@ -21,6 +21,15 @@ class CopernicaError(ApiError):
     """A Copernica call failed; ``message`` is Copernica's own text when it sent one."""
 
 
+class CreatedWithoutId(CopernicaError):
+    """Copernica accepted a create (or an emailing) but its reply names no id (neither
+    ``X-Created`` nor ``X-location``). The thing exists: the caller must not create it again
+    blindly. Transient for the job queue, whose retry finds a profile again by its link field."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, category="transient", status=status)
+
+
 def message_of(body: bytes, content_type: str) -> str | None:
     """Copernica's error message from a JSON body, or the title of an HTML error page."""
     text = body.decode("utf-8", "replace")

@@ -97,19 +97,33 @@ class Profile:
 
 @dataclass(frozen=True)
 class View:
+    """A selection; nested ones (``parent-type`` view) sit under another selection."""
+
     id: int
     name: str
-    database: int
+    database: int | None
     description: str = ""
+    parent: int | None = None  # the selection it is nested in
+    has_children: bool = False
+    path: tuple[str, ...] = ()  # names from the top-level selection down to this one
 
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> View:
+        nested = str(item.get("parent-type") or "") == "view"
+        database = item.get("database") or (None if nested else item.get("parent-id"))
         return cls(
             id=_id(item["ID"]),
             name=str(item["name"]),
-            database=_id(item.get("database") or item.get("parent-id")),
+            database=_id(database) if database else None,
             description=str(item.get("description") or ""),
+            parent=_id(item["parent-id"]) if nested and item.get("parent-id") else None,
+            has_children=_flag(item.get("has-children")),
+            path=(str(item["name"]),),
         )
+
+    @property
+    def label(self) -> str:
+        return " › ".join(self.path or (self.name,))
 
 
 @dataclass(frozen=True)

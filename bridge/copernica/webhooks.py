@@ -2,12 +2,23 @@
 
 Framework-light: ``receive_webhook(method, path, headers, body, key_lookup, now)`` returns a
 ``ProfileEvent``/``SubprofileEvent``/``MailingEvent`` or raises ``WebhookRejected(status, reason)``;
-the web layer answers that status and stores no job. Checks, in order (fact sheet §9.4):
+the web layer answers that status and stores no job. Checks, in the order Copernica documents:
 a ``Signature`` (draft-cavage, rsa-sha256) covering at least ``(request-target) host date digest
 x-copernica-id``; a ``Date`` within ``max_age`` seconds of ``now``; a ``Digest`` (SHA-256) equal
-to the body's; a key for ``keyId`` (ending in ``.copernica.com``) from the key lookup; a valid
-signature. Failures are 401 (logged, without the body). Then the body, form-encoded (or JSON,
-chosen by Content-Type), is parsed; anything malformed is a 400, an unknown media type 415.
+to the body's; ``Host`` equal to the bridge's public host and ``X-Copernica-ID`` to the tenant's
+account, when the caller knows them; a key for ``keyId`` (ending in ``.copernica.com``) from the
+key lookup; a valid signature. Failures are 401 (logged, without the body). Then the body,
+form-encoded (or JSON, chosen by Content-Type), is parsed; anything malformed (a JSON body nested
+too deeply included) is a 400, an unknown media type 415.
+
+Copernica's headers are read as leniently as its own library (``http-signatures-php``) reads
+them: the ``Signature`` parameters are ``key="value"`` pairs in any order, commas optional (the
+documentation's example has none before ``signature=``), header names in any case, folded
+values; the ``Digest`` token may be ``SHA-256``, ``sha-256`` or ``sha256``; ``X-Copernica-ID``
+may read ``account-1234``, ``account_1234`` or ``environment_1234``.
+
+Replays (the same delivery sent again within the ``Date`` window) are the web layer's to refuse:
+``delivery_key`` names a delivery by its ``Digest``, ``Date`` and ``Signature``.
 """
 
 from __future__ import annotations
@@ -40,7 +51,9 @@ PROFILE_TYPES = WEBHOOK_TRIGGERS  # what a profile or subprofile webhook reports
 MAILING_TYPES = ("click", "open", "delivery", "bounce", "failure", "unsubscribe")
 MAX_BODY = 1_000_000
 MAX_FIELDS = 5_000
-_PARAM = re.compile(r'\s*([A-Za-z]+)\s*=\s*"([^"]*)"\s*(?:,|$)')
+MAX_JSON_DEPTH = 20  # webhook bodies are flat: deeper nesting is an attack, not a payload
+_PARAM = re.compile(r'([A-Za-z]+)\s*=\s*"([^"]*)"')
+_ACCOUNT = re.compile(r"(?:account|environment)?[-_ ]?(\d+)", re.IGNORECASE)
 _BRACKETED = re.compile(r"^([A-Za-z_]+)\[([^\]]*)\]$")
 
 
@@ -111,12 +124,17 @@ async def receive_webhook(
     *,
     max_age: float = 60.0,
     expected_host: str | None = None,
+    expected_account: str | None = None,
     key_suffix: str = ".copernica.com",
 ) -> WebhookEvent:
-    """Verify one delivery and return its event; ``path`` includes the query string, if any."""
+    """Verify one delivery and return its event; ``path`` includes the query string, if any.
+
+    ``expected_host``: the bridge's public host (``host[:port]``); ``expected_account``: the
+    tenant's Copernica account id (from ``identity``). None skips that check."""
     try:
         return await _receive(
-            method, path, headers, body, key_lookup, now, max_age, expected_host, key_suffix
+            method, path, headers, body, key_lookup, now, max_age, expected_host,
+            expected_account, key_suffix,
         )
     except WebhookRejected as rejected:
         log.warning("copernica webhook rejected (%s): %s", rejected.status, rejected.reason)
@@ -132,6 +150,7 @@ async def _receive(
     now: datetime | float,
     max_age: float,
     expected_host: str | None,
+    expected_account: str | None,
     key_suffix: str,
 ) -> WebhookEvent:
     if method.upper() != "POST":
@@ -142,8 +161,12 @@ async def _receive(
     signature = parse_signature(lowered.get("signature", ""))
     check_date(lowered.get("date", ""), now, max_age)
     check_digest(lowered.get("digest", ""), body)
-    if expected_host is not None and lowered.get("host", "").lower() != expected_host.lower():
+    if expected_host is not None and _host(lowered.get("host", "")) != _host(expected_host):
         raise WebhookRejected(401, "Host is not ours")
+    if expected_account and account_number(lowered.get("x-copernica-id", "")) != account_number(
+        expected_account
+    ):
+        raise WebhookRejected(401, "X-Copernica-ID is not the tenant's Copernica account")
     key_id = signature["keyid"]
     if not key_id.endswith(key_suffix):
         raise WebhookRejected(401, "keyId is not a Copernica key")
@@ -165,18 +188,70 @@ async def _receive(
     )
 
 
+def _host(value: str) -> str:
+    host = value.strip().lower().rstrip(".")
+    return host.removesuffix(":443").removesuffix(":80")
+
+
+def account_number(value: str) -> str:
+    """The account id in an ``X-Copernica-ID`` (``account-12``, ``account_12``, ``12``, …)."""
+    match = _ACCOUNT.fullmatch(value.strip())
+    return match.group(1).lstrip("0") or "0" if match else value.strip().lower()
+
+
+def delivery_key(headers: Mapping[str, str]) -> bytes:
+    """What makes a delivery unique: its ``Digest``, ``Date`` and ``Signature`` together."""
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    parts = (lowered.get(name, "").strip() for name in ("digest", "date", "signature"))
+    return hashlib.sha256("\n".join(parts).encode()).digest()
+
+
+def header_shape(headers: Mapping[str, str]) -> str:
+    """How a delivery's security headers are built, without their values: for the log line
+    that tells an operator why deliveries are refused."""
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    names = sorted(n for n in lowered if n in _SHAPED or n.startswith("x-"))
+    signature = lowered.get("signature", "")
+    params = [m.group(1) for m in _PARAM.finditer(signature)]
+    covered = dict((m.group(1).lower(), m.group(2)) for m in _PARAM.finditer(signature)).get(
+        "headers"
+    )
+    digest = ",".join(
+        part.strip().partition("=")[0] for part in lowered.get("digest", "").split(",") if part
+    )
+    account = re.sub(r"\d+", "<digits>", lowered.get("x-copernica-id", ""))[:40]
+    date = "RFC 1123" if _rfc1123(lowered.get("date", "")) else (
+        "absent" if "date" not in lowered else "unreadable"
+    )
+    return (
+        f"headers [{', '.join(names)}]; Signature parameters [{', '.join(params)}] with "
+        f"{signature.count(',')} comma(s); signed [{' '.join((covered or '').split())}]; "
+        f"Digest tokens [{digest}]; X-Copernica-ID {account or '(absent)'}; Date {date}; "
+        f"Content-Type {lowered.get('content-type', '(absent)').split(';')[0]}"
+    )
+
+
+_SHAPED = frozenset({"host", "date", "digest", "signature", "content-type", "content-length"})
+
+
+def _rfc1123(value: str) -> bool:
+    try:
+        parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return True
+
+
 def parse_signature(header: str) -> dict[str, Any]:
-    """The parameters of a draft-cavage ``Signature`` header (401 when absent or unusable)."""
+    """The parameters of a draft-cavage ``Signature`` header (401 when absent or unusable).
+
+    As lenient as Copernica's library: every ``key="value"`` pair counts, in any order, with or
+    without commas between them; parameter names are case-insensitive, unknown ones ignored."""
     if not header.strip():
         raise WebhookRejected(401, "unsigned delivery")
     params: dict[str, str] = {}
-    position = 0
-    while position < len(header):
-        match = _PARAM.match(header, position)
-        if match is None:
-            raise WebhookRejected(401, "malformed Signature header")
-        params[match.group(1).lower()] = match.group(2)
-        position = match.end()
+    for match in _PARAM.finditer(header):
+        params.setdefault(match.group(1).lower(), match.group(2))
     if not params.get("keyid") or not params.get("signature"):
         raise WebhookRejected(401, "Signature lacks keyId or signature")
     if params.get("algorithm", "rsa-sha256").lower() not in ("rsa-sha256", "hs2019"):
@@ -186,7 +261,7 @@ def parse_signature(header: str) -> dict[str, Any]:
     if missing:
         raise WebhookRejected(401, f"signature does not cover {', '.join(missing)}")
     try:
-        raw = base64.b64decode(params["signature"], validate=True)
+        raw = base64.b64decode("".join(params["signature"].split()), validate=True)
     except (binascii.Error, ValueError):
         raise WebhookRejected(401, "signature is not base64") from None
     return {"keyid": params["keyid"], "headers": covered, "signature_bytes": raw}
@@ -207,11 +282,12 @@ def check_date(value: str, now: datetime | float, max_age: float) -> None:
 
 
 def check_digest(value: str, body: bytes) -> None:
-    """RFC 3230 ``Digest``: the SHA-256 entry must equal the body's hash."""
+    """RFC 3230 ``Digest``: the SHA-256 entry (``SHA-256``, ``sha-256`` or ``sha256``) must equal
+    the body's hash."""
     expected = base64.b64encode(hashlib.sha256(body).digest()).decode()
     for part in value.split(","):
         algorithm, _, digest = part.strip().partition("=")
-        if algorithm.strip().lower() == "sha-256":
+        if algorithm.strip().lower() in ("sha-256", "sha256"):
             if hmac.compare_digest(digest.strip().encode(), expected.encode()):
                 return
             raise WebhookRejected(401, "Digest does not match the body")
@@ -269,10 +345,34 @@ def _from_form(text: str) -> dict[str, Any]:
     return data
 
 
+def _json_depth(text: str) -> int:
+    """How deeply ``text`` nests arrays and objects (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _from_json(text: str) -> dict[str, Any]:
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise WebhookRejected(400, "JSON body nested too deeply")
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise WebhookRejected(400, "body is not valid JSON") from None
     if not isinstance(parsed, dict):
         raise WebhookRejected(400, "JSON body must be an object")

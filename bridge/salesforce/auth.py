@@ -1,8 +1,13 @@
-"""Getting a Salesforce session: SOAP partner ``login()`` or an OAuth grant.
+"""Getting a Salesforce session: an OAuth grant, or the legacy SOAP partner ``login()``.
 
 Each authenticator turns credentials into a ``SalesforceSession`` (access token + instance URL);
-the REST client calls it again, once, when a call answers ``INVALID_SESSION_ID``. SOAP login is
-kept for orgs that still allow it (Salesforce retires it with API 65.0); prefer OAuth.
+the REST client calls it again, once, when a call answers ``INVALID_SESSION_ID``.
+
+The default is OAuth 2.0 client credentials through an External Client App, sent to the org's My
+Domain URL (Salesforce refuses that flow at login.salesforce.com). The JWT bearer flow is the
+other OAuth choice. SOAP ``login()`` is legacy: off by default in new orgs, not available from
+API 65.0 and retired for every version in Summer '27 (``SOAP_RETIREMENT``). No login follows a
+redirect: the token endpoint answers in place, and a redirect could carry the secret elsewhere.
 """
 
 from __future__ import annotations
@@ -26,11 +31,46 @@ from .errors import SalesforceError, categorise
 
 PRODUCTION_LOGIN_URL = "https://login.salesforce.com"
 SANDBOX_LOGIN_URL = "https://test.salesforce.com"
+SOAP_RETIREMENT = "Summer '27"
+SOAP_NOTICE = (
+    "SOAP login() is legacy: Salesforce switches it off by default in new orgs, offers it only "
+    f"up to API 64.0 and retires it for every API version in {SOAP_RETIREMENT}. Switch to OAuth "
+    "client credentials before then."
+)
+# <name>.my.salesforce.com, and the My Domains of sandboxes, Developer Edition, scratch orgs …
+_MY_DOMAIN = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+    r"(?:\.(?:sandbox|develop|scratch|demo|patch|trailblaze))?\.my\.salesforce\.com"
+)
 
 
 def my_domain_login_url(domain: str) -> str:
     """The login URL of a My Domain (``acme`` → ``https://acme.my.salesforce.com``)."""
     return f"https://{domain}.my.salesforce.com"
+
+
+def is_my_domain(url: str) -> bool:
+    """``https://<name>.my.salesforce.com`` (or a sandbox's ``…sandbox.my.salesforce.com``), no
+    path, no other port."""
+    parts = urlsplit(url.strip().rstrip("/"))
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    return (
+        parts.scheme == "https"
+        and port in (None, 443)
+        and not parts.path
+        and not parts.query
+        and "@" not in parts.netloc
+        and _MY_DOMAIN.fullmatch((parts.hostname or "").lower()) is not None
+    )
+
+
+def is_sandbox_login(url: str) -> bool:
+    """A login URL of a Salesforce sandbox: test.salesforce.com or a sandbox My Domain."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com")
 
 
 @dataclass(frozen=True)
@@ -66,7 +106,8 @@ def _element(xml: str, name: str) -> str | None:
 
 @dataclass(frozen=True)
 class SoapLogin:
-    """Partner ``login()`` with username and password + security token."""
+    """Partner ``login()`` with username and password + security token (legacy: see
+    ``SOAP_NOTICE``)."""
 
     username: str
     password: str
@@ -86,7 +127,9 @@ class SoapLogin:
         url = f"{self.login_url.rstrip('/')}/services/Soap/u/{self.api_version}"
         headers = {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "login"}
         try:
-            async with http.post(url, data=envelope.encode(), headers=headers) as response:
+            async with http.post(
+                url, data=envelope.encode(), headers=headers, allow_redirects=False
+            ) as response:
                 status, xml = response.status, await response.text()
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _network_error(error) from error
@@ -125,7 +168,9 @@ async def _token_request(
 ) -> SalesforceSession:
     url = f"{login_url.rstrip('/')}/services/oauth2/token"
     try:
-        async with http.post(url, data=form, headers=headers or {}) as response:
+        async with http.post(
+            url, data=form, headers=headers or {}, allow_redirects=False
+        ) as response:
             status = response.status
             text = await response.text()
     except (TimeoutError, aiohttp.ClientError) as error:
@@ -175,7 +220,8 @@ class PasswordLogin:
 
 @dataclass(frozen=True)
 class ClientCredentialsLogin:
-    """OAuth client credentials flow; must be sent to the org's My Domain URL."""
+    """OAuth client credentials flow (an External Client App whose "Run As" user is the
+    integration user); must be sent to the org's My Domain URL."""
 
     client_id: str
     client_secret: str
@@ -211,15 +257,30 @@ class RefreshTokenLogin:
         return await _token_request(http, self.login_url, form)
 
 
+def load_private_key(pem: str) -> rsa.RSAPrivateKey:
+    """The RSA private key of the JWT bearer flow (``SalesforceError`` when it is not one)."""
+    try:
+        key = serialization.load_pem_private_key(pem.strip().encode(), password=None)
+    except (ValueError, TypeError):
+        raise SalesforceError(
+            "the private key is not an unencrypted PEM private key", category="auth"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise SalesforceError("the JWT key must be an RSA private key", category="auth")
+    return key
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True)
 class JwtBearerLogin:
-    """OAuth JWT bearer flow: an RS256 assertion signed with the connected app's private key.
+    """OAuth JWT bearer flow: an RS256 assertion signed with the private key whose certificate
+    is on the External Client App.
 
-    ``audience`` defaults to login.salesforce.com, or test.salesforce.com for a sandbox login URL.
+    ``audience`` defaults to login.salesforce.com, or test.salesforce.com for a sandbox's login
+    URL (test.salesforce.com or a ``….sandbox.my.salesforce.com`` My Domain).
     """
 
     client_id: str
@@ -231,7 +292,7 @@ class JwtBearerLogin:
 
     def assertion(self, now: float | None = None) -> str:
         audience = self.audience or (
-            SANDBOX_LOGIN_URL if "test.salesforce.com" in self.login_url else PRODUCTION_LOGIN_URL
+            SANDBOX_LOGIN_URL if is_sandbox_login(self.login_url) else PRODUCTION_LOGIN_URL
         )
         claims = {
             "iss": self.client_id,
@@ -241,9 +302,7 @@ class JwtBearerLogin:
         }
         header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
         payload = _b64url(json.dumps(claims).encode())
-        key = serialization.load_pem_private_key(self.private_key_pem.encode(), password=None)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise SalesforceError("the JWT key must be an RSA private key", category="auth")
+        key = load_private_key(self.private_key_pem)
         signature = key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{header}.{payload}.{_b64url(signature)}"
 

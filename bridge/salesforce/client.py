@@ -9,6 +9,9 @@
   ``RetryPolicy``. ``rate_limit`` is not retried here: the daily budget does not come back in
   seconds, so the caller (the job queue) decides when to try again.
 - ``Sforce-Limit-Info`` of every reply goes to the tenant's ``UsageSink``.
+- With a ``HostPolicy`` (``bridge.hosts``), every request — the login's too — is refused before
+  it is sent when its host is not allowed, and so is a session whose ``instance_url`` is not.
+  Redirects are never followed: Salesforce's REST API answers in place.
 
 A retried create may, in the rare case that Salesforce committed before failing, create a
 record twice; the sync engine's links and fingerprints make that visible and mergeable.
@@ -27,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from bridge.clock import PlatformClock
+from bridge.hosts import HostPolicy
 from bridge.retry import RetryPolicy
 from bridge.usage import ApiUsage, UsageSink, ignore_usage
 from bridge.vocabulary import CLIENT_ID, SALESFORCE_API_VERSION
@@ -60,8 +64,10 @@ class SalesforceClient:
         timeout: float = 120.0,
         query_batch_size: int | None = None,
         describe_ttl: float = 300.0,
+        hosts: HostPolicy | None = None,
     ) -> None:
         self.authenticator = authenticator
+        self.hosts = hosts
         self.client_id = client_id
         self.api_version = api_version
         self.retry = retry or RetryPolicy()
@@ -93,7 +99,9 @@ class SalesforceClient:
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
             self._http = aiohttp.ClientSession(
-                timeout=self._timeout, trace_configs=[self.clock.trace()]
+                timeout=self._timeout,
+                trace_configs=[self.clock.trace()],
+                middlewares=(self.hosts.guard,) if self.hosts is not None else (),
             )
         return self._http
 
@@ -108,15 +116,21 @@ class SalesforceClient:
         if self._session is None:
             async with self._login_lock:
                 if self._session is None:
-                    self._session = await self.authenticator.login(self.http)
+                    self._session = await self._login()
         return self._session
 
     async def relogin(self, stale: SalesforceSession | None = None) -> SalesforceSession:
         """A fresh session; concurrent callers that saw the same stale one share one login."""
         async with self._login_lock:
             if self._session is None or stale is None or self._session is stale:
-                self._session = await self.authenticator.login(self.http)
+                self._session = await self._login()
             return self._session
+
+    async def _login(self) -> SalesforceSession:
+        session = await self.authenticator.login(self.http)
+        if self.hosts is not None:
+            self.hosts.check(session.instance_url)  # the stream and every call will go there
+        return session
 
     # --- the one request path -------------------------------------------------------
 
@@ -180,6 +194,7 @@ class SalesforceClient:
                 params=params,
                 data=json.dumps(body) if body is not None else None,
                 headers=all_headers,
+                allow_redirects=False,
             ) as response:
                 status = response.status
                 text = await response.text()

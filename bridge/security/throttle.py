@@ -18,8 +18,10 @@ Refused attempts are not counted: knocking on a closed door does not make it clo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from bridge.db import QUERIES, Conn
 
@@ -43,7 +45,7 @@ def backoff(failures: int, free: int, cap: float) -> float:
     return 0.0 if failures < free else min(cap, 2.0 ** min(failures - free, 30))
 
 
-def judge(counts: dict[str, int | datetime | None], now: datetime) -> Verdict:
+def judge(counts: Mapping[str, Any], now: datetime) -> Verdict:
     """Pure rule: may another attempt be made now, given the counts of ``login_attempts``?"""
     waits = [1.0 if int(counts["last_minute"] or 0) >= GLOBAL_PER_MINUTE else 0.0]
     for scope, free, cap in (("pair", FREE_PAIR, CAP), ("client", FREE_CLIENT, CAP),

@@ -41,7 +41,8 @@ class TenantContext:
     def database(self) -> str:
         if not self.tenant.copernica_database:
             raise NotConfigured(
-                "no Copernica database chosen yet", "choose the database on the config page"
+                "no Copernica database chosen yet", "choose the database on the config page",
+                platform="copernica",
             )
         return self.tenant.copernica_database
 

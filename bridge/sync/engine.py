@@ -7,6 +7,11 @@ harmless, and turns echoes of the bridge's own writes into "nothing to do".
 
 A batch belongs to one tenant: Salesforce reads and writes go out as one query and sObject
 Collections calls (≤ 200 records); Copernica, which has no batch writes, gets one call per profile.
+
+Only the synced database is ever written: a profile of another database (Copernica profile ids
+are unique across an account, so a stale link or job may name one after the synced database
+was switched) counts as not there, and a delete first checks that the database is still the
+synced one.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +30,7 @@ import asyncpg
 from bridge.copernica.models import Profile
 from bridge.db import QUERIES, Conn, Pool
 from bridge.errors import ApiError, MappingError
+from bridge.metrics import Metrics
 from bridge.salesforce.client import parse_datetime
 from bridge.sync.context import TenantContext
 from bridge.sync.jobs import Failure, Job, JobQueue, failure_from
@@ -80,9 +87,11 @@ class Item:
 
 
 async def sync_batch(
-    ctx: TenantContext, pool: Pool, queue: JobQueue, jobs: list[Job]
+    ctx: TenantContext, pool: Pool, queue: JobQueue, jobs: list[Job],
+    *, metrics: Metrics | None = None,
 ) -> dict[int, Failure]:
-    """The handler of ``sync`` jobs: returns the failures by job id."""
+    """The handler of ``sync`` jobs: returns the failures by job id. ``metrics`` hears the
+    sync lag of every write and the announced changes that needed none (echoes)."""
     mapping = await ctx.mapping()
     items = await _identify(ctx, pool, jobs)
     await _read(ctx, mapping, items)
@@ -90,9 +99,36 @@ async def sync_batch(
     for item in _unique(items):
         _plan(ctx, mapping, item)
     await _write_salesforce(ctx, mapping, items)
-    await _write_copernica(ctx, mapping, items)
+    await _write_copernica(ctx, pool, mapping, items)
     await _record(ctx, pool, queue, mapping, items)
+    if metrics is not None:
+        _observe(metrics, items)
     return {job.id: item.failure for item in items for job in item.jobs if item.failure}
+
+
+def _observe(metrics: Metrics, items: list[Item]) -> None:
+    """Lag from the source's commit (``sf_at``/``cp_at`` of the jobs, the oldest) to the write
+    on the other side; an announced change that wrote nothing is an echo."""
+    now = time.time()
+    for item in items:
+        if item.failure is not None:
+            continue
+        sf_at = [float(j.payload["sf_at"]) for j in item.jobs if j.payload.get("sf_at")]
+        cp_at = [float(j.payload["cp_at"]) for j in item.jobs if j.payload.get("cp_at")]
+        wrote = False
+        if item.cp_action is not None:
+            wrote = True
+            if sf_at:
+                metrics.sync_lag.labels(direction="sf_to_cp").observe(max(0.0, now - min(sf_at)))
+        if item.sf_action is not None and item.sf_id:
+            wrote = True
+            if cp_at:
+                metrics.sync_lag.labels(direction="cp_to_sf").observe(max(0.0, now - min(cp_at)))
+        if not wrote and item.link_action in ("save", "none"):
+            if cp_at:
+                metrics.echoes.labels(platform="copernica").inc()
+            elif sf_at:
+                metrics.echoes.labels(platform="salesforce").inc()
 
 
 # --- 1. who is who ------------------------------------------------------------------------
@@ -183,7 +219,11 @@ async def _copernica_profiles(
                 if error.category == "not_found":
                     return cp_id, None
                 raise
-        return cp_id, None if profile.removed else profile
+        if profile.removed or (
+            profile.database is not None and str(profile.database) != ctx.database
+        ):
+            return cp_id, None  # gone, or in a database that is not (any more) the synced one
+        return cp_id, profile
 
     pairs = await asyncio.gather(*(one(i) for i in sorted({i for i in ids if i})))
     return dict(pairs)
@@ -383,8 +423,17 @@ async def _write_salesforce(ctx: TenantContext, mapping: Mapping, items: list[It
                 item.failure = failure_from(result.error())
 
 
-async def _write_copernica(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None:
+async def _write_copernica(
+    ctx: TenantContext, pool: Pool, mapping: Mapping, items: list[Item]
+) -> None:
     limit = asyncio.Semaphore(COPERNICA_CONCURRENCY)
+    deletes = [i for i in items if i.cp_action == "delete" and i.failure is None]
+    if deletes:  # never delete in a database that was switched away from meanwhile
+        async with pool.acquire() as conn:
+            synced = await conn.fetchval(QUERIES["tenant_database"], ctx.tenant.id)
+        if synced != ctx.database:
+            for item in deletes:
+                item.failure = Failure("the synced Copernica database changed; looking again")
 
     async def one(item: Item) -> None:
         values = copernica_values(mapping, item.merged.to_copernica) if item.merged else {}

@@ -3,9 +3,16 @@
 Nothing is acknowledged to its source before the job is committed: the CDC replay marker is
 written in the same transaction as the jobs it covers, and the webhook endpoint answers 2xx only
 after ``ingest_copernica`` returned.
+
+A job carries when its change was committed at the source (``sf_at``: the CDC
+``commitTimestamp``; ``cp_at``: the webhook's time of the change), in Unix seconds: the sync lag
+metric measures from there to the write on the other side.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from bridge.copernica.webhooks import ProfileEvent, WebhookEvent
 from bridge.db import QUERIES, Conn
@@ -42,11 +49,12 @@ async def ingest_salesforce(
         if isinstance(item, ChangeEvent | GapEvent) and item.entity == "Contact":
             own_write = isinstance(item, ChangeEvent) and item.origin_client == client_id
             if tenant.sf_to_cp and tenant.auto_sync and not own_write:
+                committed = item.commit_timestamp.timestamp()
                 for record_id in item.record_ids:
                     if valid_salesforce_id(record_id):
                         await queue.enqueue(
-                            tenant.id, SYNC, salesforce_key(record_id), {"sf_id": record_id},
-                            conn=conn,
+                            tenant.id, SYNC, salesforce_key(record_id),
+                            {"sf_id": record_id, "sf_at": committed}, conn=conn,
                         )
                         queued += 1
         elif isinstance(item, OverflowEvent | ReplayIdInvalid) and tenant.auto_sync:
@@ -74,9 +82,26 @@ async def ingest_copernica(
         return False
     cp_id = str(event.profile_id)
     linked = await conn.fetchval(QUERIES["link_for_copernica"], tenant.id, cp_id)
-    payload: dict[str, str] = {"cp_id": cp_id}
+    payload: dict[str, str | float] = {"cp_id": cp_id}
     if linked:
         payload["sf_id"] = linked
+    changed = _changed_at(event, tenant.copernica_timezone)
+    if changed is not None:
+        payload["cp_at"] = changed
     key = salesforce_key(linked) if linked else copernica_key(cp_id)
     await queue.enqueue(tenant.id, SYNC, key, payload, conn=conn)
     return True
+
+
+def _changed_at(event: ProfileEvent, timezone: str) -> float | None:
+    """When Copernica made the change, in Unix seconds: the event's ``time``, else its
+    ``modified`` (or ``timestamp``) read in the account's timezone."""
+    if event.time:
+        return float(event.time)
+    for text in (event.modified, event.timestamp):
+        try:
+            local = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            continue
+        return local.replace(tzinfo=ZoneInfo(timezone)).timestamp()
+    return None

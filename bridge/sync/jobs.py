@@ -8,6 +8,8 @@
   customer values, which the bridge does not keep at rest).
 - ``enqueue`` sends ``NOTIFY bridge_jobs``; ``Waker`` listens, and workers poll as well.
 - ``claim``'s rule of which jobs are ready lives once, in the view ``claimable_jobs``.
+- ``release`` hands claimed jobs back untried (a process that stops mid-batch);
+  ``requeue_fixed`` brings back what a platform's missing or wrong credentials held.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from typing import Any
 
 import asyncpg
 
+from bridge import supervise
+from bridge.copernica.errors import CopernicaError
 from bridge.db import QUERIES, Conn, Pool
-from bridge.errors import ApiError, ConfigError, MappingError, NotConfigured
+from bridge.errors import ApiError, ConfigError, MappingError, NotConfigured, without_values
 from bridge.retry import RetryPolicy
+from bridge.salesforce.errors import SalesforceError
 from bridge.security.vault import VaultError
-from bridge.vocabulary import Category
+from bridge.vocabulary import PUSH_ERRORS, Category, Platform
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,8 @@ class Failure:
     category: Category = "transient"
     permanent: bool = False
     retry_after: float | None = None
+    # the platform that failed (None: neither, e.g. a crash); saving its credentials requeues
+    platform: Platform | None = field(default=None, compare=False)
 
 
 def failure_from(error: BaseException) -> Failure:
@@ -69,17 +76,31 @@ def failure_from(error: BaseException) -> Failure:
     - anything else (a crash, a dropped database connection): ``transient``, retried.
     """
     if isinstance(error, NotConfigured):
-        return Failure(f"{error.message}: {error.fix}", "not_configured", permanent=True)
+        return Failure(
+            f"{error.message}: {error.fix}", "not_configured", permanent=True,
+            platform=error.platform,
+        )
     if isinstance(error, ApiError):
         return Failure(
-            error.message, error.category, permanent=not error.retryable,
-            retry_after=error.retry_after,
+            error.summary(), error.category, permanent=not error.retryable,
+            retry_after=error.retry_after, platform=platform_of(error),
         )
     if isinstance(error, MappingError):
         return Failure(str(error), "mapping", permanent=True)
     if isinstance(error, VaultError | ConfigError):
         return Failure(str(error), "auth", permanent=True)
-    return Failure(f"{type(error).__name__}: {error}")
+    return Failure(f"{type(error).__name__}: {without_values(str(error))}")
+
+
+def platform_of(error: BaseException) -> Platform | None:
+    """The platform an error came from, when it came from one."""
+    if isinstance(error, SalesforceError):
+        return "salesforce"
+    if isinstance(error, CopernicaError):
+        return "copernica"
+    if isinstance(error, NotConfigured):
+        return error.platform
+    return None
 
 
 def worker_name() -> str:
@@ -89,9 +110,14 @@ def worker_name() -> str:
 @dataclass
 class JobQueue:
     pool: Pool
-    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=8, base=2.0))
+    retry: RetryPolicy = field(default_factory=lambda: JobQueue.retry_policy())
     lease: float = 60.0  # seconds a claimed job stays ours without a heartbeat
     worker: str = field(default_factory=worker_name)
+
+    @staticmethod
+    def retry_policy() -> RetryPolicy:
+        """The default back-off of jobs: 8 attempts, from 2 s."""
+        return RetryPolicy(max_attempts=8, base=2.0)
 
     async def enqueue(
         self,
@@ -149,6 +175,15 @@ class JobQueue:
             async with self.pool.acquire() as conn:
                 await conn.execute(QUERIES["complete_jobs"], [j.id for j in jobs], self.worker)
 
+    async def release(self, jobs: Sequence[Job]) -> None:
+        """Hand claimed jobs back untried (this process stops): waiting again at once, the
+        attempt not counted, their leases gone; one whose record has a newer waiting change
+        merges into it."""
+        if jobs:
+            async with self.pool.acquire() as conn:
+                await conn.execute(QUERIES["release_jobs"], [j.id for j in jobs], self.worker)
+                await conn.execute(QUERIES["notify_jobs"], jobs[0].kind)
+
     async def extend(self, jobs: Sequence[Job]) -> None:
         """Heartbeat: keep the lease of long-running jobs."""
         async with self.pool.acquire() as conn:
@@ -161,7 +196,9 @@ class JobQueue:
             if row is None or row["state"] != "running" or row["locked_by"] != self.worker:
                 return "lost"  # our lease expired and another worker has it now
             if failure.permanent or job.attempts >= job.max_attempts:
-                await conn.execute(QUERIES["hold_job"], job.id, failure.message, failure.category)
+                await conn.execute(
+                    QUERIES["hold_job"], job.id, failure.message, failure.category, failure.platform
+                )
                 log.warning("job %s (%s %s) held: %s", job.id, job.kind, job.key, failure.message)
                 return "held"
             delay = self.retry.delay(job.attempts)
@@ -172,12 +209,13 @@ class JobQueue:
             )
             if twin is None:
                 await conn.execute(
-                    QUERIES["retry_job"], job.id, delay, failure.message, failure.category
+                    QUERIES["retry_job"], job.id, delay, failure.message, failure.category,
+                    failure.platform,
                 )
             else:  # a newer change of the same record waits already: merge into it
                 await conn.execute(
                     QUERIES["absorb_into_twin"], twin["id"], job.payload, job.attempts, delay,
-                    failure.message, failure.category,
+                    failure.message, failure.category, failure.platform,
                 )
                 await conn.execute(QUERIES["delete_job"], job.id)
             return "retry"
@@ -195,7 +233,8 @@ class JobQueue:
                 await conn.execute(QUERIES["requeue_job"], job_id, tenant_id)
             else:
                 await conn.execute(
-                    QUERIES["absorb_into_twin"], twin["id"], row["payload"], 0, 0.0, None, None
+                    QUERIES["absorb_into_twin"], twin["id"], row["payload"], 0, 0.0, None, None,
+                    None,
                 )
                 await conn.execute(QUERIES["delete_job"], job_id)
             await conn.execute(QUERIES["notify_jobs"], row["kind"])
@@ -224,32 +263,55 @@ class Waker:
     """Wakes idle workers: LISTEN on a connection of its own, and a poll every
     ``poll_interval`` seconds whatever happens.
 
-    The listening connection is not re-established: should it break, workers find new jobs by
-    polling alone (up to ``poll_interval`` late) until the process restarts.
+    ``run`` keeps the listening connection (supervised: when PostgreSQL goes away it raises,
+    and the supervisor starts it again with back-off). While it is down, workers find new jobs
+    by polling alone, up to ``poll_interval`` late; once it is back every worker is woken, for
+    the notifications missed meanwhile.
     """
 
-    def __init__(self, pool: Pool, poll_interval: float = 5.0) -> None:
+    def __init__(self, pool: Pool, poll_interval: float = 5.0, check_interval: float = 10.0) -> None:
         self._pool = pool
         self.poll_interval = poll_interval
+        self.check_interval = check_interval  # how often a quiet connection is pinged
+        self.listening = False
         self._events: dict[str, asyncio.Event] = {}
-        self._conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | None = None
 
     def _event(self, kind: str) -> asyncio.Event:
         return self._events.setdefault(kind, asyncio.Event())
 
-    def _on_notify(self, _conn: Conn, _pid: int, _channel: str, kind: object) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, kind: object) -> None:
         self._event(str(kind)).set()
 
-    async def start(self) -> None:
-        self._conn = await self._pool.acquire()
-        await self._conn.add_listener(CHANNEL, self._on_notify)
+    def wake_all(self) -> None:
+        for event in self._events.values():
+            event.set()
 
-    async def stop(self) -> None:
-        if self._conn is not None:
+    async def run(self) -> None:
+        """Listen until the connection breaks (then raise); never returns otherwise."""
+        conn = await self._pool.acquire()
+        lost = asyncio.Event()
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(CHANNEL, self._on_notify)
+            self.listening = True
+            self.wake_all()
+            supervise.healthy()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), self.check_interval)
+                if lost.is_set() or conn.is_closed():
+                    raise ConnectionError("the LISTEN connection to PostgreSQL was lost")
+                async with asyncio.timeout(self.check_interval):
+                    await conn.fetchval(QUERIES["ping"])
+        finally:
+            self.listening = False
             with contextlib.suppress(Exception):
-                await self._conn.remove_listener(CHANNEL, self._on_notify)
-            await self._pool.release(self._conn)
-            self._conn = None
+                async with asyncio.timeout(2):
+                    if not conn.is_closed():
+                        await conn.remove_listener(CHANNEL, self._on_notify)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self._pool.release(conn)
 
     async def wait(self, kind: str) -> None:
         """Return on a NOTIFY for ``kind`` or after the polling interval, whichever comes first."""
@@ -261,6 +323,7 @@ class Waker:
 
 Handler = Callable[[list[Job]], Awaitable[Mapping[int, Failure] | None]]
 OnHeld = Callable[[Job, Failure], Awaitable[None]]
+OnOutcome = Callable[[list[Job], Mapping[int, Failure]], Awaitable[None]]
 
 
 async def run_worker(
@@ -271,28 +334,95 @@ async def run_worker(
     *,
     batch_size: int = 1,
     on_held: OnHeld | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> None:
-    """Claim and handle batches of ``kind`` forever (until cancelled).
+    """Claim and handle batches of ``kind`` until ``stopping`` is set (or cancelled).
 
     The handler returns the failures by job id (or None); jobs without a failure complete.
     A handler that raises fails the whole batch as transient. ``on_held`` hears of every job
     that ran out of attempts (the sync engine turns it into an error report).
+
+    Database errors (claiming, completing) propagate: the supervisor restarts the worker, and
+    a batch whose outcome could not be written is claimed again when its lease ends. Cancelled
+    mid-batch, the worker hands the batch back before it goes.
     """
-    while True:
+    stopping = stopping or asyncio.Event()
+    while not stopping.is_set():
         jobs = await queue.claim(kind, batch_size)
+        supervise.healthy()  # the database answers
         if not jobs:
             await waker.wait(kind)
             continue
         try:
-            failures = dict(await handler(jobs) or {})
+            try:
+                failures = dict(await handler(jobs) or {})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any crash of a handler is a retryable failure
+                log.exception("handler for %s failed", kind)
+                failures = {job.id: failure_from(exc) for job in jobs}
         except asyncio.CancelledError:
+            await _hand_back(queue, jobs)
             raise
-        except Exception as exc:  # noqa: BLE001 - any crash of a handler is a retryable failure
-            log.exception("handler for %s failed", kind)
-            failures = {job.id: failure_from(exc) for job in jobs}
         await queue.complete([job for job in jobs if job.id not in failures])
         for job in jobs:
             if job.id in failures:
                 outcome = await queue.fail(job, failures[job.id])
                 if outcome == "held" and on_held is not None:
                     await on_held(job, failures[job.id])
+
+
+async def _hand_back(queue: JobQueue, jobs: list[Job]) -> None:
+    """Give a cancelled batch back within a second or two; if the database does not answer,
+    the leases run out and another worker takes the jobs then."""
+    try:
+        async with asyncio.timeout(2.0):
+            await queue.release(jobs)
+        log.info("handed %d %s job(s) back", len(jobs), jobs[0].kind)
+    except Exception:  # noqa: BLE001 - stopping anyway; the leases are the fallback
+        log.warning("could not hand %d job(s) back; their leases will expire", len(jobs))
+
+
+FIXABLE: tuple[Category, ...] = ("auth", "not_configured")
+
+
+async def requeue_fixed(conn: Conn, tenant_id: int, platform: Platform) -> int:
+    """``platform``'s credentials (or database) were just saved and work: the tenant's jobs
+    held for ``auth`` or ``not_configured`` on that platform (or on no platform in particular)
+    get a fresh set of attempts, and their open error reports are resolved, in the bridge and,
+    at the next push, in Salesforce. Returns the number of jobs requeued.
+
+    Call it after a successful save; it runs in its own transaction on ``conn``.
+    """
+    async with conn.transaction():
+        held = await conn.fetch(QUERIES["lock_fixable_jobs"], tenant_id, list(FIXABLE), platform)
+        for job in held:  # oldest first: a later one of the same record merges into it
+            twin = await conn.fetchrow(
+                QUERIES["lock_waiting_twin"], tenant_id, job["kind"], job["key"], job["id"]
+            )
+            if twin is None:
+                await conn.execute(QUERIES["requeue_job"], job["id"], tenant_id)
+            else:
+                await conn.execute(
+                    QUERIES["absorb_into_twin"], twin["id"], job["payload"], 0, 0.0, None, None,
+                    None,
+                )
+                await conn.execute(QUERIES["delete_job"], job["id"])
+        resolved = await conn.fetch(
+            QUERIES["resolve_fixed_reports"], tenant_id, list(FIXABLE), platform,
+            [job["id"] for job in held],
+        )
+        if any(r["pushed"] for r in resolved):  # the Salesforce record wants its new status
+            await conn.fetchrow(
+                QUERIES["enqueue_job"], tenant_id, PUSH_ERRORS, "errors", {},
+                JobQueue.retry_policy().max_attempts, 0.0,
+            )
+            await conn.execute(QUERIES["notify_jobs"], PUSH_ERRORS)
+        for kind in {job["kind"] for job in held}:
+            await conn.execute(QUERIES["notify_jobs"], kind)
+    if held or resolved:
+        log.info(
+            "%s works again: %d held job(s) requeued, %d report(s) resolved",
+            platform, len(held), len(resolved),
+        )
+    return len(held)

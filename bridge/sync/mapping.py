@@ -124,7 +124,7 @@ class Mapping:
 
 def build_mapping(
     cp_fields: Iterable[Field],
-    sf_fields: ReadMapping[str, dict],
+    sf_fields: ReadMapping[str, dict[str, Any]],
     *,
     link_field: str,
     timezone: str,
@@ -298,8 +298,8 @@ def _from_salesforce_value(fm: FieldMap, raw: Any) -> str:
         return ""
     if kind == "datetime":
         if isinstance(raw, int | float) and not isinstance(raw, bool):
-            moment = datetime.fromtimestamp(raw / 1000, UTC).replace(microsecond=0)
-            return moment.strftime(_CANONICAL_DATETIME)  # Pub/Sub CDC: epoch milliseconds
+            stamp = datetime.fromtimestamp(raw / 1000, UTC).replace(microsecond=0)
+            return stamp.strftime(_CANONICAL_DATETIME)  # Pub/Sub CDC: epoch milliseconds
         moment = parse_salesforce_datetime(str(raw))
         return moment.strftime(_CANONICAL_DATETIME) if moment else str(raw)
     if kind == "date":

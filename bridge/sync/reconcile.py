@@ -14,6 +14,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bridge.copernica.models import Profile
 from bridge.db import QUERIES, Pool
 from bridge.sync.context import TenantContext
 from bridge.sync.engine import copernica_key, salesforce_key
@@ -138,7 +139,7 @@ async def _scan_copernica(
         local = (since - OVERLAP).astimezone(ZoneInfo(mapping.timezone))
         profiles = ctx.copernica.profiles_modified_since(ctx.database, local.replace(tzinfo=None))
     queued = 0
-    page: list = []
+    page: list[Profile] = []
     async for profile in profiles:
         page.append(profile)
         if len(page) == 1000:
@@ -153,7 +154,7 @@ async def _scan_copernica(
 
 
 async def _queue_profiles(
-    ctx: TenantContext, pool: Pool, queue: JobQueue, mapping: Mapping, page: list
+    ctx: TenantContext, pool: Pool, queue: JobQueue, mapping: Mapping, page: list[Profile]
 ) -> int:
     async with pool.acquire() as conn:
         links = {
@@ -208,6 +209,7 @@ async def _drain(pool: Pool, queue: JobQueue, tenant_id: int, job: Job) -> int:
     while True:
         async with pool.acquire() as conn:
             row = await conn.fetchrow(QUERIES["tenant_jobs_pending"], tenant_id, SYNC)
+        assert row is not None  # an aggregate: always one row
         if row["pending"] == 0:
             return int(row["held"])
         await queue.extend([job])

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncpg
 
 from bridge.db import QUERIES, Conn
+from bridge.errors import without_values
 from bridge.sync.jobs import JobQueue
-from bridge.vocabulary import Category
+from bridge.vocabulary import ADVICE, Category, OneWay, Operation, Platform
 
 
 async def record_error(
@@ -15,21 +16,25 @@ async def record_error(
     tenant_id: int,
     *,
     category: Category,
-    operation: str,
+    operation: Operation,
     message: str,
-    direction: str | None = None,
+    direction: OneWay | None = None,
     record_id: str | None = None,
     details: str | None = None,
     job_id: int | None = None,
+    platform: Platform | None = None,
 ) -> int:
     """Report a failure; the same failure of the same record again refreshes its open report
-    (and replaces its older held job) instead of adding another."""
+    (and replaces its older held job) instead of adding another. Reports are kept and pushed
+    to Salesforce, so anything in the texts that may be a customer's value is masked."""
+    message = without_values(message)
+    details = without_values(details) if details else details
     same = await conn.fetchrow(QUERIES["open_report_like"], tenant_id, record_id, category, message)
     if same is None:
         return int(
             await conn.fetchval(
                 QUERIES["create_error_report"], tenant_id, category, operation, direction,
-                record_id, message, details, job_id,
+                record_id, message, details, job_id, platform,
             )
         )
     if same["job_id"] is not None and same["job_id"] != job_id:
@@ -68,7 +73,14 @@ def salesforce_record(report: asyncpg.Record) -> dict[str, object]:
         "Record_Id__c": record_id[:255] or None,
         "Contact__c": record_id if record_id.startswith("003") else None,
         "Message__c": report["message"][:255],
-        "Details__c": "\n\n".join(p for p in (report["message"], report["details"]) if p)[:32768],
+        "Details__c": "\n\n".join(
+            p for p in (report["message"], report["details"], _advice(report)) if p
+        )[:32768],
         "Occurred_At__c": report["occurred_at"].isoformat(),
-        "Status__c": "open",
+        "Status__c": "resolved" if report["status"] == "resolved" else "open",
     }
+
+
+def _advice(report: asyncpg.Record) -> str | None:
+    advice = ADVICE.get(report["category"])
+    return f"What to do: {advice}." if advice else None

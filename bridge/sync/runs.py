@@ -13,6 +13,7 @@ from typing import Any, Literal
 import asyncpg
 
 from bridge.db import QUERIES, Conn
+from bridge.sync import health
 from bridge.sync.jobs import JobQueue
 from bridge.vocabulary import RECONCILE
 
@@ -74,6 +75,19 @@ async def request_sync(
     return int(run_id)
 
 
+async def request_catch_up(
+    queue: JobQueue, tenant_id: int, reason: str, *, conn: Conn
+) -> int | None:
+    """After an outage (this process, its database, the tenant's stream): a reconcile from the
+    last watermark now, or the first full sync when the tenant never had one; nothing when a
+    run waits for a worker already. Returns the new run's id."""
+    if await conn.fetchval(QUERIES["waiting_run"], tenant_id) is not None:
+        return None
+    last = await conn.fetchval(QUERIES["last_run_of_kind"], tenant_id, None)
+    kind: RunKind = "full" if last is None else "reconcile"
+    return await request_sync(queue, tenant_id, kind, reason, conn=conn)
+
+
 async def get_run(conn: Conn, tenant_id: int, run_id: int) -> Run | None:
     row = await conn.fetchrow(QUERIES["get_run"], run_id, tenant_id)
     return None if row is None else Run.from_row(row)
@@ -86,8 +100,10 @@ async def recent_runs(conn: Conn, tenant_id: int, limit: int = 10) -> list[Run]:
 async def status(conn: Conn, tenant_id: int) -> dict[str, Any]:
     """Everything the status bar shows, as JSON-ready values."""
     counts = await conn.fetchrow(QUERIES["sync_status"], tenant_id)
+    assert counts is not None  # an aggregate: always one row
     runs = await recent_runs(conn, tenant_id, 1)
     streams = await conn.fetch(QUERIES["stream_states"], tenant_id)
+    problems = await health.problems(conn, tenant_id)
     return {
         "current_run": runs[0].as_json() if runs else None,
         "queue_depth": counts["queue_depth"],
@@ -95,6 +111,8 @@ async def status(conn: Conn, tenant_id: int) -> dict[str, Any]:
         "open_errors": counts["open_errors"],
         "last_success": _iso(counts["last_success"]),
         "last_change": _iso(counts["last_change"]),
+        # "Salesforce failing since 10:02 UTC, retrying (attempt 4)", one per failing platform
+        "problems": [p.as_json() for p in problems],
         "streams": [
             {"channel": s["channel"], "owner": s["owner"], "replay_id": s["replay_id"],
              "updated_at": _iso(s["updated_at"])}

@@ -7,7 +7,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-DIRECTIONS = (("sf_to_cp", "Salesforce → Copernica"), ("cp_to_sf", "Copernica → Salesforce"))
+from bridge.vocabulary import DIRECTION_LABELS, ONE_WAY
+
+# the two one-way directions with arrows: "Salesforce → Copernica", "Copernica → Salesforce"
+DIRECTIONS: tuple[tuple[str, str], ...] = tuple(
+    (d, DIRECTION_LABELS[d].replace(" to ", " → ")) for d in ONE_WAY
+)
 WIDTH, HEIGHT = 960, 220
 LEFT, BOTTOM, TOP = 40, 24, 10
 

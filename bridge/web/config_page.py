@@ -13,10 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from bridge import tenants
+from bridge.errors import NotConfigured
 from bridge.salesforce.auth import PRODUCTION_LOGIN_URL
 from bridge.tenants import (
     CopernicaCredentials,
-    NotConfigured,
     SalesforceCredentials,
     load_copernica_credentials,
     load_salesforce_credentials,
@@ -24,21 +24,20 @@ from bridge.tenants import (
     save_credentials,
     update_tenant,
 )
+from bridge.vocabulary import DIRECTION_LABELS, DIRECTIONS, WEBHOOK_TRIGGERS, LoginMethod
 from bridge.web import platforms
 from bridge.web.guard import admin_required, current, redirect
-from bridge.web.keys import POOL, SETTINGS, VAULT
+from bridge.web.keys import PLATFORMS, POOL, SETTINGS, VAULT
 from bridge.web.render import render
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-DIRECTIONS = (
-    ("both", "Both ways (recommended)"),
-    ("sf_to_cp", "Salesforce to Copernica"),
-    ("cp_to_sf", "Copernica to Salesforce"),
+DIRECTION_CHOICES = tuple((direction, DIRECTION_LABELS[direction]) for direction in DIRECTIONS)
+SALESFORCE_METHODS: tuple[tuple[LoginMethod, str], ...] = (
+    ("soap", "Username, password and security token"),
+    ("client_credentials", "OAuth client (Connected App)"),
 )
-SALESFORCE_METHODS = (("soap", "Username, password and security token"),
-                      ("client_credentials", "OAuth client (Connected App)"))
 
 
 @routes.get("/config")
@@ -55,8 +54,8 @@ async def config_page(request: web.Request) -> web.Response:
     database_error = None
     if copernica is not None:
         try:
-            async with platforms.copernica(request.app[POOL], vault, tenant.id) as client:
-                databases = await platforms.bounded(platforms.collect(client.databases()))
+            client = await platforms.copernica(request, tenant.id)
+            databases = await platforms.bounded(platforms.collect(client.databases()))
         except platforms.FAILURES as exc:
             database_error = platforms.user_message(exc)
     return render(request, "config.html", {
@@ -65,8 +64,8 @@ async def config_page(request: web.Request) -> web.Response:
         "salesforce": _public_salesforce(salesforce),
         "databases": [d for d in databases if not d.archived or str(d.id) == tenant.copernica_database],
         "database_error": database_error,
-        "webhooks": len([t for t in tenants.WEBHOOK_TRIGGERS if hooks.get(t)]),
-        "directions": DIRECTIONS,
+        "webhooks": len([t for t in WEBHOOK_TRIGGERS if hooks.get(t)]),
+        "directions": DIRECTION_CHOICES,
         "methods": SALESFORCE_METHODS,
         "production_login_url": PRODUCTION_LOGIN_URL,
     })
@@ -121,28 +120,29 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
         await save_credentials(conn, vault, session.tenant_id, creds)
         tenant = await load_tenant(conn, session.tenant_id)
         hooks_before = await tenants.stored_webhooks(conn, tenant.id)
+    request.app[PLATFORMS].forget(tenant.id, "copernica")  # the next call uses the new access
     log.info("Copernica access saved")
     messages = ["Copernica access saved."]
     try:
-        async with platforms.copernica(pool, vault, tenant.id) as client:
-            if database:
-                known = await platforms.bounded(platforms.collect(client.databases()))
-                if database not in {str(d.id) for d in known}:
-                    raise redirect(request, "/config#copernica",
-                                   "That Copernica database does not exist (any more).", "error")
-                async with pool.acquire() as conn:
-                    tenant = await update_tenant(conn, tenant.id, copernica_database=database)
-                messages.append("Database saved.")
-            if tenant.copernica_database:
-                hooks, created = await platforms.bounded(
-                    tenants.ensure_webhooks(client, settings, tenant, hooks_before)
-                )
-                async with pool.acquire() as conn:
-                    await tenants.save_webhooks(conn, tenant.id, hooks)
-                messages.append("Copernica webhook registered." if created
-                                else "Copernica webhook checked.")
-            else:
-                messages.append("Now choose the database to synchronise.")
+        client = await platforms.copernica(request, tenant.id)
+        if database:
+            known = await platforms.bounded(platforms.collect(client.databases()))
+            if database not in {str(d.id) for d in known}:
+                raise redirect(request, "/config#copernica",
+                               "That Copernica database does not exist (any more).", "error")
+            async with pool.acquire() as conn:
+                tenant = await update_tenant(conn, tenant.id, copernica_database=database)
+            messages.append("Database saved.")
+        if tenant.copernica_database:
+            hooks, created = await platforms.bounded(
+                tenants.ensure_webhooks(client, settings, tenant, hooks_before)
+            )
+            async with pool.acquire() as conn:
+                await tenants.save_webhooks(conn, tenant.id, hooks)
+            messages.append("Copernica webhook registered." if created
+                            else "Copernica webhook checked.")
+        else:
+            messages.append("Now choose the database to synchronise.")
     except platforms.FAILURES as exc:
         raise redirect(request, "/config#copernica",
                        f"Copernica access saved, but Copernica answered: "
@@ -169,7 +169,9 @@ async def save_salesforce(request: web.Request) -> web.StreamResponse:
     value = {k: str(form.get(k, "")).strip() for k in (
         "method", "login_url", "username", "password", "security_token", "consumer_key",
         "consumer_secret")}
-    method = value["method"] if value["method"] in dict(SALESFORCE_METHODS) else "soap"
+    method: LoginMethod = next(
+        (m for m, _ in SALESFORCE_METHODS if m == value["method"]), "soap"
+    )
     login_url = value["login_url"].rstrip("/") or PRODUCTION_LOGIN_URL
     if not login_url.startswith(("https://", "http://")):
         raise redirect(request, "/config#salesforce",
@@ -190,6 +192,7 @@ async def save_salesforce(request: web.Request) -> web.StreamResponse:
         if missing:
             raise redirect(request, "/config#salesforce", f"Fill in {missing}.", "error")
         await save_credentials(conn, vault, session.tenant_id, creds)
+    request.app[PLATFORMS].forget(session.tenant_id, "salesforce")  # the next call logs in anew
     log.info("Salesforce access saved")
     raise redirect(request, "/config#salesforce", "Salesforce access saved.")
 
@@ -210,7 +213,7 @@ async def save_sync(request: web.Request) -> web.StreamResponse:
     session = current(request)
     form = await request.post()
     direction = str(form.get("direction", ""))
-    if direction not in dict(DIRECTIONS):
+    if direction not in DIRECTIONS:
         raise redirect(request, "/config#sync", "Choose a data sync direction.", "error")
     async with request.app[POOL].acquire() as conn:
         await update_tenant(
@@ -230,18 +233,17 @@ async def test_connection(request: web.Request) -> web.StreamResponse:
 
 
 async def check_connection(request: web.Request, side: str) -> tuple[str, bool]:
-    """Log in with the saved credentials and make one harmless call."""
+    """Make one harmless call with the saved credentials (the tenant's client logs in first
+    unless it is logged in already)."""
     session = current(request)
-    vault, settings = request.app[VAULT], request.app[SETTINGS]
-    pool = request.app[POOL]
     try:
         if side == "copernica":
-            async with platforms.copernica(pool, vault, session.tenant_id) as client:
-                databases = await platforms.bounded(platforms.collect(client.databases()))
+            copernica = await platforms.copernica(request, session.tenant_id)
+            databases = await platforms.bounded(platforms.collect(copernica.databases()))
             return (f"Copernica connection works: {len(databases)} database"
                     f"{'s' if len(databases) != 1 else ''} found.", True)
-        async with platforms.salesforce(pool, vault, session.tenant_id, settings) as client:
-            describe = await platforms.bounded(client.describe("Contact"))
+        salesforce = await platforms.salesforce(request, session.tenant_id)
+        describe = await platforms.bounded(salesforce.describe("Contact", refresh=True))
         return (f"Salesforce connection works: {describe.get('label', 'Contact')} has "
                 f"{len(describe.get('fields', []))} fields.", True)
     except NotConfigured as exc:

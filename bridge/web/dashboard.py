@@ -16,7 +16,7 @@ from bridge.web.render import render
 
 routes = web.RouteTableDef()
 
-# Copernica publishes no daily call limit; its throttling shows as 429s (see the fact sheet).
+# Copernica publishes no daily call limit; its throttling shows as 429 Too Many Requests.
 PLATFORMS = (("salesforce", "Salesforce"), ("copernica", "Copernica"))
 
 

@@ -16,6 +16,7 @@ from bridge.copernica.webhooks import WebhookRejected, receive_webhook
 from bridge.db import QUERIES
 from bridge.sync.ingest import ingest_copernica
 from bridge.tenants import Tenant
+from bridge.vocabulary import WEBHOOK_PATH
 from bridge.web.keys import METRICS, POOL, QUEUE, WEBHOOK_KEYS
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,13 @@ async def _tenant(request: web.Request) -> Tenant:
     return Tenant.from_row(row)
 
 
-@routes.get("/hooks/copernica/{token}")
+@routes.get(WEBHOOK_PATH + "{token}")
 async def ready(request: web.Request) -> web.Response:
     await _tenant(request)
     return web.json_response({"status": "ready"})
 
 
-@routes.post("/hooks/copernica/{token}")
+@routes.post(WEBHOOK_PATH + "{token}")
 async def receive(request: web.Request) -> web.Response:
     tenant = await _tenant(request)
     deliveries = request.app[METRICS].counter(

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
+from bridge.copernica.models import Product
 from bridge.db import QUERIES
 from bridge.errors import ApiError
 from bridge.security.sessions import revoke
 from bridge.sync import reports, runs
 from bridge.tenants import Tenant, load_tenant
+from bridge.vocabulary import ADVICE, LINK_FIELD_FALLBACK
 from bridge.web import platforms
 from bridge.web.guard import current, end_session, login_required, redirect
-from bridge.web.keys import POOL, QUEUE, SETTINGS, VAULT
+from bridge.web.keys import POOL, QUEUE
 from bridge.web.render import render
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,8 @@ async def tab(request: web.Request) -> web.Response:
         errors = await reports.error_reports(conn, tenant.id, 50)
         sends = await conn.fetch(QUERIES["recent_emailing_sends"], tenant.id, RECENT_SENDS)
     context: dict[str, Any] = {
-        "tenant": tenant, "status": status, "errors": errors, "manage": tenant.direction == "both",
+        "tenant": tenant, "status": status, "errors": errors, "advice": ADVICE,
+        "manage": tenant.direction == "both",
         "sends": [], "databases": [], "contents": [], "targets": [], "contact_fields": [],
         "problems": [],
     }
@@ -190,7 +193,7 @@ async def create_database(request: web.Request) -> web.StreamResponse:
                        "error") from None
     note = ""
     if any(f.lower() == "id" for f in chosen):
-        note = (f" The Salesforce Id is kept in the field {platforms.LINK_FIELD_FOR_NEW_DATABASES}"
+        note = (f" The Salesforce Id is kept in the field {LINK_FIELD_FALLBACK}"
                 " (Copernica does not allow a field named Id).")
     log.info("created Copernica database %s", database_id)
     raise redirect(request, "/sfcp#databases",
@@ -240,12 +243,14 @@ async def send_emailing(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     content = str(form.get("content", ""))
     target = str(form.get("target", ""))
-    product, _, content_id = content.partition(":")
-    target_type, _, target_id = target.partition(":")
-    if product not in ("ms", "publisher") or not content_id.isdigit():
+    chosen_product, _, content_id = content.partition(":")
+    chosen_target, _, target_id = target.partition(":")
+    if chosen_product not in ("ms", "publisher") or not content_id.isdigit():
         raise redirect(request, "/sfcp#emailings", "Choose a template or document.", "error")
-    if target_type not in ("database", "view") or not target_id.isdigit():
+    if chosen_target not in ("database", "view") or not target_id.isdigit():
         raise redirect(request, "/sfcp#emailings", "Choose who receives the emailing.", "error")
+    product: Product = "ms" if chosen_product == "ms" else "publisher"
+    target_type: Literal["database", "view"] = "database" if chosen_target == "database" else "view"
     if not tenant.copernica_database:
         raise redirect(request, "/sfcp#emailings", "Choose the Copernica database in the "
                        "settings first.", "error")
@@ -268,11 +273,11 @@ async def send_emailing(request: web.Request) -> web.StreamResponse:
                            "That template or document does not exist (any more).", "error")
         if product == "ms":
             emailing_id = await platforms.bounded(
-                client.send_emailing(item.id, int(target_id), target_type))  # type: ignore[arg-type]
+                client.send_emailing(item.id, int(target_id), target_type))
         else:
             emailing_id = await platforms.bounded(
-                client.send_publisher_emailing(item.id, int(target_id), target_type))  # type: ignore[arg-type]
-        emailing = await platforms.bounded(client.emailing(emailing_id, product))  # type: ignore[arg-type]
+                client.send_publisher_emailing(item.id, int(target_id), target_type))
+        emailing = await platforms.bounded(client.emailing(emailing_id, product))
     except platforms.FAILURES as exc:
         raise redirect(request, "/sfcp#emailings",
                        f"The emailing was not sent: {platforms.user_message(exc)}",

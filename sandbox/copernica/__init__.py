@@ -1,6 +1,6 @@
 """Copernica sandbox: an in-memory emulator of the Copernica REST API (v3 and v4) and its webhooks.
 
-Facts come from ``docs/copernica-api.md`` (the fact sheet). Start with
+It follows Copernica's REST API documentation. Start with
 ``bridge sandbox copernica --port 8802``; the one API token is ``sandbox-token`` (configurable) and
 one empty database (``Sandbox``: no fields, no profiles) exists at start, plus one drag-and-drop
 template and one Publisher template with one document so emailings can be sent at once.
@@ -21,8 +21,8 @@ Wire
   is capped at 1000; ``total=false`` drops ``total``; negative start/limit give an empty page. Ids
   are strings in JSON. Field values are strings, coerced by field type like PHP does.
 
-Choices where the fact sheet is silent
---------------------------------------
+Choices where Copernica's documentation is silent
+-------------------------------------------------
 - v4 with a missing, invalid or expired JWT: **401**, ``WWW-Authenticate: Bearer
   error="invalid_token"`` and ``{"error":{"message":"Invalid access token"}}``. v4 does not accept
   ``?access_token=``. v3 with a bad token: 400 ``Invalid access token`` (documented).

@@ -1,4 +1,4 @@
-"""The ``fields[]`` condition language of profile searches (fact sheet §5.2).
+"""The ``fields[]`` condition language of profile searches, as Copernica documents it.
 
 ``<field><op><value>`` with ops ``== != <> < > <= >= =~ !~``; pseudo-fields ``id``, ``code`` and
 ``modified``; unknown field names drop the condition instead of failing; conditions are ANDed.

@@ -1,7 +1,7 @@
 """How the Copernica sandbox coerces input values, PHP-style: every value is stored as a string.
 
 Copernica's REST API (almost) never rejects a field value; it converts it according to the field
-type (fact sheet §4.5). This module is that conversion, kept pure so it is easy to test.
+type. This module is that conversion, kept pure so it is easy to test.
 """
 
 from __future__ import annotations

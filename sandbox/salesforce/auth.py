@@ -1,6 +1,6 @@
 """Logins of the sandbox org: SOAP partner ``login()``, the OAuth token endpoint, and sessions.
 
-Choices where the fact sheet is silent:
+Choices where Salesforce's documentation is silent:
 - ``instance_url`` / ``serverUrl`` are built from the request's own scheme and host, so the app
   works on any host and port (``https://`` when a proxy sends ``X-Forwarded-Proto: https``).
 - Every grant answers a fresh access token; the refresh_token grant accepts the configured

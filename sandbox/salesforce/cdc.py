@@ -1,11 +1,11 @@
 """Change Data Capture in the sandbox: building change events and keeping them replayable.
 
-Events are built as Salesforce sends them over CometD (fact sheet §5): CREATE and UNDELETE carry
+Events are built as Salesforce sends them over CometD: CREATE and UNDELETE carry
 every non-null field, UPDATE only changed fields plus ``LastModifiedDate``, DELETE only the
 header; ``Name`` and the addresses are nested compounds. Replay ids increase by one per event
 (an implementation detail: clients must treat them as opaque).
 
-Replay validity (the fact sheet is silent on the exact rule): a stored id is accepted when no
+Replay validity (Salesforce does not document the exact rule): a stored id is accepted when no
 retained event after it has been purged, i.e. ``oldest_retained - 1 <= id <= latest``. An id
 older than that, or newer than any issued id, answers the documented ``400::The replayId …``.
 """

@@ -1,4 +1,4 @@
-"""Streaming API of the sandbox: Bayeux long-polling at ``/cometd/{version}`` (fact sheet §4).
+"""Streaming API of the sandbox: Bayeux long-polling at ``/cometd/{version}``.
 
 Handshake advertises only ``long-polling`` and sets the ``BAYEUX_BROWSER`` cookie (sessions
 are keyed on ``clientId``; the cookie is not required back, so ``127.0.0.1`` URLs work too).
@@ -6,7 +6,7 @@ The first ``/meta/connect`` after a handshake is answered at once, later ones ar
 ``connect_timeout`` unless events are waiting or the connect is batched with other messages.
 ``advice.interval`` is always 0 (aiocometd reads it as seconds).
 
-Choices where the fact sheet is silent:
+Choices where Salesforce's documentation is silent:
 - A subscribe without ``ext.replay`` for its channel means -1 (new events only).
 - A client that has not sent a connect for ``client_expiry`` seconds (and holds none) is
   forgotten and answered ``403::Unknown client`` with ``advice.reconnect: handshake``.

@@ -1,7 +1,7 @@
 """The emulated org's data: records of every sObject, validation as Salesforce does it, and the
 change events every write emits. Plain in-memory Python objects, no I/O.
 
-Choices where the fact sheet is silent:
+Choices where Salesforce's documentation is silent:
 - Retrieving a deleted record answers 404 ``NOT_FOUND``; updating or deleting it answers 404
   ``ENTITY_IS_DELETED``.
 - An empty string is stored as null (as Salesforce does for text fields).

@@ -1,10 +1,10 @@
 """REST API of the sandbox org: ``/services/data/…`` with or without trailing slashes.
 
-One catch-all route dispatches on path segments, because clients differ on trailing slashes
-(fact sheet fact 19). Every reply carries ``Sforce-Limit-Info``; every authenticated call counts
-against ``daily_api_max``.
+One catch-all route dispatches on path segments, because clients differ on trailing slashes.
+Every reply carries ``Sforce-Limit-Info``; every authenticated call counts against
+``daily_api_max``.
 
-Choices where the fact sheet is silent:
+Choices where Salesforce's documentation is silent:
 - Versions 31.0 up to the newest configured one are served; others answer 404 ``NOT_FOUND``.
 - More than 200 records in a Collections call answers 400 ``EXCEEDED_ID_LIMIT``.
 - A Collections record without ``attributes.type`` fails alone with ``INVALID_TYPE``.
@@ -279,7 +279,7 @@ def _object_summary(spec: Any, version: str) -> dict[str, Any]:
 
 
 def describe(spec: Any, version: str) -> dict[str, Any]:
-    """Describe of one sObject with the field keys clients read (fact sheet §2.3)."""
+    """Describe of one sObject with the field keys clients read."""
     fields = []
     for f in spec.fields:
         text = f.type in ("string", "textarea", "email", "phone", "url", "picklist")

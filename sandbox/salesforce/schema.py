@@ -3,7 +3,7 @@ own objects from ``bridge.salesforce.objects``; record ids; value parsing and re
 
 Values are kept typed in memory (``datetime`` in UTC, ``date``, ``bool``, ``float``, ``str``)
 and rendered per channel: REST uses ``2024-05-14T09:21:37.000+0000``, CDC over CometD uses
-``2024-05-14T09:21:37.000Z`` (fact sheet §3).
+``2024-05-14T09:21:37.000Z``.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ CONTACT = ObjectSpec(
     ),
 )
 
-# CDC renders compound fields nested, with component names of their own (fact sheet §5.5).
+# CDC renders compound fields nested, with component names of their own.
 CDC_COMPONENTS: dict[str, str] = {
     "Street": "Street",
     "City": "City",

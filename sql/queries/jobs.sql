@@ -47,14 +47,14 @@ FOR UPDATE;
 -- name: retry_job
 UPDATE jobs SET state = 'waiting', run_at = now() + make_interval(secs => $2),
                 locked_until = NULL, locked_by = NULL, last_error = $3, error_category = $4,
-                updated_at = now()
+                error_platform = $5, updated_at = now()
 WHERE id = $1;
 
 -- name: absorb_into_twin
 -- The failed job's changes go under its newer waiting twin (newer values win), then it goes.
 UPDATE jobs SET payload = $2::jsonb || payload, attempts = greatest(attempts, $3),
                 run_at = greatest(run_at, now() + make_interval(secs => $4)),
-                last_error = $5, error_category = $6, updated_at = now()
+                last_error = $5, error_category = $6, error_platform = $7, updated_at = now()
 WHERE id = $1;
 
 -- name: delete_job
@@ -62,12 +62,12 @@ DELETE FROM jobs WHERE id = $1;
 
 -- name: hold_job
 UPDATE jobs SET state = 'held', locked_until = NULL, locked_by = NULL,
-                last_error = $2, error_category = $3, updated_at = now()
+                last_error = $2, error_category = $3, error_platform = $4, updated_at = now()
 WHERE id = $1;
 
 -- name: requeue_job
 UPDATE jobs SET state = 'waiting', attempts = 0, run_at = now(), last_error = NULL,
-                error_category = NULL, updated_at = now()
+                error_category = NULL, error_platform = NULL, updated_at = now()
 WHERE id = $1 AND tenant_id = $2 AND state = 'held';
 
 -- name: extend_lease
@@ -80,3 +80,39 @@ WHERE tenant_id = $1 AND state = 'held' ORDER BY updated_at DESC LIMIT $2;
 
 -- name: job_counts
 SELECT kind, state, count(*) AS n FROM jobs GROUP BY kind, state;
+
+-- name: release_jobs
+-- Hand claimed jobs $1 of worker $2 back untried (the process stops): waiting at once, the attempt
+-- not counted. One whose record has a newer waiting change merges into it (newer values win).
+WITH mine AS (
+    SELECT id, tenant_id, kind, key, payload FROM jobs
+    WHERE id = ANY($1::bigint[]) AND state = 'running' AND locked_by = $2
+    FOR UPDATE
+), merged AS (
+    UPDATE jobs w SET payload = m.payload || w.payload, updated_at = now()
+    FROM mine m
+    WHERE w.tenant_id = m.tenant_id AND w.kind = m.kind AND w.key = m.key AND w.state = 'waiting'
+    RETURNING m.id
+), gone AS (
+    DELETE FROM jobs WHERE id IN (SELECT id FROM merged)
+)
+UPDATE jobs SET state = 'waiting', attempts = greatest(attempts - 1, 0), run_at = now(),
+                locked_until = NULL, locked_by = NULL, updated_at = now()
+WHERE id IN (SELECT id FROM mine) AND id NOT IN (SELECT id FROM merged);
+
+-- name: lock_fixable_jobs
+-- Held jobs of tenant $1 that failed for a category in $2 on platform $3 or on none (requeue_fixed).
+SELECT id, kind, key, payload FROM jobs
+WHERE tenant_id = $1 AND state = 'held' AND error_category = ANY($2::text[])
+  AND (error_platform = $3 OR error_platform IS NULL)
+ORDER BY id
+FOR UPDATE;
+
+-- name: resolve_fixed_reports
+-- The open reports of what requeue_fixed fixed: of the jobs $4, or of a category in $2 on platform
+-- $3 or on none. Pushed ones need their new status in Salesforce (status_pushed false).
+UPDATE error_reports SET status = 'resolved', status_pushed = (salesforce_id IS NULL)
+WHERE tenant_id = $1 AND status <> 'resolved'
+  AND (job_id = ANY($4::bigint[])
+       OR (category = ANY($2::text[]) AND (platform = $3 OR platform IS NULL)))
+RETURNING id, salesforce_id IS NOT NULL AS pushed;

@@ -32,8 +32,9 @@ SELECT
 SELECT channel, replay_id, owner, updated_at FROM stream_state WHERE tenant_id = $1;
 
 -- name: create_error_report
-INSERT INTO error_reports (tenant_id, category, operation, direction, record_id, message, details, job_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id;
+INSERT INTO error_reports (tenant_id, category, operation, direction, record_id, message, details, job_id,
+                           platform)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id;
 
 -- name: error_reports
 SELECT * FROM error_reports WHERE tenant_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2;
@@ -56,3 +57,11 @@ UPDATE error_reports SET job_id = $3, occurred_at = now() WHERE id = $1 AND tena
 
 -- name: delete_held_job
 DELETE FROM jobs WHERE id = $1 AND tenant_id = $2 AND state = 'held';
+
+-- name: waiting_run
+-- A run of tenant $1 that waits for a worker (its job is there and not held), if any.
+SELECT r.id FROM sync_runs r
+WHERE r.tenant_id = $1 AND r.state = 'queued'
+  AND EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = r.tenant_id AND j.kind = 'reconcile'
+              AND j.key = 'run-' || r.id AND j.state <> 'held')
+ORDER BY r.id LIMIT 1;

@@ -29,9 +29,6 @@ DELETE FROM links WHERE tenant_id = $1 AND salesforce_id = $2;
 SELECT salesforce_id, copernica_id FROM links
 WHERE tenant_id = $1 AND salesforce_id > $2 ORDER BY salesforce_id LIMIT $3;
 
--- name: count_links
-SELECT count(*) FROM links WHERE tenant_id = $1;
-
 -- name: write_audit
 INSERT INTO audit_log (tenant_id, direction, salesforce_id, copernica_id, action, fields, outcome, detail)
 SELECT $1, d.direction, d.salesforce_id, d.copernica_id, d.action, d.fields, d.outcome, d.detail
@@ -117,5 +114,12 @@ SELECT pg_try_advisory_xact_lock($1);
 
 -- name: sends_for_statistics
 SELECT * FROM emailing_sends
-WHERE tenant_id = $1 AND sent_at > now() - make_interval(days => $2)
+WHERE tenant_id = $1 AND sent_at > now() - make_interval(days => $2) AND emailing_id IS NOT NULL
 ORDER BY sent_at;
+
+-- name: stream_owner
+SELECT owner FROM stream_state WHERE tenant_id = $1 AND channel = $2;
+
+-- name: tenant_database
+-- The Copernica database tenant $1 syncs now (checked right before a delete).
+SELECT copernica_database FROM tenants WHERE id = $1;

@@ -86,9 +86,6 @@ SELECT copernica_webhooks FROM tenants WHERE id = $1;
 -- name: set_tenant_webhooks
 UPDATE tenants SET copernica_webhooks = $2 WHERE id = $1;
 
--- name: credential_platforms
-SELECT platform, updated_at FROM credentials WHERE tenant_id = $1;
-
 -- name: record_emailing_send
 INSERT INTO emailing_sends (tenant_id, product, emailing_id, content_id, content_name, target_type,
                             target_id, target_name, sent_by)

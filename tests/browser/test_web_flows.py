@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 from bridge.copernica.client import CopernicaClient
 from bridge.sync import reports
 from bridge.sync.jobs import Failure, JobQueue
+from bridge.vocabulary import webhook_url
 from tests.fixtures.bridge import PASSWORD, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
@@ -79,7 +80,7 @@ async def test_config_save_and_test_connection(page, web_bridge):
     await page.get_by_role("button", name="Save Copernica settings").click()
     assert "Copernica webhook registered" in await flash(page)
     hooks = await web_bridge.copernica.admin("GET", "webhooks")
-    url = f"{web_bridge.url}/hooks/copernica/{web_bridge.tenant.hook_token}"
+    url = webhook_url(web_bridge.settings.public_url, web_bridge.tenant.hook_token)
     assert sorted(h["trigger"] for h in hooks["data"] if h["handler"] == url) == [
         "create", "delete", "update"]
     await page.get_by_role("button", name="Save Copernica settings").click()

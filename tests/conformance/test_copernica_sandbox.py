@@ -1,4 +1,4 @@
-"""Contract tests: the Copernica sandbox answers the fact sheet's documented examples faithfully."""
+"""Contract tests: the Copernica sandbox answers the examples Copernica documents faithfully."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Bayeux details of the sandbox's /cometd endpoint (fact sheet §4) on the raw wire."""
+"""Bayeux details of the sandbox's /cometd endpoint (as Salesforce's Streaming API has them) on
+the raw wire."""
 
 from __future__ import annotations
 

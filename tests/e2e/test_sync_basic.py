@@ -1,4 +1,4 @@
-"""Real-time sync through the running app and both sandboxes (issue 5, acceptance 1)."""
+"""Real-time sync through the running app and both sandboxes."""
 
 from tests.e2e.sync_helpers import (
     contacts,

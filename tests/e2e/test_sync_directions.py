@@ -1,5 +1,5 @@
-"""Every kind of change on either side, for all three directions and apply-deletes on and off
-(issue 5, acceptance 1): through the running app, both sandboxes and PostgreSQL."""
+"""Every kind of change on either side, for all three directions and apply-deletes on and off,
+through the running app, both sandboxes and PostgreSQL."""
 
 import pytest
 

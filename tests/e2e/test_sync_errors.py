@@ -1,4 +1,4 @@
-"""Failures are reports, not silence (issue 5, error reports): a change that cannot be applied
+"""Failures are reports, not silence: a change that cannot be applied
 becomes an error report in the bridge and a Copernica_Sync_Error__c record in Salesforce, and
 its held job can be requeued."""
 
@@ -42,3 +42,31 @@ async def test_a_profile_without_last_name_is_reported_and_can_be_requeued(bridg
     [after] = await _reports(bridge)
     assert after["status"] == "requeued"
     assert len(await contacts(bridge)) == 1
+
+
+async def test_no_report_keeps_or_pushes_the_customer_value_that_was_refused(bridge):
+    refused = "ada.lovelace.at.example"  # an address Salesforce refuses: no "@"
+    cp_id = await create_profile(bridge, LastName="Lovelace", Email=refused)
+    [report] = await eventually(lambda: _reports(bridge), 20)
+    assert report["message"] == "INVALID_EMAIL_ADDRESS on Email"  # code and field, no value
+    assert report["record_id"] == cp_id
+
+    async def pushed():
+        async with bridge.pool.acquire() as conn:
+            creds = await load_salesforce_credentials(conn, bridge.app[VAULT], bridge.tenant.id)
+        async with salesforce_client(creds, bridge.settings) as client:
+            return [r async for r in client.query(
+                "SELECT Message__c, Details__c FROM Copernica_Sync_Error__c"
+            )]
+
+    [record] = await eventually(pushed, 20)
+    assert record["Message__c"] == "INVALID_EMAIL_ADDRESS on Email"
+    assert refused not in record["Details__c"]
+    async with bridge.pool.acquire() as conn:
+        stored = await conn.fetch(
+            "SELECT message, details FROM error_reports WHERE tenant_id = $1 UNION ALL "
+            "SELECT last_error, NULL FROM jobs WHERE tenant_id = $1 UNION ALL "
+            "SELECT detail::text, NULL FROM audit_log WHERE tenant_id = $1",
+            bridge.tenant.id,
+        )
+    assert stored and not [row for row in stored if refused in " ".join(map(str, row))]

@@ -1,4 +1,4 @@
-"""No loops (issue 5, acceptance 2): after 1,000 random edits spread over both sides, each side
+"""No loops: after 1,000 random edits spread over both sides, each side
 received no more writes from the bridge than edits were made on the other side — none of them
 an echo — and both sides agree field by field."""
 

@@ -1,4 +1,4 @@
-"""Bridge processes that die (issue 5, acceptance 4 and 6): real `bridge serve` processes on one
+"""Bridge processes that die: real `bridge serve` processes on one
 PostgreSQL, killed with SIGKILL, against both sandboxes in the test's loop."""
 
 import asyncio

@@ -1,5 +1,5 @@
-"""Conflicts, auto-sync off, and the safety net after lost stream events (issue 5, acceptance
-3 and 5): through the running app, both sandboxes and PostgreSQL."""
+"""Conflicts, auto-sync off, and the safety net after lost stream events: through the running
+app, both sandboxes and PostgreSQL."""
 
 import asyncio
 

@@ -1,5 +1,5 @@
 """The daily statistics run: an emailing sent from the tab gets its Copernica figures as a
-Copernica_Emailing__c record in Salesforce (design.md §4, "Daily")."""
+Copernica_Emailing__c record in Salesforce, once a day."""
 
 from bridge.copernica.client import CopernicaClient
 from bridge.db import QUERIES

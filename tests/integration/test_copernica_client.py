@@ -53,12 +53,12 @@ async def test_custom_host_without_scheme() -> None:
 async def test_databases(copernica_client: CopernicaClient) -> None:
     new_id = await copernica_client.create_database("Leads", description="from tests")
     await copernica_client.edit_database(new_id, archived=True)
-    copy_id = await copernica_client.copy_database("Leads", "Leads 2")
+    second = await copernica_client.create_database("Leads 2")
     listed = await collect(copernica_client.databases(page_size=1))  # pages of one
     assert [d.name for d in listed] == ["Sandbox", "Leads", "Leads 2"]
     leads = await copernica_client.database(new_id)
     assert leads.archived and leads.description == "from tests"
-    assert (await copernica_client.database(copy_id)).name == "Leads 2"
+    assert (await copernica_client.database(second)).name == "Leads 2"
     with pytest.raises(CopernicaError) as caught:
         await copernica_client.database(4242)
     assert caught.value.category == "not_found"
@@ -72,9 +72,6 @@ async def test_fields(contacts: CopernicaClient) -> None:
         ("FirstName", "text"),
         ("SalesforceId", "text"),
     ]
-    await contacts.edit_field(1, fields[1].id, name="GivenName")
-    await contacts.delete_field(1, "SalesforceId")
-    assert [f.name for f in await collect(contacts.fields(1))] == ["Email", "GivenName"]
     with pytest.raises(CopernicaError) as caught:
         await contacts.create_field(1, "Other", "email")
     assert caught.value.category == "validation" and caught.value.status == 400
@@ -85,7 +82,7 @@ async def test_profile_lifecycle(contacts: CopernicaClient) -> None:
     pid = await contacts.create_profile(1, {"Email": "ann@x.org", "FirstName": "Ann"})
     profile = await contacts.profile(pid)
     assert profile.id == pid and profile.database == 1 and profile.fields["FirstName"] == "Ann"
-    await contacts.update_profile(pid, {"FirstName": "Anna"})
+    await contacts.update_profile_fields(pid, {"FirstName": "Anna"})
     await contacts.update_profile_fields(pid, {"Email": "anna@x.org"})
     found = await contacts.find_profiles(1, {"Email": "anna@x.org"})
     assert [p.fields["FirstName"] for p in found] == ["Anna"]
@@ -97,18 +94,6 @@ async def test_profile_lifecycle(contacts: CopernicaClient) -> None:
     assert "already been removed" in caught.value.message
 
 
-async def test_upsert_by_salesforce_id(contacts: CopernicaClient) -> None:
-    match = {"SalesforceId": "003000000000001AAA"}
-    created = await contacts.upsert_profile(1, match, {**match, "FirstName": "Ann"})
-    assert created is not None
-    again = await contacts.upsert_profile(1, match, {"FirstName": "Anne"})
-    assert again is None
-    assert (await contacts.profile(created)).fields["FirstName"] == "Anne"
-    assert await contacts.upsert_profile(1, {"SalesforceId": "nobody"}, {}, create=False) is None
-    with pytest.raises(ValueError):
-        await contacts.upsert_profile(1, {}, {"FirstName": "everyone"})
-
-
 async def test_paging_is_keyset_and_complete(contacts: CopernicaClient) -> None:
     ids = [await contacts.create_profile(1, {"FirstName": f"p{n:02}"}) for n in range(25)]
     seen = await collect(contacts.profiles(1, page_size=10))
@@ -118,14 +103,12 @@ async def test_paging_is_keyset_and_complete(contacts: CopernicaClient) -> None:
     some = await collect(contacts.profiles(1, [condition("FirstName", "=~", "p1%")], page_size=4))
     assert len(some) == 10
     assert await contacts.profile_ids(1) == ids
-    await contacts.delete_profiles(1, ids[:5])
-    assert len(await collect(contacts.profiles(1))) == 20
 
 
 async def test_modified_since(contacts: CopernicaClient, copernica_sandbox: RunningSandbox) -> None:
     first = await contacts.create_profile(1, {"FirstName": "a"})
     second = await contacts.create_profile(1, {"FirstName": "b"})
-    await contacts.update_profile(first, {"FirstName": "a2"})
+    await contacts.update_profile_fields(first, {"FirstName": "a2"})
     since = (await contacts.profile(second)).created
     changed = await collect(contacts.profiles_modified_since(1, since))
     assert [p.id for p in changed] == [second, first]  # by change order, not by id
@@ -148,17 +131,14 @@ async def test_views_templates_sending_and_statistics(
     view = await copernica_sandbox.admin("POST", "databases/1/views", {"name": "All", "rules": []})
     [listed] = await collect(contacts.views(1))
     assert listed.id == int(view["ID"]) and listed.database == 1
-    assert len(await collect(contacts.view_profiles(listed.id))) == 4
     [template] = await collect(contacts.templates())
     [document] = await collect(contacts.documents())
     assert template.product == "ms" and document.product == "publisher"
-    assert len(await collect(contacts.publisher_templates())) == 1
     emailing = await contacts.send_emailing(template.id, listed.id, "view")
     stats = await contacts.emailing_statistics(emailing)
     assert stats.destinations == 3 and stats.deliveries + stats.errors == 3
     pub = await contacts.send_publisher_emailing(document.id, 1, "database", {"description": "t"})
     assert (await contacts.emailing(pub, "publisher")).destinations == 3
-    assert [e.id for e in await collect(contacts.emailings("ms"))] == [emailing]
 
 
 async def test_v3_uses_old_prefixes(copernica_v3_client: CopernicaClient) -> None:
@@ -172,8 +152,6 @@ async def test_webhook_registration(copernica_client: CopernicaClient) -> None:
     )
     hook = await copernica_client.webhook(hook_id)
     assert hook.trigger == "update" and hook.callers == ("ms",)
-    await copernica_client.edit_webhook(hook_id, trigger="delete")
-    assert (await copernica_client.webhook(hook_id)).trigger == "delete"
     await copernica_client.delete_webhook(hook_id)
     with pytest.raises(CopernicaError) as caught:
         await copernica_client.webhook(hook_id)
@@ -284,10 +262,10 @@ async def test_client_accepts_the_observed_v2_statuses(
         url = str(server.make_url("")).rstrip("/")
         async with CopernicaClient.for_sandbox(url, version=3, retry=FAST_RETRY) as client:
             await client.create_field(1, "Key")
-            created = await client.upsert_profile(1, {"Key": "k"}, {"Key": "k"})
-            assert created is not None
-            assert await client.upsert_profile(1, {"Key": "k"}, {"Key": "k"}) is None
-            await client.delete_profile(created)
+            created = await client.create_profile(1, {"Key": "k"})
+            await client.update_profile_fields(created, {"Key": "k2"})  # 303 See Other
+            assert (await client.profile(created)).fields["Key"] == "k2"
+            await client.delete_profile(created)  # 200 instead of 204
             assert (await client.profile(created)).removed is not None
     finally:
         await server.close()

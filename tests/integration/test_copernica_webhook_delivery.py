@@ -9,6 +9,7 @@ import pytest
 
 from bridge.copernica import CopernicaClient, ProfileEvent, SandboxKeys, receive_webhook
 from bridge.copernica.webhooks import WebhookRejected
+from bridge.vocabulary import WEBHOOK_TRIGGERS
 from tests.fixtures.copernica import RunningSandbox
 
 pytestmark = pytest.mark.asyncio
@@ -20,10 +21,10 @@ async def test_sandbox_deliveries_verify_with_the_published_key(
     copernica_webhook_receiver: Any,
 ) -> None:
     await copernica_client.create_field(1, "Email", "email")
-    for trigger in ("create", "update", "delete"):
+    for trigger in WEBHOOK_TRIGGERS:
         await copernica_client.create_webhook(copernica_webhook_receiver.url, trigger)
     pid = await copernica_client.create_profile(1, {"Email": "a@x.org"})
-    await copernica_client.update_profile(pid, {"Email": "b@x.org"})
+    await copernica_client.update_profile_fields(pid, {"Email": "b@x.org"})
     await copernica_sandbox.admin("DELETE", f"profiles/{pid}")  # a user, not REST
     received = await copernica_webhook_receiver.wait_for(3)
     keys = SandboxKeys(copernica_sandbox.url)

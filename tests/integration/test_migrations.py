@@ -1,5 +1,6 @@
 import asyncio
 import os
+import re
 import sys
 
 import asyncpg
@@ -7,6 +8,7 @@ import pytest
 
 from bridge.db import migrate, migrations, pending_migrations
 from bridge.errors import ConfigError
+from bridge.vocabulary import CATEGORIES, CONFLICT_RULES, DIRECTIONS, JOB_STATES, PLATFORMS
 
 
 async def _schema(conn: asyncpg.Connection) -> list[tuple[str, str]]:
@@ -80,3 +82,38 @@ async def test_two_processes_migrating_at_once_both_succeed(new_database):
 def test_an_installation_without_migrations_fails_loudly(tmp_path):
     with pytest.raises(ConfigError, match="no migrations found"):
         migrations(tmp_path)
+
+
+async def test_error_reports_take_every_category_and_no_other(pool, tenant):
+    async with pool.acquire() as conn:
+        for category in CATEGORIES:
+            await conn.execute(
+                "INSERT INTO error_reports (tenant_id, category, operation, message)"
+                " VALUES ($1, $2, 'update', 'x')",
+                tenant.id, category,
+            )
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO error_reports (tenant_id, category, operation, message)"
+                " VALUES ($1, 'misc', 'update', 'x')",
+                tenant.id,
+            )
+
+
+async def test_the_schema_checks_the_words_of_the_vocabulary(pool):
+    """Every CHECK (column IN (...)) on a word of bridge.vocabulary lists exactly its words."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT conrelid::regclass::text AS tab, pg_get_constraintdef(oid) AS def"
+            " FROM pg_constraint WHERE contype = 'c'"
+        )
+    checks = {}
+    for row in rows:
+        column = re.match(r"CHECK \(+\(?(\w+)", row["def"])
+        if column:
+            checks[(row["tab"], column.group(1))] = set(re.findall(r"'(\w+)'", row["def"]))
+    assert checks[("tenants", "direction")] == set(DIRECTIONS)
+    assert checks[("tenants", "conflict_rule")] == set(CONFLICT_RULES)
+    assert checks[("jobs", "state")] == set(JOB_STATES)
+    assert checks[("error_reports", "category")] == set(CATEGORIES)
+    assert checks[("api_usage", "platform")] == set(PLATFORMS)

@@ -1,0 +1,145 @@
+"""The tenants' platform clients (``bridge.platforms``) against both sandboxes: built once per
+tenant and reused with their Salesforce session and Copernica JWT, rebuilt when credentials are
+saved, closed at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from bridge.config import Settings
+from bridge.db import Pool
+from bridge.errors import NotConfigured
+from bridge.platforms import PlatformClients
+from bridge.salesforce.errors import SalesforceError
+from bridge.security.vault import Vault
+from bridge.tenants import (
+    CopernicaCredentials,
+    SalesforceCredentials,
+    Tenant,
+    load_salesforce_credentials,
+    save_credentials,
+)
+from tests.fixtures.copernica import RunningSandbox as CopernicaSandbox
+from tests.fixtures.salesforce import RunningSandbox as SalesforceSandbox
+
+VAULT = Vault((Fernet.generate_key().decode(),))
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> list[None]:
+    """Count the calls of ``target.name`` from now on."""
+    calls: list[None] = []
+    original = getattr(target, name)
+
+    def count(*args: Any, **kwargs: Any) -> Any:
+        calls.append(None)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, count)
+    return calls
+
+
+@pytest.fixture
+async def configured(
+    pool: Pool, tenant: Tenant, sf_sandbox: SalesforceSandbox, copernica_sandbox: CopernicaSandbox
+) -> Tenant:
+    async with pool.acquire() as conn:
+        await save_credentials(conn, VAULT, tenant.id, SalesforceCredentials(
+            login_url=sf_sandbox.url, username=sf_sandbox.settings.username,
+            password=sf_sandbox.settings.password,
+            security_token=sf_sandbox.settings.security_token,
+        ))
+        await save_credentials(conn, VAULT, tenant.id, CopernicaCredentials(
+            api_token=copernica_sandbox.state.settings.api_token, hostname=copernica_sandbox.url,
+            auth_url=f"{copernica_sandbox.url}/authenticate",
+        ))
+    return tenant
+
+
+@pytest.fixture
+async def clients(pool: Pool) -> AsyncIterator[PlatformClients]:
+    async with PlatformClients(pool, VAULT, Settings(), grace=0.05) as clients:
+        yield clients
+
+
+async def test_one_client_and_one_login_per_tenant(
+    clients: PlatformClients,
+    configured: Tenant,
+    sf_sandbox: SalesforceSandbox,
+    copernica_sandbox: CopernicaSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logins = counted(monkeypatch, sf_sandbox.state.sessions, "issue")
+    jwts = counted(monkeypatch, copernica_sandbox.state.issuer, "issue")
+    first, second = await asyncio.gather(
+        clients.salesforce(configured.id), clients.salesforce(configured.id)
+    )
+    assert first is second
+    await asyncio.gather(first.limits(), second.describe("Contact"))
+    assert (await (await clients.salesforce(configured.id)).limits())["DailyApiRequests"]
+    assert len(logins) == 1
+    copernica = await clients.copernica(configured.id)
+    assert copernica is await clients.copernica(configured.id)
+    await asyncio.gather(copernica.identity(), copernica.identity())
+    await (await clients.copernica(configured.id)).identity()
+    assert len(jwts) == 1
+    calls = clients.usage.calls
+    assert calls[(configured.id, "salesforce")] >= 3 and calls[(configured.id, "copernica")] == 3
+
+
+async def test_saved_credentials_take_effect_at_the_next_call(
+    clients: PlatformClients,
+    configured: Tenant,
+    pool: Pool,
+    sf_sandbox: SalesforceSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logins = counted(monkeypatch, sf_sandbox.state.sessions, "issue")
+    before = await clients.salesforce(configured.id)
+    await before.limits()
+    before_http = before.http
+    async with pool.acquire() as conn:  # saved elsewhere (another bridge process): no forget()
+        good = await load_salesforce_credentials(conn, VAULT, configured.id)
+        await save_credentials(conn, VAULT, configured.id, dataclasses.replace(good, password="x"))
+    wrong = await clients.salesforce(configured.id)
+    assert wrong is not before
+    with pytest.raises(SalesforceError) as refused:
+        await wrong.limits()
+    assert refused.value.category == "auth"
+    async with pool.acquire() as conn:
+        await save_credentials(conn, VAULT, configured.id, good)
+    clients.forget(configured.id, "salesforce")  # what the config page does after saving
+    again = await clients.salesforce(configured.id)
+    assert again is not wrong
+    await again.limits()
+    assert len(logins) == 2  # the first client's, then the repaired one's
+    await asyncio.sleep(0.2)  # past the grace period: the replaced clients are closed
+    assert before_http.closed
+    assert not clients._closing
+
+
+async def test_a_tenant_without_credentials_is_not_configured(
+    clients: PlatformClients, tenant: Tenant
+) -> None:
+    with pytest.raises(NotConfigured, match="Salesforce credentials have not been saved yet"):
+        await clients.salesforce(tenant.id)
+    with pytest.raises(NotConfigured, match="Copernica credentials have not been saved yet"):
+        await clients.copernica(tenant.id)
+
+
+async def test_close_closes_every_client(pool: Pool, configured: Tenant) -> None:
+    clients = PlatformClients(pool, VAULT, Settings(), grace=60)
+    salesforce = await clients.salesforce(configured.id)
+    copernica = await clients.copernica(configured.id)
+    await salesforce.limits()
+    await copernica.identity()
+    sf_http, cp_http = salesforce.http, copernica.session
+    clients.forget(configured.id)  # retired, waiting out their grace period
+    await clients.close()
+    assert sf_http.closed and cp_http.closed
+    assert not clients._closing
