@@ -9,6 +9,7 @@ The README lists every metric and the alerts worth setting on them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -76,6 +77,7 @@ class Metrics:
             registry=registry,
         )
         self.database_up.set(1)
+        self._made: dict[str, Counter] = {}
 
     def api_call(self, usage: ApiUsage) -> None:
         """A ``UsageCounter`` listener: every API call of every tenant's clients."""
@@ -88,3 +90,27 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def counter(self, name: str, help_text: str) -> LabelledCounter:
+        """The older way to count, ``metrics.counter(name, help).inc(label=value)``: a counter
+        defined above by its exposed name, or a new one with the labels of its first use."""
+        known: dict[str, Counter] = {
+            "bridge_webhooks_total": self.webhooks,
+            "bridge_http_requests_total": self.http_requests,
+        }
+        return LabelledCounter(self, name, help_text, known.get(name))
+
+
+class LabelledCounter:
+    def __init__(self, metrics: Metrics, name: str, help_text: str, metric: Counter | None) -> None:
+        self._metrics, self._name, self._help, self._metric = metrics, name, help_text, metric
+
+    def inc(self, amount: float = 1.0, **labels: Any) -> None:
+        if self._metric is None:
+            made = self._metrics._made
+            if self._name not in made:
+                made[self._name] = Counter(
+                    self._name, self._help, sorted(labels), registry=self._metrics.registry
+                )
+            self._metric = made[self._name]
+        (self._metric.labels(**labels) if labels else self._metric).inc(amount)

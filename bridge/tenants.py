@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -203,6 +205,19 @@ async def save_credentials(
 ) -> None:
     platform = "salesforce" if isinstance(credentials, SalesforceCredentials) else "copernica"
     await vault.store(conn, tenant_id, platform, dataclasses.asdict(credentials))
+    if isinstance(credentials, SalesforceCredentials):  # the org whose pages may frame the tab
+        await conn.execute(
+            QUERIES["set_salesforce_domain"], tenant_id, my_domain(credentials.login_url)
+        )
+
+
+def my_domain(url: str) -> str | None:
+    """The My Domain name in a Salesforce URL: ``acme`` of ``https://acme.my.salesforce.com``,
+    ``acme--uat.sandbox`` of a sandbox's; None for any other host."""
+    host = (urlsplit(url).hostname or "").lower()
+    suffix = ".my.salesforce.com"
+    name = host.removesuffix(suffix)
+    return name if name != host and re.fullmatch(r"[a-z0-9-]+(\.[a-z]+)?", name) else None
 
 
 def salesforce_client(

@@ -28,6 +28,7 @@ class Session:
     role: str
     tenant_slug: str
     tenant_name: str
+    salesforce_domain: str | None  # the tenant's org (My Domain), whose pages may frame ours
 
 
 def digest(value: str) -> str:

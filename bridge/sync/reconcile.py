@@ -5,6 +5,11 @@ compares each record's fingerprints with its link, and queues a ``sync`` job for
 is unlinked or differs; the engine does the rest. Memory holds one page (plus the set of
 Copernica profile ids, to find profiles deleted in Copernica). ``full`` and ``manual`` runs
 compare everything; ``reconcile`` runs only what changed since the watermark of the last run.
+
+Deletes the real-time path missed are found by every run: Salesforce contacts come from
+``queryAll`` (the recycle bin included; a delete moves ``SystemModstamp``), and a linked contact
+that is deleted there is queued, so the engine applies the delete as the tenant's settings say;
+links whose Copernica profile is no longer in the synced database are queued as Copernica deletes.
 """
 
 from __future__ import annotations
@@ -50,9 +55,8 @@ async def run_reconcile(ctx: TenantContext, pool: Pool, queue: JobQueue, job: Jo
             )
         if tenant.cp_to_sf:
             progress.total += len(cp_ids)  # at most; a reconcile reads only the changed ones
-        queued = 0
-        if since is None:  # before anything is linked by this run: the ids are a snapshot
-            queued += await _find_copernica_deletes(ctx, pool, queue, cp_ids)
+        # First, before this run links anything: the ids are a snapshot.
+        queued = await _find_copernica_deletes(ctx, pool, queue, cp_ids)
         if tenant.cp_to_sf:  # first: profiles this run creates are not scanned again
             queued += await _scan_copernica(ctx, pool, queue, mapping, since, progress, job)
         if tenant.sf_to_cp:
@@ -108,7 +112,7 @@ async def _scan_salesforce(
         " ORDER BY Id"
     )
     queued = 0
-    async for page in ctx.salesforce.query_pages(soql):
+    async for page in ctx.salesforce.query_pages(soql, include_deleted=True):
         async with pool.acquire() as conn:
             links = {
                 r["salesforce_id"]: r
@@ -119,6 +123,10 @@ async def _scan_salesforce(
             due = []
             for record in page:
                 link = links.get(record["Id"])
+                if record.get("IsDeleted"):  # in the recycle bin: news only for a live link
+                    if link is not None and link["sf_deleted_at"] is None:
+                        due.append((salesforce_key(record["Id"]), {"sf_id": record["Id"]}))
+                    continue
                 values = fingerprints(ctx.key, mapping, from_salesforce(mapping, record))
                 if link is None or _differs(values, link["agreed"]):
                     due.append((salesforce_key(record["Id"]), {"sf_id": record["Id"]}))

@@ -46,17 +46,39 @@ PRE_LOGIN_TOKEN = web.RequestKey("csrf_pre", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def frame_ancestors(app: web.Application) -> str:
-    """Salesforce's domains, plus the origins of ``FRAME_ANCESTORS`` (e.g. another My Domain)."""
-    extra = app[SETTINGS].frame_ancestors
-    return " ".join(("'self'", *SALESFORCE_FRAME_ANCESTORS, *extra))
+def frame_ancestors(request: web.Request) -> str:
+    """Who may show this page in a frame, besides the origins of ``FRAME_ANCESTORS``.
+
+    A logged-in user's pages: only their own org's Salesforce pages (learned from the My Domain
+    of the saved Salesforce settings). Before the login the tenant is not known yet, and the
+    login and reset forms, which act for nobody, may be framed by any Salesforce org.
+    """
+    session = request.get(SESSION)
+    if not isinstance(session, Session):
+        salesforce: tuple[str, ...] = SALESFORCE_FRAME_ANCESTORS
+    else:
+        domain = session.salesforce_domain
+        salesforce = salesforce_origins(domain) if domain else ()
+    return " ".join(("'self'", *salesforce, *request.app[SETTINGS].frame_ancestors))
 
 
-def content_security_policy(app: web.Application) -> str:
+def salesforce_origins(my_domain: str) -> tuple[str, ...]:
+    """The origins that show an org's pages: Lightning, Classic and Visualforce (for
+    ``acme--uat.sandbox`` these are ``acme--uat.sandbox.lightning.force.com`` and so on)."""
+    name, dot, kind = my_domain.partition(".")
+    kind = dot + kind
+    return (
+        f"https://{name}{kind}.lightning.force.com",
+        f"https://{name}{kind}.my.salesforce.com",
+        f"https://{name}--c{kind}.vf.force.com",
+    )
+
+
+def content_security_policy(request: web.Request) -> str:
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "object-src 'none'; base-uri 'none'; form-action 'self'; "
-        f"frame-ancestors {frame_ancestors(app)}"
+        f"frame-ancestors {frame_ancestors(request)}"
     )
 
 
@@ -72,7 +94,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _secure_headers(request: web.Request, headers: Any) -> None:
-    headers.setdefault("Content-Security-Policy", content_security_policy(request.app))
+    headers.setdefault("Content-Security-Policy", content_security_policy(request))
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     if request.secure or request.app[SETTINGS].public_url.startswith("https://"):

@@ -1,4 +1,10 @@
-"""Operational endpoints: liveness, readiness, Prometheus metrics."""
+"""Operational endpoints: liveness, readiness, Prometheus metrics.
+
+``/healthz`` is the liveness probe: the event loop answers, whatever else is down (a process
+waiting for its database answers it too). ``/readyz`` is honest: 503 with the reason while the
+database does not answer, its schema is behind, or a supervised task has been failing for longer
+than ``READY_FAILING`` seconds.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ from ipaddress import ip_address
 from aiohttp import web
 
 from bridge.db import pending_migrations
-from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS
+from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS, SUPERVISOR
+
+READY_FAILING = 30.0  # seconds a long-lived task may fail (and restart) before readiness goes
 
 routes = web.RouteTableDef()
 
@@ -35,6 +43,13 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response(
             {"status": "unavailable", "database": "ok", "pending_migrations": pending}, status=503
         )
+    failing = request.app[SUPERVISOR].failing(longer_than=READY_FAILING)
+    if failing:
+        return web.json_response(
+            {"status": "unavailable", "database": "ok", "migrations": "current",
+             "failing_tasks": [state.as_json() for state in failing]},
+            status=503,
+        )
     return web.json_response({"status": "ok", "database": "ok", "migrations": "current"})
 
 
@@ -52,13 +67,14 @@ async def metrics(request: web.Request) -> web.Response:
             )
     elif not _local(request):
         raise web.HTTPForbidden(text="metrics are for this machine only unless METRICS_TOKEN is set\n")
-    registry = request.app[METRICS]
-    jobs = registry.gauge("bridge_jobs", "Jobs in the queue, by kind and state")
-    jobs.values.clear()
-    for (kind, state), count in (await request.app[QUEUE].counts()).items():
-        jobs.set(count, kind=kind, state=state)
+    metrics_ = request.app[METRICS]
+    try:
+        async with asyncio.timeout(2):
+            metrics_.set_jobs(await request.app[QUEUE].counts())
+    except Exception:  # noqa: BLE001 - no database: the rest is still worth reading
+        metrics_.jobs.clear()
     return web.Response(
-        text=registry.render(), content_type="text/plain", charset="utf-8",
+        body=metrics_.render(), content_type="text/plain", charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff"},
     )
 

@@ -1,27 +1,48 @@
 """The Copernica webhook endpoint: ``/hooks/copernica/<tenant hook token>``.
 
-A delivery is verified (digest, date, HTTP signature), stored as a job, and only then answered
-2xx, so a 2xx means the change is in PostgreSQL. ``GET`` on the same URL answers whether the
-endpoint is there, for ``bridge doctor`` and for administrators.
+A delivery is verified (digest, date, HTTP signature, ``Host`` = the bridge's public host,
+``X-Copernica-ID`` = the tenant's Copernica account), stored as a job, and only then answered
+2xx, so a 2xx means the change is in PostgreSQL. A delivery accepted before and sent again while
+its ``Date`` is still acceptable is a replay: refused (409) with nothing stored. The delivery's
+key is remembered in the transaction that stores its job, so a delivery whose job could not be
+stored may come again.
+
+The first refusal of a tenant (per process) is logged with the *shape* of the delivery's headers
+(which ones, how the signature is written — never a value), so an operator can see why
+Copernica's calls do not get through. ``GET`` on the same URL answers whether the endpoint is
+there, for ``bridge doctor`` and for administrators.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bridge.copernica.webhooks import WebhookRejected, receive_webhook
+from bridge.copernica.webhooks import (
+    WebhookRejected,
+    delivery_key,
+    header_shape,
+    receive_webhook,
+)
 from bridge.db import QUERIES
 from bridge.sync.ingest import ingest_copernica
 from bridge.tenants import Tenant
 from bridge.vocabulary import WEBHOOK_PATH
-from bridge.web.keys import METRICS, POOL, QUEUE, WEBHOOK_KEYS
+from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS, WEBHOOK_KEYS
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+
+MAX_AGE = 60.0  # seconds a delivery's Date may be off (Copernica's own library allows 60)
+REPLAY_WINDOW = 2 * MAX_AGE  # a Date accepted now could still be accepted this much later
+CLEANUP_SHARE = 0.01  # share of deliveries that also delete the expired delivery keys
+_reported: set[str] = set()  # hook tokens whose first refusal was logged by this process
 
 
 async def _tenant(request: web.Request) -> Tenant:
@@ -49,11 +70,38 @@ async def receive(request: web.Request) -> web.Response:
         event = await receive_webhook(
             request.method, request.path_qs, request.headers, body,
             request.app[WEBHOOK_KEYS], time.time(),
+            max_age=MAX_AGE,
+            expected_host=urlsplit(request.app[SETTINGS].public_url).netloc,
+            expected_account=tenant.copernica_account,
         )
     except WebhookRejected as rejected:
         deliveries.inc(outcome="rejected")
+        _report_first(tenant, rejected, request.headers)
         return web.json_response({"error": rejected.reason}, status=rejected.status)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        stored = await ingest_copernica(conn, request.app[QUEUE], tenant, event)
+        fresh = await conn.fetchval(
+            QUERIES["claim_webhook_delivery"], tenant.id, delivery_key(request.headers),
+            REPLAY_WINDOW,
+        )
+        stored = fresh is not None and await ingest_copernica(
+            conn, request.app[QUEUE], tenant, event
+        )
+        if random.random() < CLEANUP_SHARE:
+            await conn.execute(QUERIES["forget_expired_webhook_deliveries"])
+    if fresh is None:
+        deliveries.inc(outcome="rejected")
+        replayed = WebhookRejected(409, "this delivery was received before (a replay)")
+        _report_first(tenant, replayed, request.headers)
+        return web.json_response({"error": replayed.reason}, status=replayed.status)
     deliveries.inc(outcome="stored" if stored else "ignored")
     return web.json_response({"status": "stored" if stored else "ignored"})
+
+
+def _report_first(tenant: Tenant, rejected: WebhookRejected, headers: Mapping[str, str]) -> None:
+    if tenant.hook_token in _reported:
+        return
+    _reported.add(tenant.hook_token)
+    log.warning(
+        "first refused Copernica webhook of tenant %s (%s, %s); header shape: %s",
+        tenant.slug, rejected.status, rejected.reason, header_shape(headers),
+    )

@@ -7,9 +7,10 @@ from aiohttp import web
 
 from bridge.config import Settings
 from bridge.copernica.keys import KeyLookup
-from bridge.metrics import Registry
+from bridge.metrics import Metrics
 from bridge.platforms import PlatformClients
 from bridge.security.vault import Vault
+from bridge.supervise import Supervisor
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runtime import SyncRuntime
 
@@ -17,8 +18,9 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 QUEUE = web.AppKey("queue", JobQueue)
 VAULT = web.AppKey("vault", Vault)
-METRICS = web.AppKey("metrics", Registry)
+METRICS = web.AppKey("metrics", Metrics)
 ROLE = web.AppKey("role", str)
 WEBHOOK_KEYS: web.AppKey[KeyLookup] = web.AppKey("webhook_keys")
 SYNC = web.AppKey("sync", SyncRuntime)
 PLATFORMS = web.AppKey("platforms", PlatformClients)  # every tenant's platform clients
+SUPERVISOR = web.AppKey("supervisor", Supervisor)  # the long-lived tasks of this process

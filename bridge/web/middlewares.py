@@ -32,7 +32,5 @@ async def request_context(request: web.Request, handler):  # type: ignore[no-unt
         exc.headers["X-Request-Id"] = rid
         raise
     finally:
-        request.app[METRICS].counter(
-            "bridge_http_requests_total", "HTTP requests served, by route and status"
-        ).inc(route=route_name, status=str(status))
+        request.app[METRICS].http_requests.labels(route=route_name, status=str(status)).inc()
         logs.request_id.reset(token)

@@ -20,7 +20,10 @@ FROM users u, tenants t
 WHERE s.id_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
   AND u.id = s.user_id AND t.id = s.tenant_id AND u.tenant_id = s.tenant_id
 RETURNING s.id_hash, s.user_id, s.tenant_id, s.csrf_token, u.email, u.role, t.slug AS tenant_slug,
-          t.name AS tenant_name;
+          t.name AS tenant_name, t.salesforce_domain;
+
+-- name: set_salesforce_domain
+UPDATE tenants SET salesforce_domain = $2 WHERE id = $1;
 
 -- name: revoke_session
 UPDATE sessions SET revoked_at = now() WHERE id_hash = $1 AND revoked_at IS NULL;

@@ -3,6 +3,7 @@ no credential in any page or log line, a new session id at login, cookies and CS
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 
@@ -14,6 +15,8 @@ from bridge.security import throttle
 from bridge.security.sessions import COOKIE
 from bridge.sync import reports, runs
 from bridge.sync.jobs import Failure, JobQueue
+from bridge.tenants import load_salesforce_credentials, save_credentials
+from bridge.web.keys import VAULT
 from tests.fixtures.bridge import PASSWORD
 from tests.fixtures.browser import WebUser
 
@@ -193,6 +196,22 @@ async def test_cookies_and_frame_ancestors(web_bridge, web_user):
     joined = "; ".join(cookie).lower()
     for attribute in ("httponly", "secure", "samesite=none", "partitioned"):
         assert attribute in joined
+
+
+async def test_a_logged_in_users_pages_may_be_framed_by_their_own_org_only(web_bridge, web_user):
+    async with web_bridge.pool.acquire() as conn:
+        credentials = await load_salesforce_credentials(conn, web_bridge.app[VAULT], web_bridge.tenant.id)
+        await save_credentials(conn, web_bridge.app[VAULT], web_bridge.tenant.id, dataclasses.replace(
+            credentials, login_url="https://acme--uat.sandbox.my.salesforce.com"))
+    await web_user.login(web_bridge.email)
+    async with web_user.http.get(f"{web_bridge.url}/sfcp") as response:
+        assert response.status == 200
+        frame = response.headers["Content-Security-Policy"].split("frame-ancestors ")[1]
+    assert frame.split() == [
+        "'self'", "https://acme--uat.sandbox.lightning.force.com",
+        "https://acme--uat.sandbox.my.salesforce.com", "https://acme--uat--c.sandbox.vf.force.com",
+        web_bridge.frame_origin,
+    ]
 
 
 async def test_unknown_sessions_and_json_need_login(web_bridge, web_user):

@@ -11,6 +11,7 @@ from yarl import URL
 
 from bridge.security import throttle
 from bridge.security.csrf import matches
+from bridge.tenants import my_domain
 from bridge.web import chart
 from bridge.web.guard import safe_next
 from bridge.web.platforms import copernica_field_name, copernica_field_type
@@ -115,3 +116,11 @@ def test_no_next_value_leaves_the_site(target):
     cleaned = re.sub(r"[\t\n\r]", "", kept).replace("\\", "/")
     assert URL("https://bridge.test/login").join(URL(cleaned)).host == "bridge.test"
     assert kept == "/fallback" or kept == target
+
+
+def test_the_my_domain_of_a_salesforce_url():
+    assert my_domain("https://acme.my.salesforce.com") == "acme"
+    assert my_domain("https://ACME--uat.sandbox.my.salesforce.com/") == "acme--uat.sandbox"
+    for other in ("https://login.salesforce.com", "https://my.salesforce.com",
+                  "https://acme.my.salesforce.com.evil.example", "http://localhost:8801", ""):
+        assert my_domain(other) is None
