@@ -11,7 +11,7 @@ import time
 
 from bench.harness import percentile, serve
 from bridge.retry import RetryPolicy
-from bridge.salesforce import SalesforceClient, SoapLogin
+from bridge.salesforce import ClientCredentialsLogin, SalesforceClient
 from bridge.salesforce.stream import ChangeEvent, MemoryReplayStore, SalesforceStream
 from sandbox.salesforce import SandboxSettings, create_app
 
@@ -24,7 +24,7 @@ async def run() -> dict[str, list[float]]:
     settings = SandboxSettings()
     runner, port = await serve(create_app(settings))
     url = f"http://localhost:{port}"
-    login = SoapLogin(settings.username, settings.password, settings.security_token, url)
+    login = ClientCredentialsLogin(settings.client_id, settings.client_secret, url)
     results: dict[str, list[float]] = {"rest": [], "cdc": [], "collections": []}
     try:
         async with SalesforceClient(login, retry=RetryPolicy(base=0.01)) as client:

@@ -30,7 +30,7 @@ import aiohttp
 from bench.harness import Bridge, Postgres, SandboxPair, Setup, percentile, seed, wait_for, wire
 from bridge.copernica import CopernicaClient
 from bridge.retry import RetryPolicy
-from bridge.salesforce import SalesforceClient, SoapLogin
+from bridge.salesforce import ClientCredentialsLogin, SalesforceClient
 
 LIVE_MIN = 4000  # contacts the live phases need at least, so that no record is edited twice
 RATES = (10, 100)  # changes per second in all, alternating Salesforce and Copernica edits
@@ -168,7 +168,7 @@ async def measure_floor(live: Live, results: Results) -> None:
     assert info is not None
     sf_id, cp_id = live.pairs[0]
     s = info.salesforce
-    login = SoapLogin(s.username, s.password, s.security_token, info.salesforce_url)
+    login = ClientCredentialsLogin(s.client_id, s.client_secret, info.salesforce_url)
     async with SalesforceClient(login, retry=RetryPolicy(base=0.01)) as client:
         await client.get("Contact", sf_id, ["Id", "Title"])  # log in first
         for _ in range(FLOOR_SAMPLES):

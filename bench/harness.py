@@ -274,10 +274,10 @@ async def wire(postgres: Postgres, pair: SandboxPair, slug: str = "bench") -> Se
     assert pair.info is not None
     url = await postgres.new_database()
     port = free_port()
-    settings = Settings(
+    settings = pair.info.settings(Settings(
         database_url=url, secret_keys=(generate_key(),), public_url=f"http://127.0.0.1:{port}",
-        log_level="WARNING", copernica_sandbox_url=pair.info.copernica_url,
-    )
+        log_level="WARNING",
+    ))
     pool = await create_pool(url, max_size=4)
     row = await create_tenant(pool, slug, "Bench company")
     tenant = await demo.wire_tenant(
@@ -307,6 +307,8 @@ class Bridge:
             "BRIDGE_SECRET_KEYS": ",".join(s.secret_keys),
             "PUBLIC_URL": s.public_url,
             "COPERNICA_SANDBOX_URL": s.copernica_sandbox_url or "",
+            "ALLOWED_API_HOSTS": ",".join(s.allowed_api_hosts),
+            "COPERNICA_AUTH_URL": s.copernica_auth_url or "",
             "LOG_LEVEL": "WARNING",
             "BRIDGE_DATA_DIR": self._data.name,
         }

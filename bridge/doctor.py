@@ -22,6 +22,11 @@ for this run with brief retries and timeouts, and closed at its end. Choices mad
 - The registered webhooks are read from ``tenants.copernica_webhooks`` (trigger -> id, as the
   config page stores them); Copernica has no "list webhooks" call, so nothing stored means
   "not registered".
+- The Salesforce login method is judged before any login: SOAP ``login()`` warns (retired in
+  Summer '27), a login URL under salesforce.com that is not the org's My Domain warns, and fails
+  for client credentials (Salesforce refuses that flow there; no login is tried); a login URL
+  outside the allowed hosts (``bridge.hosts``) fails without a request. Hosts the operator allows
+  in ``ALLOWED_API_HOSTS`` (emulators, proxies) are taken as they are.
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
 from bridge.db import QUERIES, Pool
 from bridge.errors import ApiError, BridgeError, NotConfigured
+from bridge.hosts import salesforce_hosts
 from bridge.platforms import PlatformClients
 from bridge.retry import RetryPolicy
+from bridge.salesforce.auth import SOAP_RETIREMENT, is_my_domain
 from bridge.salesforce.client import SalesforceClient
 from bridge.salesforce.objects import BRIDGE_OBJECTS
 from bridge.salesforce.stream import SalesforceStream
@@ -124,7 +131,8 @@ async def diagnose(pool: Pool, settings: Settings, slug: str) -> AsyncIterator[F
     async with PlatformClients(
         pool, Vault(settings.secret_keys), settings, retry=QUICK_RETRY, timeout=HTTP_TIMEOUT
     ) as clients:
-        sf_finding, sf, sf_clock = await _salesforce_login(clients, tenant)
+        method_finding, sf_finding, sf, sf_clock = await _salesforce_login(clients, tenant)
+        yield method_finding
         yield sf_finding
         cp_finding, cp, cp_clock = await _copernica_login(clients, tenant)
         yield cp_finding
@@ -172,30 +180,76 @@ def _fix_for(error: ApiError) -> str:
 # --- credentials --------------------------------------------------------------------------
 
 
+METHOD_ITEM = "Salesforce login method"
+SWITCH_TO_OAUTH = (
+    "create an External Client App with the client credentials flow and choose it on the config "
+    "page (README, Production set-up, step 5)"
+)
+USE_MY_DOMAIN = "set the login URL on the config page to the org's My Domain URL (Setup → My Domain)"
+
+
+def login_method_finding(creds: SalesforceCredentials, settings: Settings) -> Finding:
+    """How the tenant logs in to Salesforce, judged without a request."""
+    item, url = METHOD_ITEM, creds.login_url
+    hosts = salesforce_hosts(settings)
+    if not hosts.allows(url):
+        return _failed(item, hosts.refusal(url), USE_MY_DOMAIN)
+    not_my_domain = hosts.own_domain(url) and not is_my_domain(url)
+    if creds.method == "soap":
+        detail = (
+            f"username, password and security token (SOAP login(), retired in {SOAP_RETIREMENT} "
+            f"and off by default in new orgs) at {url}"
+        )
+        if not_my_domain:
+            detail += ", not a My Domain URL"
+        return Finding("WARN", item, detail, SWITCH_TO_OAUTH)
+    name = "OAuth client credentials" if creds.method == "client_credentials" else "OAuth JWT bearer"
+    if not_my_domain and creds.method == "client_credentials":
+        return _failed(
+            item, f"{name} at {url}, which is not a My Domain URL: Salesforce refuses the flow "
+            "there", USE_MY_DOMAIN,
+        )
+    if not_my_domain:
+        return Finding(
+            "WARN", item, f"{name} at {url}: works, but is not the org's My Domain URL",
+            USE_MY_DOMAIN,
+        )
+    allowed = "" if hosts.own_domain(url) else " (a host ALLOWED_API_HOSTS allows)"
+    return _ok(item, f"{name} at {url}{allowed}")
+
+
 async def _salesforce_login(
     clients: PlatformClients, tenant: Tenant
-) -> tuple[Finding, SalesforceClient | None, PlatformClock]:
-    """The login line, the logged-in client (None: no login) and the clock of its replies."""
+) -> tuple[Finding, Finding, SalesforceClient | None, PlatformClock]:
+    """The login method line, the login line, the logged-in client (None: no login) and the
+    clock of its replies."""
     item = "Salesforce credentials"
     try:
         async with clients.pool.acquire() as conn:  # for the line: who logs in, and how
             creds = await load_salesforce_credentials(conn, clients.vault, tenant.id)
-        client = await clients.salesforce(tenant.id)
     except NotConfigured:
-        return _failed(item, "not saved yet", SAVE_SALESFORCE), None, PlatformClock()
+        unsaved = _failed(item, "not saved yet", SAVE_SALESFORCE)
+        return (
+            _failed(METHOD_ITEM, "not saved yet", SAVE_SALESFORCE), unsaved, None, PlatformClock()
+        )
     except BridgeError as error:  # the vault cannot open them
-        return _failed(
+        unopened = _failed(
             item, str(error), f"use the keys that encrypted them, or {SAVE_SALESFORCE}"
-        ), None, PlatformClock()
+        )
+        return _not_checked(METHOD_ITEM, item), unopened, None, PlatformClock()
+    method = login_method_finding(creds, clients.settings)
+    if method.status == "FAILED":
+        return method, _not_checked(item, METHOD_ITEM), None, PlatformClock()
+    client = await clients.salesforce(tenant.id)
     try:
         session = await client.session()
     except ApiError as error:
-        return _failed(item, str(error), _login_fix(creds, error)), None, client.clock
+        return method, _failed(item, str(error), _login_fix(creds, error)), None, client.clock
     except ValueError as error:  # e.g. a private key that does not parse
-        return _failed(item, str(error), SAVE_SALESFORCE), None, client.clock
-    who = creds.username or f"Connected App {creds.consumer_key[:6]}…"
+        return method, _failed(item, str(error), SAVE_SALESFORCE), None, client.clock
+    who = creds.username or f"External Client App {creds.consumer_key[:6]}…"
     finding = _ok(item, f"{who} ({creds.method}) logged in to {session.instance_url}")
-    return finding, client, client.clock
+    return method, finding, client, client.clock
 
 
 def _login_fix(creds: SalesforceCredentials, error: ApiError) -> str:
@@ -207,8 +261,9 @@ def _login_fix(creds: SalesforceCredentials, error: ApiError) -> str:
             f"login URL ({creds.login_url}); SOAP login must be allowed in the org"
         )
     return (
-        "check the Connected App's consumer key and secret (or certificate), that it is "
-        f"enabled for the flow, and the login URL ({creds.login_url})"
+        "check the External Client App's consumer key and secret (or certificate), that it is "
+        f"enabled for the flow with the integration user to run as, and the login URL "
+        f"({creds.login_url})"
     )
 
 

@@ -46,10 +46,9 @@ class ApiError(BridgeError):
     """A call to Salesforce or Copernica failed.
 
     ``category`` drives the caller's decision, ``retry_after`` (seconds) is a hint from the
-    platform (e.g. ``Retry-After``), ``status`` is the HTTP status when there was one.
+    platform (e.g. ``Retry-After``), ``status`` is the HTTP status when there was one, ``code``
+    and ``fields`` the platform's error code and the fields it blamed.
     """
-
-    fields: Sequence[str] = ()  # the fields the platform blamed, when it said
 
     def __init__(
         self,
@@ -59,6 +58,7 @@ class ApiError(BridgeError):
         status: int | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        fields: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -66,6 +66,7 @@ class ApiError(BridgeError):
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.fields = list(fields)  # the fields the platform blamed, when it said
 
     @property
     def retryable(self) -> bool:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from bridge.usage import ApiUsage
 
 # The ``*_created`` twin of every counter says when the process started counting: noise here.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 # Seconds from the source's commit to the write on the other side: a second is the promise,
 # a minute is an outage, an hour is the safety net doing the work.

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from bridge.metrics import Metrics
 from bridge.retry import RetryPolicy
@@ -101,7 +102,7 @@ class Supervisor:
         self.on_failure: list[Listener] = []
         self.on_sustained: list[Listener] = []
         self.on_recovery: list[RecoveryListener] = []
-        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._side_tasks: set[asyncio.Task[bool]] = set()
         self._poke = asyncio.Event()
 
     # --- running ---------------------------------------------------------------------
@@ -142,15 +143,15 @@ class Supervisor:
         task = self.tasks.get(name)
         return task is not None and not task.done()
 
-    async def cancel(self, name: str, timeout: float = 5.0) -> None:
-        """Stop one task (e.g. a stream the tenant no longer wants), waiting ``timeout`` at most."""
+    async def cancel(self, name: str, within: float = 5.0) -> None:
+        """Stop one task (e.g. a stream the tenant no longer wants), waiting ``within`` s at most."""
         task = self.tasks.get(name)
         if task is not None:
-            await _cancel([task], timeout)
+            await _cancel([task], within)
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Cancel every task and wait for them, ``timeout`` seconds at most in all."""
-        await _cancel([*self.tasks.values(), *self._side_tasks], timeout)
+    async def stop(self, within: float = 5.0) -> None:
+        """Cancel every task and wait for them, ``within`` seconds at most in all."""
+        await _cancel([*self.tasks.values(), *self._side_tasks], within)
 
     async def _run(self, state: TaskState, work: Callable[[], Awaitable[None]]) -> None:
         _current.set((self, state))
@@ -185,11 +186,14 @@ class Supervisor:
             state._failing_clock = time.monotonic()
             self.metrics.tasks_failing.labels(task=state.kind).inc()
         state.attempts += 1
-        state.last_error = f"{type(error).__name__}: {error}"
+        text = f"{type(error).__name__}: {error}"
+        # The traceback once per episode and whenever the error changes; one line otherwise.
+        same = text == state.last_error
+        state.last_error = text
         log.error(
-            "task %s failed (attempt %d, failing for %.0f s); restarting in %.1f s",
-            state.name, state.attempts, state.failing_for(), self.retry.delay(state.attempts),
-            exc_info=error,
+            "task %s failed (attempt %d, failing for %.0f s): %s; restarting with back-off",
+            state.name, state.attempts, state.failing_for(), text,
+            exc_info=None if same else error,
         )
         for listener in self.on_failure:
             await self._tell(listener(state, error), state)
@@ -209,7 +213,7 @@ class Supervisor:
             state.restarts, state.failing_since, state.last_error, state.reported,
         )
         state.attempts, state.failing_since, state._failing_clock = 0, None, None
-        state.reported = False
+        state.reported, state.last_error = False, None
         for listener in self.on_recovery:
             task = asyncio.get_running_loop().create_task(self._tell(listener(recovered), state))
             self._side_tasks.add(task)
@@ -235,14 +239,14 @@ class Supervisor:
         ]
 
 
-async def _cancel(tasks: list[asyncio.Task[None]], timeout: float) -> None:
+async def _cancel(tasks: list[asyncio.Task[None]] | list[asyncio.Task[Any]], within: float) -> None:
     for task in tasks:
         task.cancel()
     if not tasks:
         return
-    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    _, pending = await asyncio.wait(tasks, timeout=within)
     for task in pending:
-        log.warning("task %s did not stop within %.0f s of its cancellation", task.get_name(), timeout)
+        log.warning("task %s did not stop within %.0f s of its cancellation", task.get_name(), within)
     with contextlib.suppress(Exception):
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:

@@ -3,6 +3,11 @@
 ``bridge demo`` starts the emulators in its own process, so each demo begins with an empty
 Salesforce org and Copernica account; the demo tenant's sync state (links, jobs, replay marker,
 runs) is reset to match, and its credentials, database, fields and webhooks are set again.
+
+The tenant logs in to the Salesforce emulator with OAuth client credentials, as a real one
+should; the bridge may reach the emulators because the demo allows their hosts
+(``ALLOWED_API_HOSTS``) and names the Copernica emulator's authentication URL
+(``COPERNICA_AUTH_URL``), as an operator would.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -67,6 +73,32 @@ class Sandboxes:
     salesforce: SalesforceSettings
     copernica: CopernicaSettings
 
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """``ALLOWED_API_HOSTS`` entries of the two emulators."""
+        return tuple(urlsplit(url).netloc for url in (self.salesforce_url, self.copernica_url))
+
+    @property
+    def copernica_auth_url(self) -> str:
+        return f"{self.copernica_url}/authenticate"
+
+    def settings(self, settings: Settings) -> Settings:
+        """``settings`` of a bridge that may talk to these emulators."""
+        return dataclasses.replace(
+            settings,
+            allowed_api_hosts=(*settings.allowed_api_hosts, *self.allowed_hosts),
+            copernica_auth_url=self.copernica_auth_url,
+            copernica_sandbox_url=self.copernica_url,
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The same for a ``bridge serve`` process."""
+        return {
+            "ALLOWED_API_HOSTS": ",".join(self.allowed_hosts),
+            "COPERNICA_AUTH_URL": self.copernica_auth_url,
+            "COPERNICA_SANDBOX_URL": self.copernica_url,
+        }
+
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     """Embedded PostgreSQL, both emulators, a mail sink, the bridge: one process, one Ctrl-C."""
@@ -88,10 +120,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
                 copernica.create_app(sandboxes.copernica), "127.0.0.1", args.copernica_port
             ))
             public_url = settings.public_url if os.environ.get("PUBLIC_URL") else f"http://{host}:{port}"
-            settings = dataclasses.replace(
+            settings = sandboxes.settings(dataclasses.replace(
                 settings, database_url=url, smtp_url=sink.url, public_url=public_url,
-                copernica_sandbox_url=sandboxes.copernica_url,
-            )
+            ))
             async with open_pool(settings) as pool:
                 tenant = await seed_tenant(pool)
                 tenant = await wire_tenant(pool, Vault(settings.secret_keys), settings, tenant, sandboxes)
@@ -152,13 +183,14 @@ async def wire_tenant(
         async with pool.acquire() as conn:
             await conn.execute(QUERIES["reset_sync_state"], tenant.id)
             await save_credentials(conn, vault, tenant.id, SalesforceCredentials(
-                method="soap", login_url=sandboxes.salesforce_url, username=sf.username,
-                password=sf.password, security_token=sf.security_token,
+                method="client_credentials", login_url=sandboxes.salesforce_url,
+                consumer_key=sf.client_id, consumer_secret=sf.client_secret,
             ))
             await save_credentials(conn, vault, tenant.id, CopernicaCredentials(
                 api_token=cp.api_token, hostname=sandboxes.copernica_url,
-                auth_url=f"{sandboxes.copernica_url}/authenticate",
             ))
+            identity = await client.identity()  # the account its webhooks must name
+            await conn.execute(QUERIES["set_copernica_account"], tenant.id, str(identity["id"]))
             tenant = await update_tenant(
                 conn, tenant.id, copernica_database=str(database.id), link_field=LINK_FIELD_FALLBACK
             )

@@ -35,6 +35,13 @@
       return s.channel + (s.owner ? " (held by " + s.owner + ")" : "");
     });
     text("stream-state", streams.length ? streams.join(", ") : "not connected");
+    // "Salesforce failing since 10:02 UTC, retrying (attempt 4)", one per failing platform
+    var problems = (status.problems || []).map(function (p) { return p.text; });
+    var box = document.getElementById("problems");
+    if (box) {
+      if (problems.length) { box.removeAttribute("hidden"); } else { box.setAttribute("hidden", ""); }
+      text("problem-text", problems.join("; "));
+    }
     if (lastState !== null && lastState !== state) {
       text("status-announce", "Run " + (run ? run.id : "") + " is " + state + ".");
     }

@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.copernica",
     "tests.fixtures.bridge",
     "tests.fixtures.browser",
+    "tests.fixtures.postgres",
 ]
 
 

@@ -35,7 +35,7 @@ from yarl import URL
 
 from bridge.clock import PlatformClock
 from bridge.copernica.auth import DEFAULT_AUTH_URL, JwtSource
-from bridge.copernica.errors import CopernicaError, CreatedWithoutId, error_from_reply
+from bridge.copernica.errors import CopernicaError, CreatedWithoutId, NotSent, error_from_reply
 from bridge.copernica.models import (
     Database,
     Emailing,
@@ -193,7 +193,7 @@ class CopernicaClient:
                 if not error.retryable or self.retry.gives_up(attempt):
                     raise
                 if not repeatable and not (
-                    isinstance(error, _NotSent) or error.status in NOT_ACTED_ON
+                    isinstance(error, NotSent) or error.status in NOT_ACTED_ON
                 ):
                     raise  # Copernica may have acted on it: sending it again could do it twice
                 wait = error.retry_after
@@ -208,6 +208,8 @@ class CopernicaClient:
         query = list(params)
         headers: dict[str, str] = {"Accept": "application/json"}
         token = ""
+        if self.hosts is not None:
+            self.hosts.check(self.base)  # before the token is fetched for a call to go there
         try:
             if self.version == 4:
                 token = await self.jwt.token(session)
@@ -234,7 +236,7 @@ class CopernicaClient:
             content_type = reply_headers.get("Content-Type", "")
         except aiohttp.ClientConnectorError as exc:
             self.usage(ApiUsage("copernica"))
-            raise _NotSent(f"{what}: could not connect ({type(exc).__name__})") from exc
+            raise NotSent(f"{what}: could not connect ({type(exc).__name__})") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.usage(ApiUsage("copernica"))
             raise CopernicaError(
@@ -603,13 +605,6 @@ class CopernicaClient:
 
     async def delete_webhook(self, webhook_id: int) -> None:
         await self._call("DELETE", f"webhook/{int(webhook_id)}")
-
-
-class _NotSent(CopernicaError):
-    """No connection could be made: Copernica never saw the call."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, category="transient")
 
 
 class _Refused(Exception):

@@ -21,6 +21,13 @@ class CopernicaError(ApiError):
     """A Copernica call failed; ``message`` is Copernica's own text when it sent one."""
 
 
+class NotSent(CopernicaError):
+    """No connection could be made: Copernica never saw the call (safe to send again)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, category="transient")
+
+
 class CreatedWithoutId(CopernicaError):
     """Copernica accepted a create (or an emailing) but its reply names no id (neither
     ``X-Created`` nor ``X-location``). The thing exists: the caller must not create it again

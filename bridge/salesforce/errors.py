@@ -59,21 +59,6 @@ def categorise(status: int | None, code: str | None) -> Category:
 class SalesforceError(ApiError):
     """A failed Salesforce call; ``fields`` names the fields Salesforce blamed, if any."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        category: Category,
-        status: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-        fields: list[str] | None = None,
-    ) -> None:
-        super().__init__(
-            message, category=category, status=status, code=code, retry_after=retry_after
-        )
-        self.fields = fields or []
-
     @classmethod
     def from_reply(cls, status: int, body: Any) -> SalesforceError:
         """Build from a REST error reply (an array of ``{message, errorCode, fields}``)."""

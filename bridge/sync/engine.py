@@ -427,13 +427,14 @@ async def _write_copernica(
     ctx: TenantContext, pool: Pool, mapping: Mapping, items: list[Item]
 ) -> None:
     limit = asyncio.Semaphore(COPERNICA_CONCURRENCY)
-    deletes = [i for i in items if i.cp_action == "delete" and i.failure is None]
-    if deletes:  # never delete in a database that was switched away from meanwhile
-        async with pool.acquire() as conn:
-            synced = await conn.fetchval(QUERIES["tenant_database"], ctx.tenant.id)
-        if synced != ctx.database:
-            for item in deletes:
-                item.failure = Failure("the synced Copernica database changed; looking again")
+    writes = [i for i in items if i.cp_action and i.failure is None]
+    if not writes:
+        return
+    async with pool.acquire() as conn:
+        synced = await conn.fetchval(QUERIES["tenant_database"], ctx.tenant.id)
+    if synced != ctx.database:  # switched away meanwhile: write nothing there
+        _database_changed(writes)
+        return
 
     async def one(item: Item) -> None:
         values = copernica_values(mapping, item.merged.to_copernica) if item.merged else {}
@@ -455,7 +456,22 @@ async def _write_copernica(
             except ApiError as error:
                 item.failure = failure_from(error)
 
-    await asyncio.gather(*(one(i) for i in items if i.cp_action and i.failure is None))
+    deletes = [i for i in writes if i.cp_action == "delete"]
+    await asyncio.gather(*(one(i) for i in writes if i.cp_action != "delete"))
+    if deletes:
+        # A delete holds a share lock on the tenant's row while it runs, so a switch of the
+        # synced database waits for it, and no delete starts after a switch.
+        async with pool.acquire() as conn, conn.transaction():
+            synced = await conn.fetchval(QUERIES["lock_tenant_database"], ctx.tenant.id)
+            if synced != ctx.database:
+                _database_changed(deletes)
+                return
+            await asyncio.gather(*(one(i) for i in deletes))
+
+
+def _database_changed(items: list[Item]) -> None:
+    for item in items:
+        item.failure = Failure("the synced Copernica database changed meanwhile; looking again")
 
 
 # --- 5. remember --------------------------------------------------------------------------
@@ -467,6 +483,10 @@ async def _record(
     tenant_id = ctx.tenant.id
     audits = []
     async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(QUERIES["lock_tenant_database"], tenant_id) != ctx.database:
+            # switched meanwhile: links of this batch would point into the old database
+            _database_changed([i for i in items if i.failure is None])
+            return
         for item in items:
             audits.extend(item.audits)
             if item.failure is not None:

@@ -275,6 +275,8 @@ class Waker:
         self.check_interval = check_interval  # how often a quiet connection is pinged
         self.listening = False
         self._events: dict[str, asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
 
     def _event(self, kind: str) -> asyncio.Event:
         return self._events.setdefault(kind, asyncio.Event())
@@ -294,6 +296,7 @@ class Waker:
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(CHANNEL, self._on_notify)
             self.listening = True
+            self._listening.set()
             self.wake_all()
             supervise.healthy()
             while True:
@@ -305,6 +308,7 @@ class Waker:
                     await conn.fetchval(QUERIES["ping"])
         finally:
             self.listening = False
+            self._listening.clear()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
                     if not conn.is_closed():
@@ -312,6 +316,22 @@ class Waker:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
                     await self._pool.release(conn)
+
+    async def start(self) -> None:
+        """``run`` in a task of its own, for callers without a supervisor; returns once it
+        listens (raises when it cannot)."""
+        self._task = asyncio.create_task(self.run())
+        ready = asyncio.create_task(self._listening.wait())
+        await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self._task.done():
+            self._task.result()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def wait(self, kind: str) -> None:
         """Return on a NOTIFY for ``kind`` or after the polling interval, whichever comes first."""

@@ -166,11 +166,11 @@ class SyncRuntime:
             )
             spawn("streams", self.streams.run)
 
-    async def stop(self, timeout: float | None = None) -> None:
+    async def stop(self, grace: float | None = None) -> None:
         """Stop within ``stop_grace`` + a few seconds whatever is in flight: no new claims, the
         current batches finish (or are handed back when they take longer), streams close,
         locks and the LISTEN connection go back, API counts are written."""
-        grace = self.options.stop_grace if timeout is None else timeout
+        grace = self.options.stop_grace if grace is None else grace
         self.stopping.set()
         self.waker.wake_all()
         workers = [
@@ -178,7 +178,7 @@ class SyncRuntime:
         ]
         if workers:
             await asyncio.wait(workers, timeout=grace)
-        await self._supervisor.stop(timeout=2.0)
+        await self._supervisor.stop(within=2.0)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await self.contexts.usage.flush(self.pool)

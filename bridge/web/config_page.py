@@ -1,20 +1,38 @@
 """The config page (``/config``): Copernica access and database, Salesforce access, the sync
 settings of the product manual, "test connection" for each side, and the password change.
 
-Secrets (API token, passwords, security token, consumer secret) are never put back into the page:
-their fields stay empty and say "saved"; leaving one empty when saving keeps the stored value.
+Secrets (API token, passwords, security token, consumer secret, private key) are never put back
+into the page: their fields stay empty and say "saved"; leaving one empty when saving keeps the
+stored value — but only for the host it was saved for. A changed login URL or Copernica host
+needs its secrets typed again, so a stored secret never travels to a host an administrator just
+typed.
+
+Where the bridge may connect is the operator's decision (``bridge.hosts``): the Salesforce login
+URL must be an ``https://`` address under salesforce.com — the org's My Domain for the default
+login method, OAuth client credentials — and the Copernica host one under copernica.com, unless
+``ALLOWED_API_HOSTS`` allows more. Anything else is refused with a message before any request.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from bridge import tenants
-from bridge.errors import NotConfigured
-from bridge.salesforce.auth import PRODUCTION_LOGIN_URL
+from bridge.copernica.client import DEFAULT_HOST
+from bridge.db import QUERIES
+from bridge.errors import ApiError, NotConfigured
+from bridge.hosts import HostPolicy, address_of, copernica_hosts, salesforce_hosts
+from bridge.salesforce.auth import (
+    PRODUCTION_LOGIN_URL,
+    SOAP_NOTICE,
+    is_my_domain,
+    load_private_key,
+)
+from bridge.sync.jobs import requeue_fixed
 from bridge.tenants import (
     CopernicaCredentials,
     SalesforceCredentials,
@@ -24,7 +42,13 @@ from bridge.tenants import (
     save_credentials,
     update_tenant,
 )
-from bridge.vocabulary import DIRECTION_LABELS, DIRECTIONS, WEBHOOK_TRIGGERS, LoginMethod
+from bridge.vocabulary import (
+    DIRECTION_LABELS,
+    DIRECTIONS,
+    LOGIN_METHODS,
+    WEBHOOK_TRIGGERS,
+    LoginMethod,
+)
 from bridge.web import platforms
 from bridge.web.guard import admin_required, current, redirect
 from bridge.web.keys import PLATFORMS, POOL, SETTINGS, VAULT
@@ -35,9 +59,20 @@ routes = web.RouteTableDef()
 
 DIRECTION_CHOICES = tuple((direction, DIRECTION_LABELS[direction]) for direction in DIRECTIONS)
 SALESFORCE_METHODS: tuple[tuple[LoginMethod, str], ...] = (
-    ("soap", "Username, password and security token"),
-    ("client_credentials", "OAuth client (Connected App)"),
+    ("client_credentials", "OAuth client credentials (External Client App) – recommended"),
+    ("jwt", "OAuth JWT bearer (External Client App with a certificate)"),
+    ("soap", "Username, password and security token (legacy)"),
 )
+DEFAULT_METHOD: LoginMethod = "client_credentials"
+MY_DOMAIN_NEEDED = (
+    "OAuth client credentials need your org's My Domain URL, like https://acme.my.salesforce.com "
+    "(a sandbox's: https://acme--uat.sandbox.my.salesforce.com); Setup → My Domain shows it."
+)
+SECRETS: dict[LoginMethod, tuple[str, ...]] = {  # what each method keeps secret
+    "client_credentials": ("consumer_secret",),
+    "jwt": ("private_key_pem",),
+    "soap": ("password", "security_token"),
+}
 
 
 @routes.get("/config")
@@ -67,7 +102,8 @@ async def config_page(request: web.Request) -> web.Response:
         "webhooks": len([t for t in WEBHOOK_TRIGGERS if hooks.get(t)]),
         "directions": DIRECTION_CHOICES,
         "methods": SALESFORCE_METHODS,
-        "production_login_url": PRODUCTION_LOGIN_URL,
+        "default_method": DEFAULT_METHOD,
+        "soap_notice": SOAP_NOTICE,
     })
 
 
@@ -93,7 +129,56 @@ def _public_salesforce(creds: SalesforceCredentials | None) -> dict[str, Any] | 
         "consumer_key": creds.consumer_key, "password_saved": bool(creds.password),
         "security_token_saved": bool(creds.security_token),
         "consumer_secret_saved": bool(creds.consumer_secret),
+        "private_key_saved": bool(creds.private_key_pem),
     }
+
+
+def _origin(url: str) -> str:
+    where = address_of(url)
+    return where.origin if where is not None else url
+
+
+def _bare_address(value: str) -> bool:
+    """Scheme and host (and port) only: no path, query, fragment or user name."""
+    parts = urlsplit(value)
+    return not parts.path.strip("/") and not parts.query and not parts.fragment and (
+        "@" not in parts.netloc
+    )
+
+
+def copernica_host(value: str, policy: HostPolicy) -> str:
+    """The Copernica API host typed on the page, as stored (``https://host``; empty: Copernica's
+    default); ``ValueError`` with the message for the page."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return ""
+    url = value if "://" in value else f"https://{value}"
+    if not _bare_address(url) or address_of(url) is None:
+        raise ValueError("Fill in the Copernica API host only, like api.copernica.com.")
+    if not policy.allows(url):
+        raise ValueError(policy.refusal(url))
+    return _origin(url)
+
+
+def salesforce_login_url(value: str, method: LoginMethod, policy: HostPolicy) -> str:
+    """The Salesforce login URL typed on the page, checked for ``method``; ``ValueError`` with
+    the message for the page."""
+    url = value.strip().rstrip("/")
+    if not url:
+        if method == "client_credentials":
+            raise ValueError(MY_DOMAIN_NEEDED)
+        url = PRODUCTION_LOGIN_URL
+    if "://" not in url:
+        url = f"https://{url}"
+    if not _bare_address(url) or address_of(url) is None:
+        raise ValueError(
+            "Fill in the Salesforce login URL only, like https://acme.my.salesforce.com."
+        )
+    if not policy.allows(url):
+        raise ValueError(policy.refusal(url))
+    if method == "client_credentials" and not (is_my_domain(url) or policy.operator_allows(url)):
+        raise ValueError(MY_DOMAIN_NEEDED)
+    return _origin(url)
 
 
 @routes.post("/config/copernica")
@@ -105,18 +190,24 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
     settings, vault = request.app[SETTINGS], request.app[VAULT]
     form = await request.post()
     token = str(form.get("api_token", "")).strip()
-    hostname = str(form.get("hostname", "")).strip().rstrip("/")
     database = str(form.get("database", "")).strip()
+    try:
+        hostname = copernica_host(str(form.get("hostname", "")), copernica_hosts(settings))
+    except ValueError as exc:
+        raise redirect(request, "/config#copernica", str(exc), "error") from None
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         stored = await _stored(load_copernica_credentials(conn, vault, session.tenant_id))
-        if not token and stored is None:
-            raise redirect(request, "/config#copernica", "Fill in the Copernica API token.", "error")
-        creds = CopernicaCredentials(
-            api_token=token or stored.api_token,
-            hostname=hostname,
-            auth_url=_auth_url(stored, hostname),
+        moved = stored is not None and _origin(stored.hostname or DEFAULT_HOST) != _origin(
+            hostname or DEFAULT_HOST
         )
+        if not token and (stored is None or moved):
+            message = "Fill in the Copernica API token."
+            if moved:
+                message = ("The Copernica host changed: the saved API token is only sent to the "
+                           "host it was saved for. " + message)
+            raise redirect(request, "/config#copernica", message, "error")
+        creds = CopernicaCredentials(api_token=token or stored.api_token, hostname=hostname)
         await save_credentials(conn, vault, session.tenant_id, creds)
         tenant = await load_tenant(conn, session.tenant_id)
         hooks_before = await tenants.stored_webhooks(conn, tenant.id)
@@ -125,6 +216,11 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
     messages = ["Copernica access saved."]
     try:
         client = await platforms.copernica(request, tenant.id)
+        identity = await platforms.bounded(client.identity())
+        account = str(identity.get("id") or identity.get("ID") or "").strip() or None
+        async with pool.acquire() as conn:  # webhooks must name this account (X-Copernica-ID)
+            await conn.execute(QUERIES["set_copernica_account"], tenant.id, account)
+            await requeue_fixed(conn, tenant.id, "copernica")  # the access works: held jobs back
         if database:
             known = await platforms.bounded(platforms.collect(client.databases()))
             if database not in {str(d.id) for d in known}:
@@ -150,61 +246,68 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
     raise redirect(request, "/config#copernica", " ".join(messages))
 
 
-def _auth_url(stored: CopernicaCredentials | None, hostname: str) -> str:
-    """Keep the stored authentication URL; when it was derived from the old hostname (a
-    self-hosted or sandbox API serving its own ``/authenticate``), derive it from the new one."""
-    if stored is None or not stored.auth_url:
-        return ""
-    if stored.hostname and stored.auth_url == f"{stored.hostname}/authenticate" and hostname:
-        return f"{hostname}/authenticate"
-    return stored.auth_url
-
-
 @routes.post("/config/salesforce")
 @admin_required
 async def save_salesforce(request: web.Request) -> web.StreamResponse:
+    """Save how the bridge logs in to Salesforce. Only what the chosen method uses is kept."""
     session = current(request)
-    vault = request.app[VAULT]
+    vault, settings = request.app[VAULT], request.app[SETTINGS]
     form = await request.post()
     value = {k: str(form.get(k, "")).strip() for k in (
         "method", "login_url", "username", "password", "security_token", "consumer_key",
-        "consumer_secret")}
-    method: LoginMethod = next(
-        (m for m, _ in SALESFORCE_METHODS if m == value["method"]), "soap"
-    )
-    login_url = value["login_url"].rstrip("/") or PRODUCTION_LOGIN_URL
-    if not login_url.startswith(("https://", "http://")):
-        raise redirect(request, "/config#salesforce",
-                       "The Salesforce login URL must start with https://.", "error")
+        "consumer_secret", "private_key")}
+    method: LoginMethod = next((m for m in LOGIN_METHODS if m == value["method"]), DEFAULT_METHOD)
+    try:
+        login_url = salesforce_login_url(value["login_url"], method, salesforce_hosts(settings))
+        if value["private_key"] and method == "jwt":
+            load_private_key(value["private_key"])
+    except (ValueError, ApiError) as exc:
+        message = exc.message if isinstance(exc, ApiError) else str(exc)
+        raise redirect(request, "/config#salesforce", message, "error") from None
     async with request.app[POOL].acquire() as conn:
         stored = await _stored(load_salesforce_credentials(conn, vault, session.tenant_id))
-        keep = stored if stored is not None and stored.method == method else None
+        moved = stored is not None and _origin(stored.login_url) != login_url
+        keep = stored if stored is not None and stored.method == method and not moved else None
+        typed = {**value, "private_key_pem": value["private_key"]}
 
         def secret(name: str) -> str:
-            return value[name] or (getattr(keep, name) if keep is not None else "")
+            if name not in SECRETS[method]:
+                return ""  # not used by this method: not kept
+            return typed[name] or (getattr(keep, name) if keep is not None else "")
 
         creds = SalesforceCredentials(
-            method=method, login_url=login_url, username=value["username"],
+            method=method, login_url=login_url,
+            username=value["username"] if method != "client_credentials" else "",
             password=secret("password"), security_token=secret("security_token"),
-            consumer_key=value["consumer_key"], consumer_secret=secret("consumer_secret"),
+            consumer_key=value["consumer_key"] if method != "soap" else "",
+            consumer_secret=secret("consumer_secret"), private_key_pem=secret("private_key_pem"),
         )
         missing = _missing(creds)
         if missing:
-            raise redirect(request, "/config#salesforce", f"Fill in {missing}.", "error")
+            message = f"Fill in {missing}."
+            if moved and any(getattr(stored, name) for name in SECRETS[method]):
+                message = ("The login URL changed: saved secrets are only sent to the address "
+                           "they were saved for. " + message)
+            raise redirect(request, "/config#salesforce", message, "error")
         await save_credentials(conn, vault, session.tenant_id, creds)
+        await requeue_fixed(conn, session.tenant_id, "salesforce")  # held for auth: try again
     request.app[PLATFORMS].forget(session.tenant_id, "salesforce")  # the next call logs in anew
-    log.info("Salesforce access saved")
-    raise redirect(request, "/config#salesforce", "Salesforce access saved.")
+    log.info("Salesforce access saved (%s)", method)
+    notice = f" {SOAP_NOTICE}" if method == "soap" else ""
+    raise redirect(request, "/config#salesforce", f"Salesforce access saved.{notice}",
+                   "warning" if notice else "ok")
 
 
 def _missing(creds: SalesforceCredentials) -> str | None:
-    if creds.method == "client_credentials":
-        if not creds.consumer_key:
-            return "the consumer key"
-        return None if creds.consumer_secret else "the consumer secret"
-    if not creds.username:
-        return "the Salesforce username"
-    return None if creds.password else "the Salesforce password"
+    needed: dict[LoginMethod, tuple[tuple[str, str], ...]] = {
+        "client_credentials": (("consumer_key", "the consumer key"),
+                               ("consumer_secret", "the consumer secret")),
+        "jwt": (("consumer_key", "the consumer key"), ("username", "the Salesforce username"),
+                ("private_key_pem", "the private key")),
+        "soap": (("username", "the Salesforce username"),
+                 ("password", "the Salesforce password")),
+    }
+    return next((label for name, label in needed[creds.method] if not getattr(creds, name)), None)
 
 
 @routes.post("/config/sync")

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import Any, Literal
 
 from aiohttp import web
 
+from bridge.copernica.errors import CreatedWithoutId, NotSent
 from bridge.copernica.models import Product
 from bridge.db import QUERIES
 from bridge.errors import ApiError
+from bridge.hosts import HostRefused
 from bridge.security.sessions import revoke
 from bridge.sync import reports, runs
 from bridge.tenants import Tenant, load_tenant
@@ -52,6 +55,7 @@ async def tab(request: web.Request) -> web.Response:
         "manage": tenant.direction == "both",
         "sends": [], "databases": [], "contents": [], "targets": [], "contact_fields": [],
         "problems": [],
+        "send_key": secrets.token_urlsafe(18),  # one send per page view: a retry sends nothing
     }
     if context["manage"]:
         await _copernica_sections(request, tenant, sends, context)
@@ -89,12 +93,14 @@ async def _copernica_sections(
     ]
     if synced is not None:
         context["targets"] = [("database", synced.id, f"Database: {synced.name}")] + [
-            ("view", v.id, f"Selection: {v.name}") for v in views
+            ("view", v.id, f"Selection: {v.label}") for v in views
         ]
 
 
 async def _with_statistics(client: Any, sends: list[Any]) -> list[dict[str, Any]]:
     async def one(send: Any) -> dict[str, Any]:
+        if send["emailing_id"] is None:  # Copernica did not say its id, or the outcome is open
+            return {"send": send, "stats": None}
         try:
             stats = await client.emailing_statistics(send["emailing_id"], send["product"])
         except ApiError:
@@ -243,6 +249,7 @@ async def send_emailing(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     content = str(form.get("content", ""))
     target = str(form.get("target", ""))
+    send_key = str(form.get("send_key", "")).strip()[:64] or secrets.token_urlsafe(18)
     chosen_product, _, content_id = content.partition(":")
     chosen_target, _, target_id = target.partition(":")
     if chosen_product not in ("ms", "publisher") or not content_id.isdigit():
@@ -258,7 +265,7 @@ async def send_emailing(request: web.Request) -> web.StreamResponse:
         client = await platforms.copernica(request, tenant.id)
         synced = await platforms.bounded(client.database(tenant.copernica_database))
         names = {"database": {synced.id: synced.name}, "view": {
-            v.id: v.name for v in await platforms.bounded(
+            v.id: v.label for v in await platforms.bounded(
                 platforms.collect(client.views(synced.id)))
         }}
         target_name = names[target_type].get(int(target_id))
@@ -271,26 +278,79 @@ async def send_emailing(request: web.Request) -> web.StreamResponse:
         if item is None:
             raise redirect(request, "/sfcp#emailings",
                            "That template or document does not exist (any more).", "error")
+    except platforms.FAILURES as exc:
+        raise redirect(request, "/sfcp#emailings",
+                       f"The emailing was not sent: {platforms.user_message(exc)}",
+                       "error") from None
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:  # recorded before it goes out: a retry finds it here
+        send_id = await conn.fetchval(
+            QUERIES["claim_emailing_send"], tenant.id, product, item.id, item.name, target_type,
+            int(target_id), target_name, session.email, send_key,
+        )
+        if send_id is None:
+            earlier = await conn.fetchrow(QUERIES["emailing_send_by_key"], tenant.id, send_key)
+    if send_id is None:
+        raise redirect(request, "/sfcp#emailings", _already_sent(earlier), "warning")
+    emailing_id: int | None
+    try:
         if product == "ms":
             emailing_id = await platforms.bounded(
                 client.send_emailing(item.id, int(target_id), target_type))
         else:
             emailing_id = await platforms.bounded(
                 client.send_publisher_emailing(item.id, int(target_id), target_type))
-        emailing = await platforms.bounded(client.emailing(emailing_id, product))
+    except CreatedWithoutId:
+        emailing_id = None  # sent: only its id is unknown
     except platforms.FAILURES as exc:
+        async with pool.acquire() as conn:
+            if _not_sent(exc):
+                await conn.execute(QUERIES["drop_emailing_send"], send_id, tenant.id)
+                raise redirect(request, "/sfcp#emailings",
+                               f"The emailing was not sent: {platforms.user_message(exc)}",
+                               "error") from None
+            await conn.execute(QUERIES["emailing_send_unknown"], send_id, tenant.id)
+        log.warning("emailing send %s: outcome unknown (%s)", send_id, type(exc).__name__)
         raise redirect(request, "/sfcp#emailings",
-                       f"The emailing was not sent: {platforms.user_message(exc)}",
+                       "Copernica did not say whether the emailing went out "
+                       f"({platforms.user_message(exc)}). Check Copernica's emailings before "
+                       "sending it again: this form will not send it a second time.",
                        "error") from None
-    async with request.app[POOL].acquire() as conn:
-        await conn.execute(
-            QUERIES["record_emailing_send"], tenant.id, product, emailing_id, item.id, item.name,
-            target_type, int(target_id), target_name, session.email,
-        )
+    async with pool.acquire() as conn:  # at once: nothing after the send may undo the record
+        await conn.execute(QUERIES["emailing_sent"], send_id, tenant.id, emailing_id)
     log.info("emailing %s sent", emailing_id)
+    if emailing_id is None:
+        raise redirect(request, "/sfcp#emailings",
+                       f"Emailing sent: {item.name} to {target_name}. Copernica's answer did not "
+                       "say the emailing's id, so its statistics cannot be shown here.", "warning")
+    destinations = ""
+    try:
+        emailing = await platforms.bounded(client.emailing(emailing_id, product))
+        count = emailing.destinations
+        destinations = f", {count} destination{'s' if count != 1 else ''}"
+    except platforms.FAILURES as exc:  # it went out: only the details are missing
+        log.info("emailing %s: details not read (%s)", emailing_id, type(exc).__name__)
     raise redirect(request, "/sfcp#emailings",
-                   f"Emailing {emailing_id} sent: {item.name} to {target_name}, "
-                   f"{emailing.destinations} destination{'s' if emailing.destinations != 1 else ''}.")
+                   f"Emailing {emailing_id} sent: {item.name} to {target_name}{destinations}.")
+
+
+def _not_sent(exc: BaseException) -> bool:
+    """Copernica certainly did not send: it refused (4xx, its balancer's 503), or nothing
+    reached it (no connection, a host outside the policy)."""
+    if isinstance(exc, NotSent | HostRefused):
+        return True
+    return isinstance(exc, ApiError) and exc.status is not None and (
+        400 <= exc.status < 500 or exc.status == 503
+    )
+
+
+def _already_sent(earlier: Any) -> str:
+    if earlier is not None and earlier["state"] == "sent":
+        which = f"emailing {earlier['emailing_id']}" if earlier["emailing_id"] else "an emailing"
+        return (f"This form was sent already ({which}); it is not sent twice. Choose again to "
+                "send another emailing.")
+    return ("This emailing may have gone out already (Copernica did not answer); it is not "
+            "sent twice. Check Copernica's emailings, then choose again to send another.")
 
 
 @routes.post(r"/sfcp/errors/{report_id:\d+}/requeue")

@@ -33,7 +33,8 @@ Choices where Copernica's documentation is silent
   ordering is exact even within one second or across a DST fold.
 - Text comparisons in ``fields[]`` are case-insensitive (MySQL collation), ``=~``/``!~`` are
   LIKE with ``%`` and ``_``. Numeric fields and ``id`` compare as numbers.
-- ``profileids`` returns every id unless ``start``/``limit`` are given.
+- ``profileids`` pages like every list (``start``, ``limit`` 100 by default); ``start`` is an
+  offset into the ids in ascending order.
 - An upsert (``PUT database/$db/profiles``) that creates uses only the body; the selector's values
   are not copied into the new profile. ``async`` is ignored (always synchronous).
 - Bulk delete answers 204 with one ``X-Deleted: profile <id>`` header per removed profile;
@@ -47,13 +48,20 @@ Choices where Copernica's documentation is silent
   names are unique (case-insensitive).
 - ``DELETE database/$id`` answers 400 ``Invalid method`` (not a documented call).
 - v4 accepts both ``ms/``/``publisher/`` and ``draganddrop/``/``html/``; v3 only the old names.
-- ``POST ms/emailing`` / ``POST publisher/emailing`` answer 201 + ``X-Created``; target types
-  ``database``, ``view`` and ``profile`` (others: 400 ``Invalid target type``). Destinations are the
+- ``POST ms/emailing`` / ``POST publisher/emailing`` (the documented sends) answer 201 +
+  ``X-Created``; ``POST draganddrop/emailing`` / ``html/emailing`` answer 400 ``Invalid method``
+  (no page documents them). ``GET …/emailing/$id`` answers the emailing inside ``data``. Target
+  types ``database``, ``view`` and ``profile`` (others: 400 ``Invalid target type``). Destinations are the
   target's live profiles with a non-empty field of type ``email``. Statistics are generated from
   ``statistics_seed`` and the emailing id (the same emailing always shows the same numbers).
+- Selections nest: ``database/$db/views`` lists the top-level ones, ``view/$id/views`` the ones
+  nested in a selection (``parent-type`` ``view``, ``has-children``); a nested selection narrows
+  the one around it.
 - Webhooks: ``callers`` values are ``rest`` (REST API writes), ``ms`` (a user in the Marketing
   Suite, the default for control-API edits), ``publisher`` and ``import``; omitted = all.
   ``X-Copernica-ID`` is ``account-<id>``. ``keyId`` is ``<key_selector>._domainkey.copernica.com``.
+  The ``Signature`` header is written as in the documentation's example: header names as written
+  there, no comma before ``signature=``; ``Digest`` is ``SHA-256=<base64>``.
   Any 2xx acknowledges; anything else (or no answer within ``webhook_timeout``) is retried after
   ``webhook_retry_base`` seconds, doubling, up to ``webhook_max_attempts`` attempts, then recorded
   in the feedback-loop errors. Deliveries to one webhook are sequential (a retry holds the queue),
@@ -73,7 +81,8 @@ Control API (``/_sandbox/``, no credentials, JSON bodies)
 - Acting as a Copernica user (fires webhooks, is not a REST call, caller ``ms`` unless ``caller``
   says otherwise): ``POST /_sandbox/databases/{db}/profiles`` ``{"fields": {...}}``,
   ``PUT /_sandbox/profiles/{id}`` ``{"fields": {...}}``, ``DELETE /_sandbox/profiles/{id}``.
-- Content: ``POST /_sandbox/databases/{db}/views`` ``{"name", "rules": ["Field==x", ...]}``,
+- Content: ``POST /_sandbox/databases/{db}/views`` ``{"name", "rules": ["Field==x", ...],
+  "parent"?: view id}``,
   ``POST /_sandbox/ms/templates`` ``{"name", "subject", "from_name", "from_email"}``,
   ``POST /_sandbox/publisher/documents`` ``{"name", "subject", "from_address", "template"}``.
 - REST faults: ``POST /_sandbox/faults`` ``{"status": 429|500|502|503|504, "count": n,
@@ -83,6 +92,17 @@ Control API (``/_sandbox/``, no credentials, JSON bodies)
 - Webhooks: ``GET /_sandbox/webhooks``; ``POST /_sandbox/webhooks/faults`` ``{"fail": n,
   "duplicate": n, "reorder": n}``; ``GET /_sandbox/webhooks/deliveries`` (every attempt, with
   latency); ``GET /_sandbox/webhooks/feedback-loop-errors``; ``POST /_sandbox/webhooks/drain``.
+- Variants (``sandbox.copernica.variants.Variants``; documented behaviour by default):
+  ``GET /_sandbox/variants``; ``POST /_sandbox/variants`` with any of ``emailing_data_wrapper``
+  (bool), ``created_id`` (``both``/``x-created``/``x-location``/``none``) and ``created_id_kinds``
+  (e.g. ``["profile", "emailing"]``; empty: every kind), ``profileids_paged`` (bool) and
+  ``profileids_cap`` (ids per page at most), ``send_paths`` (``documented``/``new``/``both``),
+  ``signature_shape`` (``documentation``/``library``), ``digest_token``
+  (``SHA-256``/``sha-256``/``sha256``), ``copernica_id`` (``account-{id}``, ``account_{id}``,
+  ``environment_{id}``), ``redirect_gets`` (the next N REST GETs answer ``redirect_status``, 301 by
+  default, to the same path at ``redirect_to``, the sandbox itself when empty).
+- ``POST /_sandbox/databases/{db}/profiles/seed`` ``{"profiles": [{"fields": {...}, "removed"?:
+  true}]}``: profiles as if they had always been there (no webhook, no REST call counted).
 - ``GET /_sandbox/webhook-key``: the public key (PEM, ``X-Key-Id`` header);
   ``GET /_sandbox/webhook-key/dkim``: the same key as the DNS TXT value Copernica publishes.
 """

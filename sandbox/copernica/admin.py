@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from typing import Any
 
@@ -21,6 +22,7 @@ from sandbox.copernica.state import (
     SandboxError,
     local_text,
 )
+from sandbox.copernica.variants import switched
 from sandbox.copernica.wire import error_reply, json_reply
 
 routes = web.RouteTableDef()
@@ -125,6 +127,24 @@ async def user_create(request: web.Request) -> web.Response:
     return json_reply(account.profile_json(database, profile), 201)
 
 
+@routes.post("/_sandbox/databases/{db}/profiles/seed")
+async def seed_profiles(request: web.Request) -> web.Response:
+    """``{"profiles": [{"fields": {...}, "removed"?: true}, ...]}``: profiles as if they had
+    always been there (no webhook, no REST call counted); answers their ids in order."""
+    account = _sandbox(request).account
+    body = await _json(request)
+    database = account.database(request.match_info["db"])
+    rows = body.get("profiles")
+    if not isinstance(rows, list):
+        raise web.HTTPBadRequest(text="profiles must be a list")
+    ids = [
+        str(account.seed_profile(database, row.get("fields", {}), bool(row.get("removed"))).id)
+        for row in rows
+        if isinstance(row, dict)
+    ]
+    return json_reply({"ids": ids}, 201)
+
+
 @routes.put("/_sandbox/profiles/{id}")
 async def user_update(request: web.Request) -> web.Response:
     account = _sandbox(request).account
@@ -151,7 +171,8 @@ async def admin_view(request: web.Request) -> web.Response:
     body = await _json(request)
     database = account.database(request.match_info["db"])
     rules = [str(r) for r in body.get("rules", [])]
-    view = account.create_view(database, str(body.get("name", "View")), "", rules)
+    parent = account.view(str(body["parent"])) if body.get("parent") else None
+    view = account.create_view(database, str(body.get("name", "View")), "", rules, parent)
     return json_reply({"ID": str(view.id), "rules": rules}, 201)
 
 
@@ -209,6 +230,22 @@ async def set_faults(request: web.Request) -> web.Response:
 async def clear_faults(request: web.Request) -> web.Response:
     _sandbox(request).faults = RestFaults()
     return json_reply({"cleared": True})
+
+
+@routes.get("/_sandbox/variants")
+async def get_variants(request: web.Request) -> web.Response:
+    return json_reply(dataclasses.asdict(_sandbox(request).variants))
+
+
+@routes.post("/_sandbox/variants")
+async def set_variants(request: web.Request) -> web.Response:
+    """Switch some variants (``{"created_id": "none", ...}``); the others stay as they are."""
+    sandbox = _sandbox(request)
+    try:
+        sandbox.variants = switched(sandbox.variants, await _json(request))
+    except (ValueError, TypeError) as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    return json_reply(dataclasses.asdict(sandbox.variants))
 
 
 @routes.post("/_sandbox/tokens/expire")

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sandbox.copernica.state import Account, ProfileChange, Webhook, local_text
+from sandbox.copernica.variants import DigestToken, SignatureShape, Variants
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,11 @@ SIGNED_HEADERS = (
     "x-copernica-id",
     "digest",
     "x-nonce",
+)
+# How the documentation's example lists them (header names as written in its example).
+DOCUMENTED_NAMES = (
+    "(request-target)", "Host", "Date", "Content-length", "Content-type", "X-Copernica-ID",
+    "Digest", "X-nonce",
 )
 
 
@@ -65,8 +72,20 @@ class Signer:
         )
         return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
 
-    def headers_for(self, url: str, body: bytes, account_marker: str) -> dict[str, str]:
-        """All headers of one delivery attempt, ``Signature`` last (draft-cavage, rsa-sha256)."""
+    def headers_for(
+        self,
+        url: str,
+        body: bytes,
+        account_marker: str,
+        *,
+        shape: SignatureShape = "documentation",
+        digest_token: DigestToken = "SHA-256",
+    ) -> dict[str, str]:
+        """All headers of one delivery attempt, ``Signature`` last (draft-cavage, rsa-sha256).
+
+        ``shape``: ``documentation`` writes the ``Signature`` header as the documentation's example
+        does (header names as written there, no comma before ``signature=``); ``library`` as
+        Copernica's signature library prints it (comma separated, lower-case names)."""
         parts = urlsplit(url)
         target = parts.path or "/"
         if parts.query:
@@ -78,14 +97,25 @@ class Signer:
             "content-length": str(len(body)),
             "content-type": "application/x-www-form-urlencoded",
             "x-copernica-id": account_marker,
-            "digest": "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
+            "digest": f"{digest_token}=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
             "x-nonce": secrets.token_hex(16),
         }
         signing_string = "\n".join(f"{name}: {values[name]}" for name in SIGNED_HEADERS)
         signature = self.private_key.sign(
             signing_string.encode(), padding.PKCS1v15(), hashes.SHA256()
         )
-        headers = {
+        encoded = base64.b64encode(signature).decode()
+        if shape == "library":
+            header = (
+                f'keyId="{self.key_id}",algorithm="rsa-sha256",'
+                f'headers="{" ".join(SIGNED_HEADERS)}",signature="{encoded}"'
+            )
+        else:
+            header = (
+                f'keyId="{self.key_id}",algorithm="rsa-sha256", '
+                f'headers="{" ".join(DOCUMENTED_NAMES)}" signature="{encoded}"'
+            )
+        return {
             "Host": values["host"],
             "Date": values["date"],
             "Content-Type": values["content-type"],
@@ -93,13 +123,8 @@ class Signer:
             "X-Copernica-ID": account_marker,
             "Digest": values["digest"],
             "X-Nonce": values["x-nonce"],
-            "Signature": (
-                f'keyId="{self.key_id}",algorithm="rsa-sha256",'
-                f'headers="{" ".join(SIGNED_HEADERS)}",'
-                f'signature="{base64.b64encode(signature).decode()}"'
-            ),
+            "Signature": header,
         }
-        return headers
 
 
 def payload_pairs(change: ProfileChange, tz: ZoneInfo) -> list[tuple[str, str]]:
@@ -151,7 +176,8 @@ class Dispatcher:
         account: Account,
         signer: Signer,
         *,
-        account_marker: str,
+        variants: Callable[[], Variants],
+        account_marker: Callable[[], str],
         max_attempts: int,
         retry_base: float,
         timeout: float,
@@ -159,6 +185,7 @@ class Dispatcher:
     ) -> None:
         self.account = account
         self.signer = signer
+        self.variants = variants
         self.account_marker = account_marker
         self.max_attempts = max_attempts
         self.retry_base = retry_base
@@ -296,7 +323,11 @@ class Dispatcher:
             self.faults.fail -= 1
             return None, "injected failure"
         assert self.session is not None, "dispatcher not started"
-        headers = self.signer.headers_for(url, body, self.account_marker)
+        variants = self.variants()
+        headers = self.signer.headers_for(
+            url, body, self.account_marker(),
+            shape=variants.signature_shape, digest_token=variants.digest_token,
+        )
         try:
             async with self.session.post(url, data=body, headers=headers) as response:
                 await response.read()

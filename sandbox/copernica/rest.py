@@ -11,7 +11,7 @@ import asyncio
 import random
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -69,6 +69,15 @@ MS = r"(?P<product>ms|draganddrop)"
 PUB = r"(?P<product>publisher|html)"
 
 
+def _created(call: Call, kind: str, new_id: int) -> web.Response:
+    """201 for a new ``kind``, with the id headers the ``created_id`` variant names."""
+    variants = call.sandbox.variants
+    applies = not variants.created_id_kinds or kind.rpartition("/")[2] in variants.created_id_kinds
+    return created(
+        call.request, kind, new_id, call.version, variants.created_id if applies else "both"
+    )
+
+
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         ROUTES.append((method, re.compile(pattern + r"/?"), handler))
@@ -86,6 +95,13 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if faults.count > 0 and faults.status:
         faults.count -= 1
         return overload_reply(faults.status, faults.retry_after)
+    variants = sandbox.variants
+    if request.method == "GET" and variants.redirect_gets > 0:  # a moved call, as documented
+        sandbox.variants = replace(variants, redirect_gets=variants.redirect_gets - 1)
+        origin = variants.redirect_to.rstrip("/") or f"{request.scheme}://{request.host}"
+        return web.Response(
+            status=variants.redirect_status, headers={"Location": origin + request.path_qs}
+        )
     version = request.match_info["version"]
     denied = check_credentials(request, sandbox, version)
     if denied is not None:
@@ -215,7 +231,7 @@ async def create_database(call: Call) -> web.Response:
         php_string(body.get("description")),
         truthy(body.get("archived")),
     )
-    return created(call.request, "database", database.id, call.version)
+    return _created(call, "database", database.id)
 
 
 @route("GET", r"database/(?P<db>[^/]+)")
@@ -251,7 +267,7 @@ async def copy_database(call: Call) -> web.Response:
     copy = account.copy_database(
         account.database(call.params["db"]), php_string(body.get("name")), options
     )
-    return created(call.request, "database", copy.id, call.version)
+    return _created(call, "database", copy.id)
 
 
 # fields and interests --------------------------------------------------------------------------
@@ -265,7 +281,7 @@ async def list_fields(call: Call) -> web.Response:
 async def create_field(call: Call) -> web.Response:
     account = call.sandbox.account
     new = account.create_field(account.database(call.params["db"]), await call.body())
-    return created(call.request, "field", new.id, call.version)
+    return _created(call, "field", new.id)
 
 
 def _field(call: Call) -> tuple[Database, Any]:
@@ -309,7 +325,7 @@ async def create_interest(call: Call) -> web.Response:
         raise SandboxError("Invalid interest name")
     interest = Interest(account.new_id("interest"), name, php_string(body.get("group")))
     database.interests.append(interest)
-    return created(call.request, "interest", interest.id, call.version)
+    return _created(call, "interest", interest.id)
 
 
 # profiles --------------------------------------------------------------------------------------
@@ -340,10 +356,14 @@ def profiles_reply(call: Call, database: Database, found: list[Profile]) -> web.
 
 
 def ids_reply(call: Call, found: list[Profile]) -> web.Response:
-    """A bare JSON array of string ids; paged only when ``start``/``limit`` are given."""
+    """A bare JSON array of string ids, paged like every list (``start``, ``limit`` of 100 by
+    default, at most ``profileids_cap``); unpaged with ``profileids_paged`` off, unless
+    ``start``/``limit`` are given."""
+    variants = call.sandbox.variants
     ids = [str(p.id) for p in found]
-    if "start" in call.query or "limit" in call.query:
-        ids = paged(call.query, ids)["data"]
+    if variants.profileids_paged or "start" in call.query or "limit" in call.query:
+        page = paged(call.query, ids)
+        ids = page["data"][: max(0, variants.profileids_cap)]
     return json_reply(ids)
 
 
@@ -365,7 +385,7 @@ async def create_profile(call: Call) -> web.Response:
     database = account.database(call.params["db"])
     body = await call.body()
     profile = account.create_profile(database, body.get("fields"), body.get("interests"), "rest")
-    return created(call.request, "profile", profile.id, call.version)
+    return _created(call, "profile", profile.id)
 
 
 @route("PUT", r"database/(?P<db>[^/]+)/profiles")
@@ -381,7 +401,7 @@ async def update_profiles(call: Call) -> web.Response:
         profile = account.create_profile(
             database, body.get("fields"), body.get("interests"), "rest"
         )
-        return created(call.request, "profile", profile.id, call.version)
+        return _created(call, "profile", profile.id)
     for profile in matches:
         account.update_profile(database, profile, body.get("fields"), body.get("interests"), "rest")
     return no_content()
@@ -454,13 +474,15 @@ async def delete_profile(call: Call) -> web.Response:
 
 # selections ------------------------------------------------------------------------------------
 def view_json(call: Call, view: Any) -> dict[str, Any]:
+    nested = view.parent_id is not None
+    children = any(v.parent_id == view.id for v in call.sandbox.account.views.values())
     return {
         "ID": str(view.id),
         "name": view.name,
         "description": view.description,
-        "parent-type": "database",
-        "parent-id": str(view.database_id),
-        "has-children": False,
+        "parent-type": "view" if nested else "database",
+        "parent-id": str(view.parent_id if nested else view.database_id),
+        "has-children": children,
         "has-referred": False,
         "has-rules": bool(view.rules),
         "database": str(view.database_id),
@@ -472,7 +494,11 @@ def view_json(call: Call, view: Any) -> dict[str, Any]:
 async def list_views(call: Call) -> web.Response:
     account = call.sandbox.account
     database = account.database(call.params["db"])
-    views = [view_json(call, v) for v in account.views.values() if v.database_id == database.id]
+    views = [
+        view_json(call, v)
+        for v in account.views.values()
+        if v.database_id == database.id and v.parent_id is None  # nested ones: view/$id/views
+    ]
     return json_reply(paged(call.query, views))
 
 
@@ -486,7 +512,15 @@ async def create_view(call: Call) -> web.Response:
     view = account.create_view(
         account.database(call.params["db"]), name, php_string(body.get("description"))
     )
-    return created(call.request, "view", view.id, call.version)
+    return _created(call, "view", view.id)
+
+
+@route("GET", r"view/(?P<view>[^/]+)/views")
+async def list_nested_views(call: Call) -> web.Response:
+    account = call.sandbox.account
+    parent = account.view(call.params["view"])
+    views = [view_json(call, v) for v in account.views.values() if v.parent_id == parent.id]
+    return json_reply(paged(call.query, views))
 
 
 @route("GET", r"view/(?P<view>[^/]+)")
@@ -494,12 +528,19 @@ async def get_view(call: Call) -> web.Response:
     return json_reply(view_json(call, call.sandbox.account.view(call.params["view"])))
 
 
-def view_members(call: Call) -> tuple[Database, list[Profile]]:
+def members_of(call: Call, view: Any) -> tuple[Database, list[Profile]]:
+    """The live profiles a selection holds: a nested one narrows the selections around it."""
     account = call.sandbox.account
-    view = account.view(call.params["view"])
     database = account.databases[view.database_id]
-    rules = parse_conditions(view.rules, database, call.sandbox.tz)
-    members = [p for p in database.live_profiles() if matches_all(p, rules)]
+    members = database.live_profiles()
+    for level in account.view_chain(view):
+        rules = parse_conditions(level.rules, database, call.sandbox.tz)
+        members = [p for p in members if matches_all(p, rules)]
+    return database, members
+
+
+def view_members(call: Call) -> tuple[Database, list[Profile]]:
+    database, members = members_of(call, call.sandbox.account.view(call.params["view"]))
     return database, select_profiles(call, database, members)
 
 
@@ -601,10 +642,7 @@ def target_profiles(call: Call, target_type: str, target: str) -> tuple[Database
         database = account.database(target)
         return database, database.live_profiles()
     if target_type == "view":
-        view = account.view(target)
-        database = account.databases[view.database_id]
-        rules = parse_conditions(view.rules, database, call.sandbox.tz)
-        return database, [p for p in database.live_profiles() if matches_all(p, rules)]
+        return members_of(call, account.view(target))
     database, profile = account.profile(target)
     if profile.removed is not None:
         raise SandboxError("This profile has already been removed")
@@ -618,7 +656,17 @@ def with_email(database: Database, profiles: list[Profile]) -> list[int]:
     return [p.id for p in profiles if p.values.get(email.id, "").strip()]
 
 
+def _send_path_served(call: Call) -> bool:
+    """``send_paths``: documented (``ms/emailing``, ``publisher/emailing``), new
+    (``draganddrop/emailing``, ``html/emailing``) or both."""
+    new = call.params["product"] in ("draganddrop", "html")
+    paths = call.sandbox.variants.send_paths
+    return paths == "both" or (paths == "new") == new
+
+
 async def _send(call: Call, product: str) -> web.Response:
+    if not _send_path_served(call):
+        raise SandboxError("Invalid method")
     account = call.sandbox.account
     body = await call.body()
     target_type = php_string(body.get("targettype"))
@@ -656,7 +704,7 @@ async def _send(call: Call, product: str) -> web.Response:
         description=php_string(settings.get("description")),
     )
     account.emailings[emailing.id] = emailing
-    return created(call.request, f"{product}/emailing", emailing.id, call.version)
+    return _created(call, f"{product}/emailing", emailing.id)
 
 
 @route("POST", MS + r"/emailing")
@@ -758,14 +806,19 @@ def _list_emailings(call: Call) -> web.Response:
     return json_reply(paged(call.query, [emailing_json(call, e) for e in found]))
 
 
+def one_emailing(call: Call, body: dict[str, Any]) -> web.Response:
+    """A single emailing: inside ``data``, as documented (the variant sends it bare)."""
+    return json_reply({"data": body} if call.sandbox.variants.emailing_data_wrapper else body)
+
+
 @route("GET", MS + r"/emailing/(?P<id>[^/]+)")
 async def get_ms_emailing(call: Call) -> web.Response:
-    return json_reply({**emailing_json(call, find_emailing(call)), "tags": []})
+    return one_emailing(call, {**emailing_json(call, find_emailing(call)), "tags": []})
 
 
 @route("GET", PUB + r"/emailing/(?P<id>[^/]+)")
 async def get_publisher_emailing(call: Call) -> web.Response:
-    return json_reply(emailing_json(call, find_emailing(call)))
+    return one_emailing(call, emailing_json(call, find_emailing(call)))
 
 
 @route("GET", MS + r"/emailing/(?P<id>[^/]+)/statistics")
@@ -830,7 +883,7 @@ async def create_webhook(call: Call) -> web.Response:
     hook = Webhook(account.new_id("webhook"), "", "", None)
     _webhook_spec(call, body, hook)
     account.webhooks[hook.id] = hook
-    return created(call.request, "webhook", hook.id, call.version)
+    return _created(call, "webhook", hook.id)
 
 
 def find_webhook(call: Call) -> Webhook:

@@ -18,6 +18,7 @@ from sandbox.copernica.state import (
     PublisherTemplate,
 )
 from sandbox.copernica.tokens import TokenIssuer
+from sandbox.copernica.variants import Variants
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class SandboxSettings:
     legacy_statuses: bool = (
         False  # answer like the v2 API was seen to: PUT 303 + Location, DELETE 200
     )
+    variants: Variants = Variants()  # the start state of the switchable variants
 
     @property
     def key_id(self) -> str:
@@ -73,13 +75,19 @@ class Sandbox:
     issuer: TokenIssuer
     account: Account = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    variants: Variants = field(init=False)
     faults: RestFaults = field(default_factory=RestFaults)
     api_calls: Counter[str] = field(default_factory=Counter)  # per local date
     rest_writes: int = 0
     write_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
 
     def __post_init__(self) -> None:
+        self.variants = self.settings.variants
         self.account, self.dispatcher = self._fresh()
+
+    def account_marker(self) -> str:
+        """``X-Copernica-ID`` as the current variant writes it."""
+        return self.variants.copernica_id.format(id=self.settings.account_id)
 
     def _fresh(self) -> tuple[Account, Dispatcher]:
         settings = self.settings
@@ -97,7 +105,8 @@ class Sandbox:
         dispatcher = Dispatcher(
             account,
             self.signer,
-            account_marker=settings.account_marker,
+            variants=lambda: self.variants,
+            account_marker=self.account_marker,
             max_attempts=settings.webhook_max_attempts,
             retry_base=settings.webhook_retry_base,
             timeout=settings.webhook_timeout,
@@ -111,6 +120,7 @@ class Sandbox:
         self.account, self.dispatcher = self._fresh()
         await self.dispatcher.start()
         self.faults = RestFaults()
+        self.variants = self.settings.variants
         self.api_calls.clear()
         self.rest_writes = 0
         self.write_log.clear()

@@ -142,6 +142,7 @@ class View:
     description: str = ""
     rules: list[str] = field(default_factory=list)  # fields[] conditions, ANDed
     last_built: datetime = field(default_factory=lambda: datetime.now(UTC))
+    parent_id: int | None = None  # the selection this one is nested in (it narrows its result)
 
 
 @dataclass
@@ -513,11 +514,39 @@ class Account:
 
     # views -----------------------------------------------------------------------------------
     def create_view(
-        self, database: Database, name: str, description: str = "", rules: Iterable[str] = ()
+        self,
+        database: Database,
+        name: str,
+        description: str = "",
+        rules: Iterable[str] = (),
+        parent: View | None = None,
     ) -> View:
-        view = View(self.new_id("view"), database.id, name, description, list(rules), self.now())
+        if parent is not None and parent.database_id != database.id:
+            raise SandboxError("No view with supplied ID")
+        view = View(
+            self.new_id("view"), database.id, name, description, list(rules), self.now(),
+            parent.id if parent is not None else None,
+        )
         self.views[view.id] = view
         return view
+
+    def view_chain(self, view: View) -> list[View]:
+        """The view and the selections it is nested in, outermost first."""
+        chain = [view]
+        while chain[0].parent_id is not None and chain[0].parent_id in self.views:
+            chain.insert(0, self.views[chain[0].parent_id])
+        return chain
+
+    def seed_profile(self, database: Database, fields: Any, removed: bool = False) -> Profile:
+        """A profile as if it had always been there: no webhook, no REST call counted."""
+        if not isinstance(fields, dict):
+            raise SandboxError("Invalid data provided")
+        profile = self._insert_profile(database, self._coerced(database, fields), set())
+        if removed:
+            database.unindex_profile(profile)
+            profile.removed = self.now()
+            profile.values = {k: "" for k in profile.values}
+        return profile
 
     def view(self, ref: str) -> View:
         found = self.views.get(int(ref)) if ref.isdigit() else None

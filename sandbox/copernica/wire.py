@@ -35,9 +35,18 @@ def error_reply(
     return json_reply({"error": {"message": message}}, status, headers)
 
 
-def created(request: web.Request, kind: str, new_id: int, version: str) -> web.Response:
+def created(
+    request: web.Request, kind: str, new_id: int, version: str, headers: str = "both"
+) -> web.Response:
+    """201 naming the new id in ``X-Created`` and/or ``X-location`` (``headers``: ``both``,
+    ``x-created``, ``x-location`` or ``none``)."""
     location = f"{request.scheme}://{request.host}/{version}/{kind}/{new_id}"
-    return web.Response(status=201, headers={"X-Created": str(new_id), "X-location": location})
+    named: dict[str, str] = {}
+    if headers in ("both", "x-created"):
+        named["X-Created"] = str(new_id)
+    if headers in ("both", "x-location"):
+        named["X-location"] = location
+    return web.Response(status=201, headers=named)
 
 
 def no_content(headers: dict[str, str] | None = None) -> web.Response:

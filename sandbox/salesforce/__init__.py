@@ -6,6 +6,12 @@ changed. One user: ``admin@sandbox.example`` / ``sandbox-password`` + security t
 ``SANDBOXTOKEN``; OAuth client ``sandbox-client`` / ``sandbox-secret``; refresh token
 ``sandbox-refresh-token`` (all in ``SandboxSettings``).
 
+By default it behaves like a new org of 2026: SOAP ``login()`` is refused (``INVALID_OPERATION``;
+the ``soap_login`` variant allows it, up to API 64.0), and sObject Collections writes do not put
+the ``Sforce-Call-Options`` client into ``changeOrigin`` (the ``collections_call_options``
+variant does). OAuth client credentials, JWT bearer (with ``jwt_certificate_pem``), password and
+refresh-token grants are always served.
+
 Admin API (JSON in and out; errors as Salesforce error arrays):
 
 - ``GET /_sandbox/`` — credentials, record counts, API usage, streaming clients, latest replay id.
@@ -33,6 +39,8 @@ Admin API (JSON in and out; errors as Salesforce error arrays):
 - ``POST /_sandbox/cdc/purge`` ``{"up_to"?: replay id}`` — drop retained events (stored replay ids
   before them become invalid); ``GET /_sandbox/cdc/events`` lists what is retained.
 - ``PATCH /_sandbox/limits`` ``{"used"?: n, "max"?: n}`` — set the daily API counter.
+- ``GET /_sandbox/variants``; ``POST /_sandbox/variants`` ``{"soap_login"?: bool,
+  "collections_call_options"?: bool, "jwt_certificate_pem"?: pem|null}`` — switch the variants.
 """
 
 from __future__ import annotations

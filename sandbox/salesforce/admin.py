@@ -249,6 +249,25 @@ async def events(request: web.Request) -> web.Response:
     )
 
 
+VARIANTS = ("soap_login", "collections_call_options", "jwt_certificate_pem")
+
+
+async def variants(request: web.Request) -> web.Response:
+    """``GET``: the variants in force; ``POST {"soap_login": true, …}``: switch some."""
+    settings = request.app[STATE].settings
+    if request.method == "POST":
+        body = await _body(request)
+        unknown = set(body) - set(VARIANTS)
+        if unknown:
+            raise web.HTTPBadRequest(text=f"unknown variants: {sorted(unknown)}")
+        for name, value in body.items():
+            if name == "jwt_certificate_pem":
+                settings.jwt_certificate_pem = str(value) if value else None
+            else:
+                setattr(settings, name, bool(value))
+    return _json({name: getattr(settings, name) for name in VARIANTS})
+
+
 async def set_limits(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await _body(request)
@@ -325,3 +344,5 @@ def routes(app: web.Application) -> None:
     add("POST", "/_sandbox/cdc/purge", purge)
     add("GET", "/_sandbox/cdc/events", events)
     add("PATCH", "/_sandbox/limits", set_limits)
+    add("GET", "/_sandbox/variants", variants)
+    add("POST", "/_sandbox/variants", variants)

@@ -37,6 +37,7 @@ class Transaction:
     origin: str
     user_id: str
     key: str = field(default_factory=lambda: f"{uuid.uuid4()}")
+    caller: str = ""  # the client= of Sforce-Call-Options, even where changeOrigin omits it
     sequence: int = 0
     commit_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 

@@ -9,11 +9,28 @@ from aiohttp import web
 from . import auth
 from .state import STATE
 
+SOAP_LAST_VERSION = 64.0  # login() is not available from API 65.0
+
 
 async def soap(request: web.Request) -> web.Response:
-    """``POST /services/Soap/u/{version}``: a partner ``login`` envelope → loginResponse."""
+    """``POST /services/Soap/u/{version}``: a partner ``login`` envelope → loginResponse, when the
+    org allows SOAP login (``soap_login``; off by default in new orgs) and up to API 64.0."""
     state = request.app[STATE]
     version = request.match_info["version"]
+    if not state.settings.soap_login:
+        return auth.soap_fault(
+            "INVALID_OPERATION",
+            "SOAP API login() is disabled by default in this org; use OAuth (an External Client "
+            "App) instead",
+        )
+    try:
+        too_new = float(version) > SOAP_LAST_VERSION
+    except ValueError:
+        too_new = False
+    if too_new:
+        return auth.soap_fault(
+            "UNSUPPORTED_API_VERSION", f"login() is not available in API version {version}"
+        )
     parsed = auth.parse_soap_login((await request.read()).decode("utf-8", "replace"))
     if parsed is None:
         return auth.soap_fault(

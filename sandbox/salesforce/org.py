@@ -8,7 +8,8 @@ Choices where Salesforce's documentation is silent:
 - A write with no ``Sforce-Call-Options`` client has ``changeOrigin``
   ``com/salesforce/api/rest/<ver>``; an edit "as a Salesforce user" (admin API) has ``""``.
 - An update that changes nothing still emits an UPDATE with ``LastModifiedDate`` only.
-- Writes are counted per origin client id (``""`` when there was none) for echo tests.
+- Writes are counted per ``Sforce-Call-Options`` client id (``""`` when there was none) for
+  echo tests, whether or not ``changeOrigin`` shows it.
 """
 
 from __future__ import annotations
@@ -308,8 +309,7 @@ class Org:
             values["Name"] = schema.full_name(values)
 
     def _count(self, txn: Transaction) -> None:
-        client = txn.origin.partition(";client=")[2]
-        self.writes_by_client[client] += 1
+        self.writes_by_client[txn.caller or txn.origin.partition(";client=")[2]] += 1
 
     def create(
         self,

@@ -9,6 +9,9 @@ Choices where Salesforce's documentation is silent:
 - More than 200 records in a Collections call answers 400 ``EXCEEDED_ID_LIMIT``.
 - A Collections record without ``attributes.type`` fails alone with ``INVALID_TYPE``.
 - Query locators live until their last page is read (no 15-minute expiry).
+- ``Sforce-Call-Options: client=`` shows in ``changeOrigin`` for sObject Rows, Rows by External
+  ID and composite writes; for sObject Collections only with the ``collections_call_options``
+  variant (Salesforce documents the header for Rows, Query and Bulk, not for Collections).
 """
 
 from __future__ import annotations
@@ -74,14 +77,17 @@ def call_options_client(request: Call) -> str | None:
     return None
 
 
-def transaction(request: Call, version: str, user_id: str) -> Transaction:
+def transaction(
+    request: Call, version: str, user_id: str, *, stamp: bool = True
+) -> Transaction:
+    """The write's transaction; ``stamp``: its ``changeOrigin`` names the caller's client."""
     if request.txn is not None:
         return request.txn
     client = call_options_client(request)
     origin = f"com/salesforce/api/rest/{version}"
-    if client:
+    if client and stamp:
         origin += f";client={client}"
-    return Transaction(origin=origin, user_id=user_id)
+    return Transaction(origin=origin, user_id=user_id, caller=client or "")
 
 
 def _version_ok(version: str, state: SandboxState) -> bool:
@@ -605,7 +611,9 @@ async def _collections(
 ) -> web.Response:
     org = state.org
     method = request.method
-    txn = transaction(request, version, user_id)
+    txn = transaction(
+        request, version, user_id, stamp=state.settings.collections_call_options
+    )
     if not parts and method == "DELETE":
         ids = [i for i in request.query.get("ids", "").split(",") if i]
         all_or_none = request.query.get("allOrNone", "").lower() == "true"

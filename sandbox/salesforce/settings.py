@@ -31,3 +31,7 @@ class SandboxSettings:
     bridge_objects: bool = True  # the bridge's custom objects exist (False: package missing)
     updated_window_days: int = 30  # getUpdated look-back
     deleted_window_days: int = 15  # getDeleted look-back
+    # Variants (switched at run time through ``POST /_sandbox/variants``):
+    soap_login: bool = False  # SOAP login() answers; off by default in new orgs, as on Salesforce
+    collections_call_options: bool = False  # sObject Collections writes carry the
+    # Sforce-Call-Options client in changeOrigin; documented only for sObject Rows, Query, Bulk

@@ -123,3 +123,22 @@ SELECT owner FROM stream_state WHERE tenant_id = $1 AND channel = $2;
 -- name: tenant_database
 -- The Copernica database tenant $1 syncs now (checked right before a delete).
 SELECT copernica_database FROM tenants WHERE id = $1;
+
+-- name: lock_tenant_database
+-- The same, with a share lock on the tenant's row until the transaction ends: a switch of the
+-- synced database (which updates the row) waits for the writes that hold it.
+SELECT copernica_database FROM tenants WHERE id = $1 FOR SHARE;
+
+-- name: count_links
+SELECT count(*) FROM links WHERE tenant_id = $1;
+
+-- name: lock_tenant_for_switch
+-- The synced database, the tenant's row locked for the switch (waits for deletes in flight).
+SELECT copernica_database FROM tenants WHERE id = $1 FOR UPDATE;
+
+-- name: drop_all_links
+-- A switch of the synced database: the links into the old one go; returns how many.
+WITH gone AS (DELETE FROM links WHERE tenant_id = $1 RETURNING 1) SELECT count(*) FROM gone;
+
+-- name: forget_watermark
+DELETE FROM watermarks WHERE tenant_id = $1 AND name = $2;

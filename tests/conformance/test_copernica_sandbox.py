@@ -371,11 +371,16 @@ async def test_templates_sending_and_statistics(
     assert templates["data"][0]["from_address"]["email"] == "news@sandbox.example"
     assert (await sb.v3("GET", "ms/templates")).status == 200
     assert await error_of(await sb.v3("GET", "draganddrop/templates")) == "Invalid method"
-    sent = await sb.v4(
-        "POST", "draganddrop/emailing", json={"template": 1, "target": 1, "targettype": "database"}
+    spec = {"template": 1, "target": 1, "targettype": "database"}
+    assert await error_of(await sb.v4("POST", "draganddrop/emailing", json=spec)) == (
+        "Invalid method"  # no page documents the new name for a send
     )
+    sent = await sb.v4("POST", "ms/emailing", json=spec)
     assert sent.status == 201
     emailing = sent.headers["X-Created"]
+    assert sent.headers["X-location"].endswith(f"/v4/ms/emailing/{emailing}")
+    one = await (await sb.v4("GET", f"draganddrop/emailing/{emailing}")).json()
+    assert set(one) == {"data"} and one["data"]["id"] == emailing  # inside data, as documented
     stats = await (await sb.v4("GET", f"ms/emailing/{emailing}/statistics")).json()
     assert stats["destinations"] == 3  # Cid has no e-mail address
     assert stats["deliveries"]["total"] + stats["errors"]["total"] == 3
@@ -532,3 +537,101 @@ async def test_reset_raw_listing_and_published_key(copernica_sandbox: RunningSan
     async with sb.session.get(f"{sb.url}/_sandbox/webhook-key") as reply:
         assert reply.headers["X-Key-Id"] == "sandbox._domainkey.copernica.com"
         assert (await reply.read()).startswith(b"-----BEGIN PUBLIC KEY-----")
+
+
+# variants: the other shapes seen in the sources, one switch each -----------------------------
+async def test_variants_switch_and_reset(copernica_sandbox: RunningSandbox) -> None:
+    sb = copernica_sandbox
+    defaults = await sb.admin("GET", "variants")
+    assert defaults["send_paths"] == "documented" and defaults["created_id"] == "both"
+    assert defaults["signature_shape"] == "documentation" and defaults["digest_token"] == "SHA-256"
+    changed = await sb.admin("POST", "variants", {"created_id": "x-location", "send_paths": "new"})
+    assert changed["created_id"] == "x-location" and changed["digest_token"] == "SHA-256"
+    async with sb.session.post(f"{sb.url}/_sandbox/variants", json={"send_paths": "x"}) as bad:
+        assert bad.status == 400
+    await sb.admin("POST", "reset")
+    assert await sb.admin("GET", "variants") == defaults
+
+
+async def test_created_ids_in_either_header_or_none(copernica_sandbox: RunningSandbox) -> None:
+    sb = copernica_sandbox
+    await sb.admin("POST", "variants", {"created_id": "x-location", "created_id_kinds": ["profile"]})
+    reply = await sb.v3("POST", "database/1/profiles", json={"fields": {}})
+    assert reply.status == 201 and "X-Created" not in reply.headers
+    assert re.fullmatch(r"http://.+/v3/profile/\d+", reply.headers["X-location"])
+    field = await sb.v3("POST", "database/1/fields", json={"name": "A", "type": "text"})
+    assert "X-Created" in field.headers  # another kind: both headers
+    await sb.admin("POST", "variants", {"created_id": "none", "created_id_kinds": []})
+    bare = await sb.v3("POST", "database/1/fields", json={"name": "B", "type": "text"})
+    assert bare.status == 201 and not {"X-Created", "X-location"} & set(bare.headers)
+
+
+async def test_profileids_page_like_every_list(copernica_sandbox: RunningSandbox) -> None:
+    sb = copernica_sandbox
+    seeded = await sb.admin(
+        "POST", "databases/1/profiles/seed",
+        {"profiles": [{"fields": {}} for _ in range(250)] + [{"fields": {}, "removed": True}]},
+    )
+    live = seeded["ids"][:250]
+    first = await (await sb.v3("GET", "database/1/profileids")).json()
+    assert first == live[:100]  # the documented default limit
+    rest = await (
+        await sb.v3("GET", "database/1/profileids", params=[("start", "200"), ("limit", "1000")])
+    ).json()
+    assert rest == live[200:]
+    await sb.admin("POST", "variants", {"profileids_cap": 30})
+    capped = await (
+        await sb.v3("GET", "database/1/profileids", params=[("limit", "1000")])
+    ).json()
+    assert capped == live[:30]
+    await sb.admin("POST", "variants", {"profileids_paged": False, "profileids_cap": 1000})
+    assert await (await sb.v3("GET", "database/1/profileids")).json() == live
+    assert (await sb.admin("GET", "stats"))["rest_writes"] == 0  # seeding is no REST write
+
+
+async def test_nested_selections(copernica_sandbox: RunningSandbox, people: list[int]) -> None:
+    sb = copernica_sandbox
+    outer = await sb.admin("POST", "databases/1/views", {"name": "With mail", "rules": ["Email!="]})
+    inner = await sb.admin(
+        "POST", "databases/1/views", {"name": "Ann only", "rules": ["Name==Ann"], "parent": outer["ID"]}
+    )
+    top = await (await sb.v3("GET", "database/1/views")).json()
+    assert [v["ID"] for v in top["data"]] == [outer["ID"]] and top["data"][0]["has-children"]
+    nested = await (await sb.v3("GET", f"view/{outer['ID']}/views")).json()
+    [child] = nested["data"]
+    assert child["ID"] == inner["ID"] and child["parent-type"] == "view"
+    assert child["parent-id"] == outer["ID"] and not child["has-children"]
+    members = await (await sb.v3("GET", f"view/{inner['ID']}/profiles")).json()
+    assert [p["fields"]["Name"] for p in members["data"]] == ["Ann"]
+
+
+async def test_gets_can_be_redirected(copernica_sandbox: RunningSandbox) -> None:
+    sb = copernica_sandbox
+    await sb.admin("POST", "variants", {"redirect_gets": 1, "redirect_status": 303})
+    moved = await sb.session.get(
+        f"{sb.url}/v3/identity", params={"access_token": sb.state.settings.api_token},
+        allow_redirects=False,
+    )
+    assert moved.status == 303 and moved.headers["Location"].startswith(f"{sb.url}/v3/identity?")
+    assert (await sb.v3("GET", "identity")).status == 200  # only the next GET was moved
+
+
+async def test_webhook_signature_shapes(
+    copernica_sandbox: RunningSandbox, copernica_webhook_receiver: Any
+) -> None:
+    sb = copernica_sandbox
+    await sb.v3("POST", "webhooks", json={"handler": copernica_webhook_receiver.url, "trigger": "create"})
+    await make_profile(sb)
+    await sb.admin(
+        "POST", "variants",
+        {"signature_shape": "library", "digest_token": "sha256", "copernica_id": "account_{id}"},
+    )
+    await make_profile(sb)
+    documented, library = await copernica_webhook_receiver.wait_for(2)
+    assert re.search(r'headers="\(request-target\) Host Date [^"]+" signature="', documented.headers["Signature"])
+    assert documented.headers["Digest"].startswith("SHA-256=")
+    assert documented.headers["X-Copernica-ID"] == "account-1"
+    assert '",signature="' in library.headers["Signature"]
+    assert 'headers="(request-target) host date' in library.headers["Signature"]
+    assert library.headers["Digest"].startswith("sha256=")
+    assert library.headers["X-Copernica-ID"] == "account_1"

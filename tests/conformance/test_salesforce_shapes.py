@@ -118,6 +118,13 @@ async def test_login_replies(sf_sandbox: RunningSandbox) -> None:
         headers = {"content-type": "text/xml", "charset": "UTF-8", "SOAPAction": "login"}
         url = f"{sf_sandbox.url}/services/Soap/u/59.0"
         async with http.post(url, data=envelope, headers=headers) as response:
+            assert response.status == 500  # off by default in new orgs
+            assert "<faultcode>sf:INVALID_OPERATION</faultcode>" in await response.text()
+        assert (await sf_sandbox.admin("POST", "/variants", {"soap_login": True}))["soap_login"]
+        async with http.post(url.replace("59.0", "65.0"), data=envelope, headers=headers) as old:
+            assert old.status == 500  # not available from API 65.0
+            assert "UNSUPPORTED_API_VERSION" in await old.text()
+        async with http.post(url, data=envelope, headers=headers) as response:
             assert response.status == 200
             xml = await response.text()
         expected = set(

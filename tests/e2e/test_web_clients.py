@@ -51,20 +51,22 @@ async def test_saved_credentials_are_used_at_the_next_view(
     await web_user.login(web_bridge.email)
     assert salesforce_logins(web_bridge) == 1
     form = {
-        "method": "soap", "login_url": web_bridge.salesforce.url, "username": sf.username,
-        "password": "not-the-password", "security_token": sf.security_token,
+        "method": "client_credentials", "login_url": web_bridge.salesforce.url,
+        "consumer_key": sf.client_id, "consumer_secret": "not-the-secret",
     }
     await web_user.get("/config")
     status, text = await web_user.post("/config/salesforce", form)
     assert status == 200 and "Salesforce access saved." in text
     status, text = await web_user.get("/sfcp")
-    assert "Salesforce could not be reached" in text and "Invalid username" in text
+    assert "Salesforce could not be reached" in text and "invalid client credentials" in text
     await web_user.get("/config")
-    status, text = await web_user.post("/config/salesforce", {**form, "password": sf.password})
+    status, text = await web_user.post(
+        "/config/salesforce", {**form, "consumer_secret": sf.client_secret}
+    )
     assert "Salesforce access saved." in text
     status, text = await web_user.get("/sfcp")
     assert status == 200 and "could not be reached" not in text
     assert salesforce_logins(web_bridge) == 2  # one new login, for the repaired credentials
     clients = web_bridge.app[PLATFORMS]  # type: ignore[index]  # the app of a started bridge
     client = await clients.salesforce(web_bridge.tenant.id)
-    assert client.authenticator.password == sf.password  # type: ignore[attr-defined]
+    assert client.authenticator.client_secret == sf.client_secret  # type: ignore[attr-defined]

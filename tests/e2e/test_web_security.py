@@ -161,7 +161,7 @@ async def test_the_session_id_changes_at_login_and_logout_revokes_it(web_bridge,
 async def test_no_credential_value_appears_in_any_page_or_log_line(web_bridge, web_user, caplog):
     sf = web_bridge.salesforce.settings
     api_token = web_bridge.copernica.state.settings.api_token
-    secrets_ = [sf.password, sf.security_token, api_token, PASSWORD]
+    secrets_ = [sf.password, sf.security_token, sf.client_secret, api_token, PASSWORD]
     caplog.set_level(logging.DEBUG)
     pages = []
     await web_user.login(web_bridge.email)
@@ -172,7 +172,8 @@ async def test_no_credential_value_appears_in_any_page_or_log_line(web_bridge, w
     pages.append((await web_user.post("/config/copernica", {"api_token": "", "hostname":
                                                             web_bridge.copernica.url}))[1])
     pages.append((await web_user.post("/config/salesforce", {
-        "method": "soap", "login_url": web_bridge.salesforce.url, "username": sf.username}))[1])
+        "method": "client_credentials", "login_url": web_bridge.salesforce.url,
+        "consumer_key": sf.client_id}))[1])
     await web_user.login(web_bridge.email, "wrong " + PASSWORD)
     for text in pages:
         for secret in secrets_:

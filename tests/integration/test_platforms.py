@@ -25,6 +25,7 @@ from bridge.tenants import (
     load_salesforce_credentials,
     save_credentials,
 )
+from tests.fixtures.bridge import for_sandboxes
 from tests.fixtures.copernica import RunningSandbox as CopernicaSandbox
 from tests.fixtures.salesforce import RunningSandbox as SalesforceSandbox
 
@@ -50,20 +51,23 @@ async def configured(
 ) -> Tenant:
     async with pool.acquire() as conn:
         await save_credentials(conn, VAULT, tenant.id, SalesforceCredentials(
-            login_url=sf_sandbox.url, username=sf_sandbox.settings.username,
-            password=sf_sandbox.settings.password,
-            security_token=sf_sandbox.settings.security_token,
+            login_url=sf_sandbox.url, consumer_key=sf_sandbox.settings.client_id,
+            consumer_secret=sf_sandbox.settings.client_secret,
         ))
         await save_credentials(conn, VAULT, tenant.id, CopernicaCredentials(
             api_token=copernica_sandbox.state.settings.api_token, hostname=copernica_sandbox.url,
-            auth_url=f"{copernica_sandbox.url}/authenticate",
         ))
     return tenant
 
 
 @pytest.fixture
-async def clients(pool: Pool) -> AsyncIterator[PlatformClients]:
-    async with PlatformClients(pool, VAULT, Settings(), grace=0.05) as clients:
+def settings(sf_sandbox: SalesforceSandbox, copernica_sandbox: CopernicaSandbox) -> Settings:
+    return for_sandboxes(Settings(), sf_sandbox, copernica_sandbox)
+
+
+@pytest.fixture
+async def clients(pool: Pool, settings: Settings) -> AsyncIterator[PlatformClients]:
+    async with PlatformClients(pool, VAULT, settings, grace=0.05) as clients:
         yield clients
 
 
@@ -105,7 +109,9 @@ async def test_saved_credentials_take_effect_at_the_next_call(
     before_http = before.http
     async with pool.acquire() as conn:  # saved elsewhere (another bridge process): no forget()
         good = await load_salesforce_credentials(conn, VAULT, configured.id)
-        await save_credentials(conn, VAULT, configured.id, dataclasses.replace(good, password="x"))
+        await save_credentials(
+            conn, VAULT, configured.id, dataclasses.replace(good, consumer_secret="x")
+        )
     wrong = await clients.salesforce(configured.id)
     assert wrong is not before
     with pytest.raises(SalesforceError) as refused:
@@ -132,8 +138,10 @@ async def test_a_tenant_without_credentials_is_not_configured(
         await clients.copernica(tenant.id)
 
 
-async def test_close_closes_every_client(pool: Pool, configured: Tenant) -> None:
-    clients = PlatformClients(pool, VAULT, Settings(), grace=60)
+async def test_close_closes_every_client(
+    pool: Pool, configured: Tenant, settings: Settings
+) -> None:
+    clients = PlatformClients(pool, VAULT, settings, grace=60)
     salesforce = await clients.salesforce(configured.id)
     copernica = await clients.copernica(configured.id)
     await salesforce.limits()

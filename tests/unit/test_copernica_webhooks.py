@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 import time
 
 import pytest
@@ -17,6 +19,9 @@ from bridge.copernica.webhooks import (
     ProfileEvent,
     SubprofileEvent,
     WebhookRejected,
+    account_number,
+    delivery_key,
+    header_shape,
     parse_payload,
     receive_webhook,
 )
@@ -96,7 +101,9 @@ async def test_unsigned_and_weakly_signed_are_rejected(signer: Signer, lookup) -
     with pytest.raises(WebhookRejected) as caught:
         await receive(unsigned, BODY, lookup)
     assert caught.value.reason == "unsigned delivery"
-    weak = dict(headers, Signature=headers["Signature"].replace("(request-target) host ", ""))
+    weak = dict(
+        headers, Signature=re.sub(r"\(request-target\) host ", "", headers["Signature"], flags=re.I)
+    )
     with pytest.raises(WebhookRejected) as caught:
         await receive(weak, BODY, lookup)
     assert "does not cover" in caught.value.reason
@@ -228,3 +235,81 @@ async def test_dns_txt_lookup_reads_dkim_records(signer: Signer) -> None:
     assert await keys(KEY_ID) is not None and asked == [KEY_ID]  # cached
     assert await keys("x._domainkey.evil.example") is None
     assert public_key_from_dkim("v=DKIM1; p=") is None
+
+
+@pytest.mark.parametrize("shape", ["documentation", "library"])
+@pytest.mark.parametrize("token", ["SHA-256", "sha-256", "sha256"])
+async def test_every_header_shape_and_digest_token_verifies(
+    signer: Signer, lookup, shape: str, token: str  # type: ignore[no-untyped-def]
+) -> None:
+    headers = signer.headers_for(URL, BODY, "account-1", shape=shape, digest_token=token)  # type: ignore[arg-type]
+    if shape == "documentation":
+        assert '" signature="' in headers["Signature"]  # no comma, as in the documentation
+        assert "Host Date Content-length" in headers["Signature"]
+    assert headers["Digest"].startswith(f"{token}=")
+    event = await receive(headers, BODY, lookup)
+    assert isinstance(event, ProfileEvent) and event.profile_id == 5001
+
+
+async def test_signature_parameters_in_any_order_and_folded_verify(
+    signer: Signer, lookup  # type: ignore[no-untyped-def]
+) -> None:
+    headers = signer.headers_for(URL, BODY, "account-1", shape="library")
+    params = dict(re.findall(r'(\w+)="([^"]*)"', headers["Signature"]))
+    value = params["signature"]
+    folded = "\n       ".join(value[i : i + 40] for i in range(0, len(value), 40))
+    listed = params["headers"].replace(" x-copernica-id", "\n       X-Copernica-ID")
+    reordered = (
+        f'signature="{folded}" headers="{listed}"\n     '
+        f'algorithm="rsa-sha256" keyId="{params["keyId"]}" extra="ignored"'
+    )
+    event = await receive(dict(headers, Signature=reordered), BODY, lookup)
+    assert isinstance(event, ProfileEvent)
+
+
+async def test_host_and_account_must_be_ours(signer: Signer, lookup) -> None:  # type: ignore[no-untyped-def]
+    async def receive_as(headers: dict[str, str], host: str, account: str | None) -> object:
+        return await receive_webhook(
+            "POST", PATH, headers, BODY, lookup, time.time(),
+            expected_host=host, expected_account=account,
+        )
+
+    for marker in ("account-1", "account_1", "environment_1", "ACCOUNT-01"):
+        headers = signer.headers_for(URL, BODY, marker)
+        assert isinstance(await receive_as(headers, "127.0.0.1:8080", "1"), ProfileEvent)
+    headers = signed(signer)
+    with pytest.raises(WebhookRejected) as caught:
+        await receive_as(headers, "bridge.example.com", "1")
+    assert caught.value.status == 401 and caught.value.reason == "Host is not ours"
+    with pytest.raises(WebhookRejected) as caught:
+        await receive_as(headers, "127.0.0.1:8080", "2")
+    assert caught.value.status == 401 and "X-Copernica-ID" in caught.value.reason
+    assert isinstance(await receive_as(headers, "127.0.0.1:8080", None), ProfileEvent)
+    assert account_number("account-1234") == account_number("account_1234") == "1234"
+
+
+@pytest.mark.parametrize("depth", [50, 100_000])
+def test_a_deeply_nested_json_body_is_a_400(depth: int) -> None:
+    body = ('{"type":"update","profile":1,"database":1,"fields":' + "[" * depth + "]" * depth + "}")
+    with pytest.raises(WebhookRejected) as caught:
+        parse_payload("application/json", body.encode())
+    assert caught.value.status == 400
+
+
+def test_header_shape_names_the_parts_but_no_value(signer: Signer) -> None:
+    headers = signer.headers_for(URL, BODY, "account-4711", digest_token="sha256")
+    shape = header_shape(headers)
+    for part in ("keyId", "signature", "(request-target)", "sha256", "account-<digits>", "RFC 1123"):
+        assert part in shape, shape
+    signature = re.search(r'signature="([^"]+)"', headers["Signature"])
+    assert signature is not None
+    for value in (signature.group(1)[:20], headers["Digest"].partition("=")[2][:20], "4711",
+                  headers["X-Nonce"], headers["Date"]):
+        assert value not in shape
+
+
+def test_a_delivery_key_names_one_delivery(signer: Signer) -> None:
+    first, second = signed(signer), signed(signer)  # another nonce: another signature
+    assert delivery_key(first) == delivery_key(dict(first))
+    assert delivery_key(first) != delivery_key(second)
+    assert len(delivery_key(first)) == 32 and base64.b64encode(delivery_key(first))
