@@ -199,6 +199,18 @@ def unavailable(url: str, error: BaseException) -> DatabaseUnavailable | None:
     return None
 
 
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def connection_trouble(error: BaseException) -> bool:
+    """The database went away (or is shutting down, or starting): not a fault of the query."""
+    return isinstance(error, CONNECTION_ERRORS)
+
+
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 

@@ -45,7 +45,7 @@ from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
 from bridge.db import QUERIES, Pool
 from bridge.errors import ApiError, BridgeError, NotConfigured
-from bridge.hosts import salesforce_hosts
+from bridge.hosts import HostRefused, salesforce_hosts
 from bridge.platforms import PlatformClients
 from bridge.retry import RetryPolicy
 from bridge.salesforce.auth import SOAP_RETIREMENT, is_my_domain
@@ -180,6 +180,10 @@ def _fix_for(error: ApiError) -> str:
 # --- credentials --------------------------------------------------------------------------
 
 
+SET_COPERNICA_HOST = (
+    "set the Copernica host on the config page to one under copernica.com (or leave it empty), "
+    "or allow the host in ALLOWED_API_HOSTS"
+)
 METHOD_ITEM = "Salesforce login method"
 SWITCH_TO_OAUTH = (
     "create an External Client App with the client credentials flow and choose it on the config "
@@ -284,6 +288,8 @@ async def _copernica_login(
         return _failed(item, str(error), SAVE_COPERNICA), None, PlatformClock()
     try:
         identity = await client.identity()
+    except HostRefused as error:
+        return _failed(item, error.message, SET_COPERNICA_HOST), None, client.clock
     except ApiError as error:
         fix = (
             "check the API token on the config page (Copernica: Configuration → API access tokens)"

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ import asyncpg
 
 from bridge import supervise
 from bridge.copernica.errors import CopernicaError
-from bridge.db import QUERIES, Conn, Pool
+from bridge.db import QUERIES, Conn, Pool, connection_trouble
 from bridge.errors import ApiError, ConfigError, MappingError, NotConfigured, without_values
 from bridge.retry import RetryPolicy
 from bridge.salesforce.errors import SalesforceError
@@ -362,9 +363,11 @@ async def run_worker(
     A handler that raises fails the whole batch as transient. ``on_held`` hears of every job
     that ran out of attempts (the sync engine turns it into an error report).
 
-    Database errors (claiming, completing) propagate: the supervisor restarts the worker, and
-    a batch whose outcome could not be written is claimed again when its lease ends. Cancelled
-    mid-batch, the worker hands the batch back before it goes.
+    Database errors while claiming propagate: the supervisor restarts the worker. A batch's
+    outcome that cannot be written because the database went away is written once it is back
+    (tried until shortly before the batch's lease ends; after that another worker takes the
+    jobs): the records it names do not wait for the lease. Cancelled mid-batch, the worker hands
+    the batch back before it goes.
     """
     stopping = stopping or asyncio.Event()
     while not stopping.is_set():
@@ -373,6 +376,7 @@ async def run_worker(
         if not jobs:
             await waker.wait(kind)
             continue
+        deadline = time.monotonic() + queue.lease - SETTLE_MARGIN
         try:
             try:
                 failures = dict(await handler(jobs) or {})
@@ -384,12 +388,38 @@ async def run_worker(
         except asyncio.CancelledError:
             await _hand_back(queue, jobs)
             raise
-        await queue.complete([job for job in jobs if job.id not in failures])
-        for job in jobs:
-            if job.id in failures:
-                outcome = await queue.fail(job, failures[job.id])
-                if outcome == "held" and on_held is not None:
-                    await on_held(job, failures[job.id])
+        await _settle(queue, jobs, failures, on_held, deadline)
+
+
+SETTLE_MARGIN = 5.0  # seconds before its lease ends that a batch's outcome is given up
+
+
+async def _settle(
+    queue: JobQueue, jobs: list[Job], failures: Mapping[int, Failure], on_held: OnHeld | None,
+    deadline: float,
+) -> None:
+    """Write the outcome of a batch, again and again while the database is away (writing it
+    twice is harmless: a job already settled is "lost" to the second try)."""
+    attempt = 0
+    while True:
+        try:
+            await queue.complete([job for job in jobs if job.id not in failures])
+            for job in jobs:
+                if job.id in failures:
+                    outcome = await queue.fail(job, failures[job.id])
+                    if outcome == "held" and on_held is not None:
+                        await on_held(job, failures[job.id])
+            return
+        except Exception as error:
+            attempt += 1
+            if not connection_trouble(error) or time.monotonic() >= deadline:
+                raise
+            if attempt == 1:
+                log.warning(
+                    "the outcome of %d %s job(s) waits for the database (%s)",
+                    len(jobs), jobs[0].kind, type(error).__name__,
+                )
+            await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
 
 
 async def _hand_back(queue: JobQueue, jobs: list[Job]) -> None:

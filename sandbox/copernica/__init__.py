@@ -86,7 +86,7 @@ Control API (``/_sandbox/``, no credentials, JSON bodies)
   ``POST /_sandbox/ms/templates`` ``{"name", "subject", "from_name", "from_email"}``,
   ``POST /_sandbox/publisher/documents`` ``{"name", "subject", "from_address", "template"}``.
 - REST faults: ``POST /_sandbox/faults`` ``{"status": 429|500|502|503|504, "count": n,
-  "retry_after": s, "latency": s}`` (500/502/503/504 answer the HTML "Loadbalancer Error" page,
+  "retry_after": s, "latency": s, "method"?: "POST"}`` (``method``: only calls of that verb) (500/502/503/504 answer the HTML "Loadbalancer Error" page,
   503 with ``Retry-After``; 429 a JSON error with ``Retry-After``); ``DELETE /_sandbox/faults``. ``POST /_sandbox/tokens/expire``: every
   JWT issued so far stops working.
 - Webhooks: ``GET /_sandbox/webhooks``; ``POST /_sandbox/webhooks/faults`` ``{"fail": n,

@@ -212,7 +212,8 @@ async def admin_document(request: web.Request) -> web.Response:
 
 @routes.post("/_sandbox/faults")
 async def set_faults(request: web.Request) -> web.Response:
-    """``{"status": 503, "count": 3, "retry_after": 1, "latency": 0.05}`` — all optional."""
+    """``{"status": 503, "count": 3, "retry_after": 1, "latency": 0.05, "method": "POST"}`` —
+    all optional."""
     sandbox = _sandbox(request)
     body = await _json(request)
     faults = sandbox.faults
@@ -223,6 +224,7 @@ async def set_faults(request: web.Request) -> web.Response:
     faults.count = int(body.get("count", 1 if status else 0))
     faults.retry_after = float(body.get("retry_after", faults.retry_after))
     faults.latency = float(body.get("latency", faults.latency))
+    faults.method = str(body.get("method") or "").upper()
     return json_reply(faults.__dict__)
 
 

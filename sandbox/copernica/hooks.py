@@ -80,6 +80,7 @@ class Signer:
         *,
         shape: SignatureShape = "documentation",
         digest_token: DigestToken = "SHA-256",
+        content_type: str = "application/x-www-form-urlencoded",
     ) -> dict[str, str]:
         """All headers of one delivery attempt, ``Signature`` last (draft-cavage, rsa-sha256).
 
@@ -95,7 +96,7 @@ class Signer:
             "host": parts.netloc,
             "date": formatdate(usegmt=True),
             "content-length": str(len(body)),
-            "content-type": "application/x-www-form-urlencoded",
+            "content-type": content_type,
             "x-copernica-id": account_marker,
             "digest": f"{digest_token}=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
             "x-nonce": secrets.token_hex(16),

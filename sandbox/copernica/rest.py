@@ -92,7 +92,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     faults = sandbox.faults
     if faults.latency > 0:
         await asyncio.sleep(faults.latency)
-    if faults.count > 0 and faults.status:
+    if faults.count > 0 and faults.status and faults.method in ("", request.method):
         faults.count -= 1
         return overload_reply(faults.status, faults.retry_after)
     variants = sandbox.variants

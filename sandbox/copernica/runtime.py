@@ -65,6 +65,7 @@ class RestFaults:
     count: int = 0  # how many calls get ``status``
     retry_after: float = 1.0  # seconds, sent with 429 (and 503)
     latency: float = 0.0  # seconds added to every REST call
+    method: str = ""  # only calls of this method get ``status`` ("": every call)
 
 
 @dataclass

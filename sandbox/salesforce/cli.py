@@ -34,6 +34,14 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, SandboxSettings]:
         action="store_true",
         help="run without the bridge's custom objects (as if the package were not deployed)",
     )
+    parser.add_argument(
+        "--soap-login", action="store_true",
+        help="allow SOAP login() (off by default, as in new orgs)",
+    )
+    parser.add_argument(
+        "--collections-call-options", action="store_true",
+        help="put the Sforce-Call-Options client into changeOrigin for sObject Collections writes",
+    )
     args = parser.parse_args(argv)
     settings = SandboxSettings(
         username=args.username,
@@ -47,6 +55,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, SandboxSettings]:
         connect_timeout=args.connect_timeout,
         event_retention=args.event_retention,
         bridge_objects=not args.without_bridge_objects,
+        soap_login=args.soap_login,
+        collections_call_options=args.collections_call_options,
     )
     return args, settings
 
@@ -63,7 +73,9 @@ async def serve(host: str, port: int, settings: SandboxSettings) -> None:
     print(f"  security token {settings.security_token}")
     print(f"  OAuth client {settings.client_id} / {settings.client_secret}")
     print(f"  refresh token {settings.refresh_token}")
-    print(f"  SOAP login {url}/services/Soap/u/59.0   token {url}/services/oauth2/token")
+    print(f"  token {url}/services/oauth2/token (client credentials: the URL is the My Domain)")
+    soap = "allowed" if settings.soap_login else "refused, as in new orgs (--soap-login allows it)"
+    print(f"  SOAP login {url}/services/Soap/u/59.0 {soap}")
     print(f"  admin API {url}/_sandbox/")
     try:
         await asyncio.Event().wait()

@@ -92,13 +92,14 @@ async def test_config_save_and_test_connection(page, web_bridge):
     await page.get_by_role("button", name="Test Salesforce connection").click()
     assert "Salesforce connection works" in await flash(page)
 
-    await page.get_by_label("Salesforce username").fill("someone@else.example")
+    key = page.get_by_label("Consumer key (External Client App)")
+    await key.fill("someone-elses-app")
     await page.get_by_role("button", name="Save Salesforce settings").click()
     assert "Salesforce access saved" in await flash(page)
     await page.get_by_role("button", name="Test Salesforce connection").click()
     message = await flash(page)
     assert message.startswith("Salesforce connection failed:"), message
-    await page.get_by_label("Salesforce username").fill(web_bridge.salesforce.settings.username)
+    await key.fill(web_bridge.salesforce.settings.client_id)
     await page.get_by_role("button", name="Save Salesforce settings").click()
     await page.get_by_role("button", name="Test Salesforce connection").click()
     assert "Salesforce connection works" in await flash(page)

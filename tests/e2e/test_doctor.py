@@ -9,6 +9,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -17,9 +18,10 @@ import pytest
 from bridge.clock import PlatformClock
 from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
-from bridge.doctor import FIXES, clock_finding, run
+from bridge.doctor import FIXES, clock_finding, login_method_finding, run
 from bridge.security.vault import Vault
 from bridge.tenants import (
+    SalesforceCredentials,
     Tenant,
     load_copernica_credentials,
     load_salesforce_credentials,
@@ -32,6 +34,7 @@ from tests.fixtures.salesforce import SandboxFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = (
+    "Salesforce login method",
     "Salesforce credentials",
     "Copernica credentials",
     "Salesforce Change Data Capture",
@@ -80,6 +83,11 @@ def lines_by_item(output: str) -> dict[str, str]:
     return lines
 
 
+def also_allowing(bridge: RunningBridge, url: str) -> dict[str, object]:
+    """Settings overrides for a sandbox started by the test besides the fixture's."""
+    return {"allowed_api_hosts": (*bridge.settings.allowed_api_hosts, urlsplit(url).netloc)}
+
+
 def hook_url(settings: Settings, tenant: Tenant) -> str:
     return webhook_url(settings.public_url, tenant.hook_token)
 
@@ -120,6 +128,8 @@ async def test_the_cli_prints_the_same_checklist(ready: RunningBridge, tmp_path:
         "BRIDGE_SECRET_KEYS": ",".join(ready.settings.secret_keys),
         "PUBLIC_URL": ready.settings.public_url,
         "BRIDGE_DATA_DIR": str(tmp_path),
+        "ALLOWED_API_HOSTS": ",".join(ready.settings.allowed_api_hosts),
+        "COPERNICA_AUTH_URL": ready.settings.copernica_auth_url or "",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -148,7 +158,7 @@ async def test_wrong_credentials_name_the_item_and_the_fix(
         sf = await load_salesforce_credentials(conn, vault, bridge.tenant.id)
         cp = await load_copernica_credentials(conn, vault, bridge.tenant.id)
         await save_credentials(
-            conn, vault, bridge.tenant.id, dataclasses.replace(sf, password="wrong-password")
+            conn, vault, bridge.tenant.id, dataclasses.replace(sf, consumer_secret="wrong-secret")
         )
         await save_credentials(
             conn, vault, bridge.tenant.id, dataclasses.replace(cp, api_token="wrong-token")
@@ -157,10 +167,10 @@ async def test_wrong_credentials_name_the_item_and_the_fix(
     assert code == 1
     assert lines["Salesforce credentials"].startswith("FAILED ")
     assert (
-        "fix: check the integration user's username, password and security token"
+        "fix: check the External Client App's consumer key and secret"
         in lines["Salesforce credentials"]
     )
-    assert "wrong-password" not in "".join(lines.values())
+    assert "wrong-secret" not in "".join(lines.values())
     assert lines["Copernica credentials"].startswith("FAILED ")
     assert "fix: check the API token on the config page" in lines["Copernica credentials"]
     for item in ("Salesforce Change Data Capture", "Salesforce custom objects"):
@@ -180,7 +190,7 @@ async def test_a_org_without_the_package_is_told_to_deploy_it(
     tenant, _ = await configure_tenant(
         bridge.pool, Vault(bridge.settings.secret_keys), bare_org, bridge.copernica
     )
-    code, lines = await doctor(bridge, tenant.slug, capsys)
+    code, lines = await doctor(bridge, tenant.slug, capsys, **also_allowing(bridge, bare_org.url))
     assert code == 1
     line = lines["Salesforce custom objects"]
     assert line.startswith("FAILED ")
@@ -200,7 +210,7 @@ async def test_contact_not_selected_for_cdc_is_named(
     tenant, _ = await configure_tenant(
         bridge.pool, Vault(bridge.settings.secret_keys), org, bridge.copernica
     )
-    code, lines = await doctor(bridge, tenant.slug, capsys)
+    code, lines = await doctor(bridge, tenant.slug, capsys, **also_allowing(bridge, org.url))
     assert code == 1
     line = lines["Salesforce Change Data Capture"]
     assert line.startswith("FAILED ") and "fix: select Contact for Change Data Capture" in line
@@ -289,3 +299,55 @@ def test_clock_offsets_warn_then_fail() -> None:
 
 def test_every_error_category_has_a_fix() -> None:
     assert set(FIXES) == set(CATEGORIES)
+
+
+async def store_salesforce(bridge: RunningBridge, **changes: object) -> None:
+    vault = Vault(bridge.settings.secret_keys)
+    async with bridge.pool.acquire() as conn:
+        creds = await load_salesforce_credentials(conn, vault, bridge.tenant.id)
+        await save_credentials(conn, vault, bridge.tenant.id, dataclasses.replace(creds, **changes))
+
+
+async def test_the_legacy_soap_login_warns_with_its_retirement(
+    ready: RunningBridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sf = ready.salesforce.settings
+    await ready.salesforce.admin("POST", "/variants", {"soap_login": True})
+    await store_salesforce(
+        ready, method="soap", username=sf.username, password=sf.password,
+        security_token=sf.security_token, consumer_key="", consumer_secret="",
+    )
+    code, lines = await doctor(ready, ready.tenant.slug, capsys)
+    line = lines["Salesforce login method"]
+    assert line.startswith("WARN ") and "retired in Summer '27" in line
+    assert "fix: create an External Client App with the client credentials flow" in line
+    assert lines["Salesforce credentials"].startswith("ok ")  # it still works, for now
+    assert code == 0
+
+
+async def test_a_login_url_that_is_not_a_my_domain_is_flagged(
+    bridge: RunningBridge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await store_salesforce(bridge, login_url="https://login.salesforce.com")
+    code, lines = await doctor(bridge, bridge.tenant.slug, capsys)
+    line = lines["Salesforce login method"]
+    assert line.startswith("FAILED ") and "not a My Domain URL" in line
+    assert "fix: set the login URL on the config page to the org's My Domain URL" in line
+    assert "not checked: needs Salesforce login method" in lines["Salesforce credentials"]
+    assert code == 1
+    await store_salesforce(bridge, login_url="http://127.0.0.1:9")  # never allowed
+    _, lines = await doctor(bridge, bridge.tenant.slug, capsys)
+    assert "is not a Salesforce address" in lines["Salesforce login method"]
+
+
+def test_the_login_method_judged_without_a_request() -> None:
+    settings = Settings()
+    jwt = SalesforceCredentials(method="jwt", login_url="https://login.salesforce.com")
+    assert login_method_finding(jwt, settings).status == "WARN"
+    my_domain = dataclasses.replace(jwt, login_url="https://acme.my.salesforce.com")
+    assert login_method_finding(my_domain, settings).status == "ok"
+    soap = dataclasses.replace(jwt, method="soap")
+    warned = login_method_finding(soap, settings)
+    assert warned.status == "WARN" and "not a My Domain URL" in warned.detail
+    client = SalesforceCredentials(login_url="https://acme--uat.sandbox.my.salesforce.com")
+    assert login_method_finding(client, settings).status == "ok"
