@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bridge.copernica.client import CopernicaClient, condition, timestamp
-from bridge.copernica.errors import CopernicaError
+from bridge.copernica.errors import CopernicaError, CreatedWithoutId, NotSent
 from bridge.copernica.keys import DnsTxtKeys, KeyLookup, SandboxKeys, static_keys
 from bridge.copernica.models import (
     Database,
@@ -27,6 +27,7 @@ from bridge.copernica.webhooks import (
 __all__ = [
     "CopernicaClient",
     "CopernicaError",
+    "CreatedWithoutId",
     "Database",
     "DnsTxtKeys",
     "Emailing",
@@ -34,6 +35,7 @@ __all__ = [
     "Field",
     "KeyLookup",
     "MailingEvent",
+    "NotSent",
     "Profile",
     "ProfileEvent",
     "SandboxKeys",

@@ -17,6 +17,7 @@ synced one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -28,7 +29,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bridge.copernica.models import Profile
-from bridge.db import QUERIES, Conn, Pool
+from bridge.db import QUERIES, Conn, Pool, connection_trouble
 from bridge.errors import ApiError, MappingError
 from bridge.metrics import Metrics
 from bridge.salesforce.client import parse_datetime
@@ -98,9 +99,15 @@ async def sync_batch(
     await _match_unlinked(ctx, pool, mapping, items)
     for item in _unique(items):
         _plan(ctx, mapping, item)
+    # The last look at the database before the first write: from the first write on, nothing
+    # may fail for want of the database until what was written is recorded.
+    async with pool.acquire() as conn:
+        synced = await conn.fetchval(QUERIES["tenant_database"], ctx.tenant.id)
+    if synced != ctx.database:  # switched away meanwhile: plans made on the old one are void
+        _database_changed([i for i in items if i.failure is None])
     await _write_salesforce(ctx, mapping, items)
     await _write_copernica(ctx, pool, mapping, items)
-    await _record(ctx, pool, queue, mapping, items)
+    await _record_patiently(ctx, pool, queue, mapping, items, jobs)
     if metrics is not None:
         _observe(metrics, items)
     return {job.id: item.failure for item in items for job in item.jobs if item.failure}
@@ -428,13 +435,6 @@ async def _write_copernica(
 ) -> None:
     limit = asyncio.Semaphore(COPERNICA_CONCURRENCY)
     writes = [i for i in items if i.cp_action and i.failure is None]
-    if not writes:
-        return
-    async with pool.acquire() as conn:
-        synced = await conn.fetchval(QUERIES["tenant_database"], ctx.tenant.id)
-    if synced != ctx.database:  # switched away meanwhile: write nothing there
-        _database_changed(writes)
-        return
 
     async def one(item: Item) -> None:
         values = copernica_values(mapping, item.merged.to_copernica) if item.merged else {}
@@ -458,15 +458,24 @@ async def _write_copernica(
 
     deletes = [i for i in writes if i.cp_action == "delete"]
     await asyncio.gather(*(one(i) for i in writes if i.cp_action != "delete"))
-    if deletes:
-        # A delete holds a share lock on the tenant's row while it runs, so a switch of the
-        # synced database waits for it, and no delete starts after a switch.
+    if not deletes:
+        return
+    # A delete holds a share lock on the tenant's row while it runs, so a switch of the synced
+    # database waits for it, and no delete starts after a switch. Without the database the
+    # deletes wait for the next try (what was written so far must still be recorded).
+    try:
         async with pool.acquire() as conn, conn.transaction():
             synced = await conn.fetchval(QUERIES["lock_tenant_database"], ctx.tenant.id)
             if synced != ctx.database:
                 _database_changed(deletes)
                 return
             await asyncio.gather(*(one(i) for i in deletes))
+    except Exception as error:
+        if not connection_trouble(error):
+            raise
+        for item in deletes:
+            if item.failure is None and not any(a["action"] == "delete" for a in item.audits):
+                item.failure = failure_from(error)
 
 
 def _database_changed(items: list[Item]) -> None:
@@ -510,6 +519,35 @@ async def _record(
                 )
         if audits:
             await conn.execute(QUERIES["write_audit"], tenant_id, audits)
+
+
+RECORD_PATIENCE = 300.0  # seconds a batch that wrote waits for the database to record it
+
+
+async def _record_patiently(
+    ctx: TenantContext, pool: Pool, queue: JobQueue, mapping: Mapping, items: list[Item],
+    jobs: list[Job],
+) -> None:
+    """``_record``, again while the database is away: what was just written to the platforms
+    is known only to this process until the links say so, and a write whose fingerprints were
+    never recorded would look like a user's change at the next sync (and could win a conflict
+    over a newer change on the other side). The leases are kept meanwhile where possible."""
+    deadline = time.monotonic() + RECORD_PATIENCE
+    attempt = 0
+    while True:
+        try:
+            await _record(ctx, pool, queue, mapping, items)
+            return
+        except Exception as error:
+            attempt += 1
+            if not connection_trouble(error) or time.monotonic() >= deadline:
+                raise
+            if attempt == 1:
+                log.warning("a batch waits for the database to record what it wrote (%s)",
+                            type(error).__name__)
+            await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
+            with contextlib.suppress(Exception):
+                await queue.extend(jobs)
 
 
 async def _save_link(

@@ -414,10 +414,10 @@ async def _settle(
             attempt += 1
             if not connection_trouble(error) or time.monotonic() >= deadline:
                 raise
-            if attempt == 1:
+            if attempt == 1 or attempt % 20 == 0:
                 log.warning(
-                    "the outcome of %d %s job(s) waits for the database (%s)",
-                    len(jobs), jobs[0].kind, type(error).__name__,
+                    "the outcome of %d %s job(s) waits for the database (%s: %s, attempt %d)",
+                    len(jobs), jobs[0].kind, type(error).__name__, error, attempt,
                 )
             await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
 

@@ -152,9 +152,11 @@ async def test_postgres_stopped_for_20_s_during_500_changes_on_each_side(
         assert await assert_sides_agree(setup) == SEEDED
         by_id = {c["Id"]: c for c in await contacts(setup)}
         by_sf = {p["fields"]["SalesforceId"]: p for p in await profiles(setup)}
-        lost = [s for s, t in titles.items() if by_sf[s]["fields"]["Title"] != t]
-        lost += [s for s, f in first_names.items() if by_id[s]["FirstName"] != f]
-        assert not lost, f"{len(lost)} change(s) lost"
+        lost = [(s, "Title", t, by_sf[s]["fields"]["Title"]) for s, t in titles.items()
+                if by_sf[s]["fields"]["Title"] != t]
+        lost += [(s, "FirstName", f, by_id[s]["FirstName"]) for s, f in first_names.items()
+                 if by_id[s]["FirstName"] != f]
+        assert not lost, f"{len(lost)} change(s) lost: {lost}"
         print(f"\nready {recovery:.1f} s after PostgreSQL came back; new edits landed in "
               f"{sf_after:.1f} s (Salesforce → Copernica), {cp_after:.1f} s (Copernica → Salesforce)")
     finally:

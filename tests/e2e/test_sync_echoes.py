@@ -54,13 +54,13 @@ async def test_copernica_edits_come_back_as_unmarked_events_and_loop_nowhere(
     sf_writes, cp_writes = await bridge_writes(bridge)
     assert 0 < sf_writes - sf_before <= EDITS
     assert cp_writes == cp_before  # no echo went back to Copernica
-    events = (await bridge.salesforce.admin("GET", "/cdc/events"))["events"]
-    origins = {
+    origins = [
         e.data["payload"]["ChangeEventHeader"]["changeOrigin"]
         for e in bridge.salesforce.state.org.events.events
         if e.replay_id > events_before
-    }
-    assert events and origins and not any("client=" in o for o in origins)  # unmarked echoes
+    ]
+    assert origins and not any("client=" in o for o in origins)  # the echoes are unmarked
+    print(f"\n{EDITS} edits -> {sf_writes - sf_before} Salesforce writes, {len(origins)} echoes")
     assert await assert_sides_agree(bridge) == RECORDS
     await quiet(bridge)  # and it stays so: a loop would keep writing
     assert await bridge_writes(bridge) == (sf_writes, cp_writes)

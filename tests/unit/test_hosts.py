@@ -130,3 +130,11 @@ def test_the_copernica_host_the_page_accepts() -> None:
     assert copernica_host("http://127.0.0.1:8802", copernica_hosts(EMULATORS)) == (
         "http://127.0.0.1:8802"
     )
+
+
+def test_the_copernica_authentication_url_is_the_operators() -> None:
+    assert Settings.from_env({}).copernica_auth_url is None  # Copernica's own service
+    named = Settings.from_env({"COPERNICA_AUTH_URL": "http://127.0.0.1:8802/authenticate/"})
+    assert named.copernica_auth_url == "http://127.0.0.1:8802/authenticate"
+    with pytest.raises(ConfigError, match="COPERNICA_AUTH_URL"):
+        Settings.from_env({"COPERNICA_AUTH_URL": "authenticate.example"})

@@ -100,8 +100,8 @@ def test_a_refused_record_fails_like_its_first_error() -> None:
         errors=[RecordError("REQUIRED_FIELD_MISSING", "LastName missing", ["LastName"])],
     )
     failure = failure_from(result.error())
-    assert failure == Failure(
-        "REQUIRED_FIELD_MISSING: LastName missing", "validation", permanent=True
+    assert failure == Failure(  # the code and the field: never the platform's words, nor values
+        "REQUIRED_FIELD_MISSING on LastName", "validation", permanent=True, platform="salesforce"
     )
     locked = RecordResult(id=None, success=False, errors=[RecordError("UNABLE_TO_LOCK_ROW", "x")])
     assert not failure_from(locked.error()).permanent
