@@ -132,8 +132,7 @@ class Watch:
     def on_salesforce(self, event: StoredEvent) -> None:
         now = time.perf_counter()
         payload = event.data["payload"]
-        origin = str(payload["ChangeEventHeader"].get("changeOrigin") or "")
-        by_bridge = origin.partition(";client=")[2] == CLIENT_ID
+        by_bridge = event.caller == CLIENT_ID  # changeOrigin omits it for Collections writes
         if by_bridge:
             self.last_bridge_write = now
         value = payload.get(self.watched)

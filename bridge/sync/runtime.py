@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -132,6 +133,7 @@ class SyncRuntime:
         self._schedule_now = asyncio.Event()
         self._reports: dict[str, list[tuple[int, int]]] = {}  # task -> (tenant, report id)
         self.streams: StreamSupervisor | None = None
+        self._said_working: dict[tuple[int, str], float] = {}  # when "works" was last written
 
     @property
     def _supervisor(self) -> Supervisor:
@@ -173,8 +175,11 @@ class SyncRuntime:
         grace = self.options.stop_grace if grace is None else grace
         self.stopping.set()
         self.waker.wake_all()
+        # A sync batch is worth finishing; a reconcile run is not worth waiting for (it may be
+        # draining for minutes): it is handed back, and its next worker starts it again.
         workers = [
-            task for name, task in self._supervisor.tasks.items() if name.startswith("worker:")
+            task for name, task in self._supervisor.tasks.items()
+            if name.startswith("worker:") and name != "worker:reconcile"
         ]
         if workers:
             await asyncio.wait(workers, timeout=grace)
@@ -204,7 +209,10 @@ class SyncRuntime:
                 failure = failure_from(error)
                 failures = {job.id: failure for job in jobs}
             if kind in (SYNC, RECONCILE):
-                await self._note_platforms(tenant_id, jobs, failures or {})
+                try:  # the status bar's line is worth a try, never the batch's outcome
+                    await self._note_platforms(tenant_id, jobs, failures or {})
+                except Exception as error:  # noqa: BLE001
+                    log.warning("could not note the platforms' health: %s", _reason(error))
             return failures
 
         async def work() -> None:
@@ -224,15 +232,19 @@ class SyncRuntime:
             f.platform: f for f in failures.values() if f.platform and f.category in PLATFORM_TROUBLE
         }
         attempts = max((j.attempts for j in jobs if j.id in failures), default=1)
+        now = time.monotonic()
         async with self.pool.acquire() as conn:
             for platform in PLATFORMS:
                 failure = trouble.get(platform)
+                key = (tenant_id, platform)
                 if failure is not None:
                     await health.failing(
                         conn, tenant_id, platform, "jobs", failure.category, attempts
                     )
-                elif len(failures) < len(jobs):  # something went through
-                    await health.working(conn, tenant_id, "jobs", platform)
+                    self._said_working.pop(key, None)
+                elif len(failures) < len(jobs) and now - self._said_working.get(key, -1e9) > 10:
+                    await health.working(conn, tenant_id, "jobs", platform)  # went through
+                    self._said_working[key] = now
 
     async def _sync(self, context: TenantContext, jobs: list[Job]) -> Mapping[int, Failure]:
         return await sync_batch(context, self.pool, self.queue, jobs, metrics=self.metrics)
@@ -377,7 +389,12 @@ class SyncRuntime:
     # --- what the supervisor tells ----------------------------------------------------
 
     async def _task_failed(self, state: TaskState, error: BaseException) -> None:
-        if state.tenant_id is not None and state.platform is not None:
+        """A stream that fails because of Salesforce says so on the tenant's status bar (a
+        stream failing for want of the database cannot, and is not Salesforce's fault)."""
+        if (
+            state.tenant_id is not None and state.platform is not None
+            and failure_from(error).platform == state.platform
+        ):
             async with self.pool.acquire() as conn:
                 await health.failing(
                     conn, state.tenant_id, state.platform, "stream",

@@ -52,6 +52,7 @@ class StoredEvent:
     entity: str
     stored_at: float  # monotonic seconds, for retention
     data: dict[str, Any]  # the Bayeux ``data`` member: schema, payload, event
+    caller: str = ""  # the writer's Sforce-Call-Options client, whether changeOrigin shows it
 
 
 def change_channel(entity: str) -> str:
@@ -134,6 +135,7 @@ class EventLog:
                 "payload": payload,
                 "event": {"replayId": replay_id},
             },
+            caller=txn.caller,
         )
         self.events.append(event)
         self.expire()
