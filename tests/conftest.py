@@ -3,6 +3,7 @@ migrated database for the test session."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -109,9 +110,20 @@ async def new_database(server_url: str) -> AsyncIterator:
         return url
 
     yield make
-    admin = await asyncpg.connect(server_url)
-    try:
-        for name in made:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_databases(server_url, made)
+
+
+async def drop_databases(server_url: str, names: list[str]) -> None:
+    """Drop the test databases, several at a time (one after the other, a long session's
+    last teardown took more than 10 s)."""
+    limit = asyncio.Semaphore(8)
+
+    async def drop(name: str) -> None:
+        async with limit:
+            admin = await asyncpg.connect(server_url)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+    await asyncio.gather(*(drop(name) for name in names))
