@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 from aiohttp import web
@@ -156,23 +156,20 @@ async def until_signal(stop: asyncio.Event | None = None) -> None:
     log.info("stopping")
 
 
-@contextlib.contextmanager
-def exit_deadline(seconds: float) -> Iterator[None]:
-    """Leave the process after ``seconds`` even if shutting down hangs somewhere: a stopping
-    process must be gone in bounded time (its jobs' leases bring their work back)."""
+def arm_exit_deadline(seconds: float) -> threading.Timer:
+    """Leave the process after ``seconds`` even if shutting down hangs somewhere (a stopping
+    process must be gone in bounded time; its jobs' leases bring their work back). The timer
+    runs on a daemon thread: a process that ends in time ends it too."""
 
     def force() -> None:
-        log.error("shutdown took longer than %.0f s: exiting now", seconds)
+        log.error("shutdown took longer than %.1f s: exiting now", seconds)
         logging.shutdown()
         os._exit(1)
 
     timer = threading.Timer(seconds, force)
     timer.daemon = True
     timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
+    return timer
 
 
 def waiting_app(status: dict[str, str]) -> web.Application:

@@ -16,7 +16,7 @@ import asyncpg
 from tqdm import tqdm
 
 from bridge import logs
-from bridge.app import create_app, exit_deadline, signal_event, start_site, waiting_app
+from bridge.app import arm_exit_deadline, create_app, signal_event, start_site, waiting_app
 from bridge.config import Settings
 from bridge.db import (
     CONNECT_TIMEOUT,
@@ -301,8 +301,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             await stop.wait()
             log.info("stopping")
         finally:
-            with exit_deadline(EXIT_DEADLINE):
-                await runner.cleanup()
+            arm_exit_deadline(EXIT_DEADLINE)  # until the very end of the process
+            await runner.cleanup()
 
     asyncio.run(run())
     return 0

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import psutil
 import pytest
 
 from bridge.db import EmbeddedPostgres, create_pool, migrate
@@ -35,11 +39,33 @@ async def server_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("embedded"))
+    folder = tmp_path_factory.mktemp("embedded")
+    embedded = EmbeddedPostgres(folder)
     try:
         yield await embedded.start()
     finally:
+        # The server is this session's alone: stopping it and removing its folder ends every
+        # test database at once (dropping dozens one by one took 45 s under load).
+        # Its data goes too, so an immediate stop will do: no shutdown checkpoint of dozens
+        # of test databases (that alone took seconds under load).
+        await asyncio.to_thread(_stop_immediately, embedded.pgdata)
         await embedded.stop()
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def _stop_immediately(pgdata: Path) -> None:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        server = psutil.Process(pid)
+        server.send_signal(signal.SIGQUIT)  # PostgreSQL's "immediate shutdown"
+        server.wait(10)
+    except (OSError, ValueError, IndexError, psutil.Error):
+        pass  # not running (any more): the package's own stop does the rest
+
+
+def own_server() -> bool:
+    """The test databases live on this session's embedded server (removed as a whole)."""
+    return not os.environ.get("DATABASE_URL")
 
 
 @pytest.fixture(scope="session")
@@ -52,11 +78,8 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     yield with_database(server_url, name)
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    if not own_server():
+        await drop_databases(server_url, [name])
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +133,8 @@ async def new_database(server_url: str) -> AsyncIterator:
         return url
 
     yield make
-    await drop_databases(server_url, made)
+    if not own_server():
+        await drop_databases(server_url, made)
 
 
 async def drop_databases(server_url: str, names: list[str]) -> None:

@@ -412,10 +412,10 @@ class SyncRuntime:
             else:  # the process itself: every tenant it works for is affected; no details
                 rows = await conn.fetch(QUERIES["syncable_tenants"])
                 tenants = [r["id"] for r in rows[:PROCESS_REPORT_TENANTS]]
-                message = (
-                    f"the bridge's {state.kind.replace('_', ' ')} keeps failing "
-                    f"({type(error).__name__}); it restarts by itself, the operator's log has "
-                    "the details"
+                message = (  # (no apostrophes: reports mask quoted text as possible values)
+                    f"the bridge task {state.kind.replace('_', ' ')} keeps failing "
+                    f"({type(error).__name__}); it restarts by itself, and the log of the "
+                    "bridge process has the details"
                 )
             for tenant_id in tenants:
                 report_id = await record_error(

@@ -184,8 +184,9 @@ def salesforce_login_url(value: str, method: LoginMethod, policy: HostPolicy) ->
 @routes.post("/config/copernica")
 @admin_required
 async def save_copernica(request: web.Request) -> web.StreamResponse:
-    """Save Copernica access (and the database once the list can be fetched); register the
-    webhook for the chosen database."""
+    """Save Copernica access (and a first database); register the webhook for the chosen
+    database. Switching to another database is a planned operation of its own form, with a
+    confirmation (``bridge.web.database``): it is refused here."""
     session = current(request)
     settings, vault = request.app[SETTINGS], request.app[VAULT]
     form = await request.post()
@@ -220,8 +221,12 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
         account = str(identity.get("id") or identity.get("ID") or "").strip() or None
         async with pool.acquire() as conn:  # webhooks must name this account (X-Copernica-ID)
             await conn.execute(QUERIES["set_copernica_account"], tenant.id, account)
-            await requeue_fixed(conn, tenant.id, "copernica")  # the access works: held jobs back
-        if database:
+        if database and database != tenant.copernica_database:
+            if tenant.copernica_database:
+                raise redirect(request, "/config#database",
+                               "Copernica access saved. To switch the synced database, use "
+                               "“Save database”: it says what happens and asks to confirm.",
+                               "error")
             known = await platforms.bounded(platforms.collect(client.databases()))
             if database not in {str(d.id) for d in known}:
                 raise redirect(request, "/config#copernica",
@@ -235,6 +240,7 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
             )
             async with pool.acquire() as conn:
                 await tenants.save_webhooks(conn, tenant.id, hooks)
+                await requeue_fixed(conn, tenant.id, "copernica")  # it works: held jobs come back
             messages.append("Copernica webhook registered." if created
                             else "Copernica webhook checked.")
         else:
