@@ -28,7 +28,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,8 +42,6 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from bridge.copernica.keys import KeyLookup
 from bridge.vocabulary import WEBHOOK_TRIGGERS, WebhookTrigger
-
-log = logging.getLogger(__name__)
 
 REQUIRED_SIGNED = ("(request-target)", "host", "date", "digest", "x-copernica-id")
 PROFILE_TYPES = WEBHOOK_TRIGGERS  # what a profile or subprofile webhook reports
@@ -131,28 +128,6 @@ async def receive_webhook(
 
     ``expected_host``: the bridge's public host (``host[:port]``); ``expected_account``: the
     tenant's Copernica account id (from ``identity``). None skips that check."""
-    try:
-        return await _receive(
-            method, path, headers, body, key_lookup, now, max_age, expected_host,
-            expected_account, key_suffix,
-        )
-    except WebhookRejected as rejected:
-        log.warning("copernica webhook rejected (%s): %s", rejected.status, rejected.reason)
-        raise
-
-
-async def _receive(
-    method: str,
-    path: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    key_lookup: KeyLookup,
-    now: datetime | float,
-    max_age: float,
-    expected_host: str | None,
-    expected_account: str | None,
-    key_suffix: str,
-) -> WebhookEvent:
     if method.upper() != "POST":
         raise WebhookRejected(405, "webhooks are POSTed")
     if len(body) > MAX_BODY:

@@ -76,6 +76,8 @@ async def receive(request: web.Request) -> web.Response:
         )
     except WebhookRejected as rejected:
         deliveries.inc(outcome="rejected")
+        log.info("copernica webhook of tenant %s refused (%s): %s", tenant.slug,
+                 rejected.status, rejected.reason)
         _report_first(tenant, rejected, request.headers)
         return web.json_response({"error": rejected.reason}, status=rejected.status)
     async with request.app[POOL].acquire() as conn, conn.transaction():
