@@ -222,7 +222,18 @@ class JobQueue:
             return "retry"
 
     async def requeue(self, job_id: int, tenant_id: int) -> bool:
-        """Give a held job a fresh set of attempts; False when it is not a held job of the tenant."""
+        """Give a held job a fresh set of attempts; False when it is not a held job of the tenant.
+
+        A waiting twin (same record) absorbs it instead. A twin enqueued while we look is not
+        seen by the look: the unique index refuses our update, and the second look finds it."""
+        for _ in range(3):
+            try:
+                return await self._requeue(job_id, tenant_id)
+            except asyncpg.UniqueViolationError:
+                continue
+        return False
+
+    async def _requeue(self, job_id: int, tenant_id: int) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(QUERIES["lock_job"], job_id)
             if row is None or row["tenant_id"] != tenant_id or row["state"] != "held":

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from bridge.db import create_pool
+from bridge.db import QUERIES, create_pool
 from bridge.retry import RetryPolicy
 from bridge.sync.jobs import Failure, JobQueue, Waker, run_worker
 
@@ -160,6 +160,33 @@ async def test_permanent_failure_holds_at_once_and_requeue_is_tenant_bound(pool,
     assert await _count(pool, kind, "held") == 1
 
 
+async def test_a_requeue_racing_a_new_change_of_the_record_merges_into_it(pool, tenant, kind):
+    queue = JobQueue(pool)
+    held_id = await queue.enqueue(tenant.id, kind, "cp:1", {"old": 1})
+    [job] = await queue.claim(kind)
+    await queue.fail(job, Failure("LastName missing", "mapping", permanent=True))
+    racing = await pool.acquire()
+    try:
+        change = racing.transaction()
+        await change.start()  # a new change of the record, not committed yet: invisible
+        await racing.execute(QUERIES["enqueue_job"], tenant.id, kind, "cp:1", {"new": 2}, 8, 0.0)
+        requeue = asyncio.create_task(queue.requeue(held_id, tenant.id))
+        async with pool.acquire() as conn:  # the requeue's update waits on the new row's key
+            await wait_until(conn, "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted")
+        await change.commit()
+        assert await asyncio.wait_for(requeue, 10)
+    finally:
+        await pool.release(racing)
+    [merged] = await queue.claim(kind)
+    assert merged.payload == {"old": 1, "new": 2} and merged.id != held_id
+    assert await _count(pool, kind, "held") == 0
+
+
+async def wait_until(conn, sql: str) -> None:
+    while not await conn.fetchval(sql):  # noqa: ASYNC110 - polls PostgreSQL, nothing to await
+        await asyncio.sleep(0.01)
+
+
 async def test_retry_after_is_honoured(pool, tenant, kind):
     queue = JobQueue(pool, retry=RetryPolicy(base=1.0, jitter=0.0))
     job_id = await queue.enqueue(tenant.id, kind, "k", {})
@@ -185,7 +212,7 @@ async def test_failed_job_merges_into_a_newer_waiting_change(pool, tenant, kind)
 
 WORKER_SCRIPT = """
 import asyncio, sys
-from bridge.db import create_pool
+from bridge.db import QUERIES, create_pool
 from bridge.sync.jobs import JobQueue
 
 async def main():
