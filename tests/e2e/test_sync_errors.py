@@ -13,6 +13,14 @@ async def _reports(bridge):
         return await error_reports(conn, bridge.tenant.id)
 
 
+async def _pushed(bridge, fields):
+    """The Copernica_Sync_Error__c records in the Salesforce emulator."""
+    async with bridge.pool.acquire() as conn:
+        creds = await load_salesforce_credentials(conn, bridge.app[VAULT], bridge.tenant.id)
+    async with salesforce_client(creds, bridge.settings) as client:
+        return [r async for r in client.query(f"SELECT {fields} FROM Copernica_Sync_Error__c")]
+
+
 async def test_a_profile_without_last_name_is_reported_and_can_be_requeued(bridge):
     cp_id = await create_profile(bridge, FirstName="Nameless", Email="nameless@x.org")
     [report] = await eventually(lambda: _reports(bridge), 20)
@@ -20,15 +28,7 @@ async def test_a_profile_without_last_name_is_reported_and_can_be_requeued(bridg
     assert "LastName" in report["message"]
     assert report["record_id"] == cp_id and report["direction"] == "cp_to_sf"
 
-    async def pushed():
-        async with bridge.pool.acquire() as conn:
-            creds = await load_salesforce_credentials(conn, bridge.app[VAULT], bridge.tenant.id)
-        async with salesforce_client(creds, bridge.settings) as client:
-            return [r async for r in client.query(
-                "SELECT Id, Category__c, Message__c, Record_Id__c FROM Copernica_Sync_Error__c"
-            )]
-
-    [record] = await eventually(pushed, 20)
+    [record] = await eventually(lambda: _pushed(bridge, "Id, Category__c, Message__c, Record_Id__c"), 20)
     assert record["Category__c"] == "mapping" and record["Record_Id__c"] == cp_id
     assert not await contacts(bridge)
 
@@ -51,15 +51,7 @@ async def test_no_report_keeps_or_pushes_the_customer_value_that_was_refused(bri
     assert report["message"] == "INVALID_EMAIL_ADDRESS on Email"  # code and field, no value
     assert report["record_id"] == cp_id
 
-    async def pushed():
-        async with bridge.pool.acquire() as conn:
-            creds = await load_salesforce_credentials(conn, bridge.app[VAULT], bridge.tenant.id)
-        async with salesforce_client(creds, bridge.settings) as client:
-            return [r async for r in client.query(
-                "SELECT Message__c, Details__c FROM Copernica_Sync_Error__c"
-            )]
-
-    [record] = await eventually(pushed, 20)
+    [record] = await eventually(lambda: _pushed(bridge, "Message__c, Details__c"), 20)
     assert record["Message__c"] == "INVALID_EMAIL_ADDRESS on Email"
     assert refused not in record["Details__c"]
     async with bridge.pool.acquire() as conn:
