@@ -151,3 +151,29 @@ async def drop_databases(server_url: str, names: list[str]) -> None:
                 await admin.close()
 
     await asyncio.gather(*(drop(name) for name in names))
+
+
+# Teardown times: the slowest is printed at the end of every run; with TEARDOWN_LIMIT_S set (the
+# under-load run sets 10), a teardown slower than that fails the run.
+_teardowns: list[tuple[float, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        _teardowns.append((report.duration, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:  # type: ignore[no-untyped-def]
+    if not _teardowns:
+        return
+    duration, nodeid = max(_teardowns)
+    terminalreporter.write_line(f"slowest teardown: {duration:.1f} s ({nodeid})")
+    limit = os.environ.get("TEARDOWN_LIMIT_S")
+    if limit and duration > float(limit):
+        terminalreporter.write_line(f"FAILED: a teardown took more than {limit} s")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    limit = os.environ.get("TEARDOWN_LIMIT_S")
+    if limit and _teardowns and max(_teardowns)[0] > float(limit) and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
