@@ -73,6 +73,13 @@ Choices where Copernica's documentation is silent
 
 Control API (``/_sandbox/``, no credentials, JSON bodies)
 ---------------------------------------------------------
+- ``POST /_sandbox/accounts`` ``{"name"?: ...}``: 201 with a new account's ``account_id``,
+  ``access_token`` (its API token: v3 ``access_token``, v4 ``/authenticate``), ``database_id`` and
+  ``database_name`` (its one empty database). REST calls with its token or JWTs act on its own
+  databases, profiles, content, webhooks (``X-Copernica-ID`` names it) and call counters; entity
+  ids never repeat across accounts; the webhook signing key is shared (see ``accounts``).
+- Every other control call acts on the default account (the settings' token), or on another one
+  with ``?account=<account id>`` (unknown: 400 ``No account with supplied ID``).
 - ``GET /_sandbox/``: this text.  ``POST /_sandbox/reset``: back to the start state (same token/key).
 - ``GET /_sandbox/stats``: ``api_calls``, ``rest_writes`` (successful REST POST/PUT/DELETE),
   webhook counters.  ``GET /_sandbox/rest-writes``: the count and the last 1000 writes.

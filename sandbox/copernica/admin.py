@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.copernica.runtime import SANDBOX, RestFaults, Sandbox
+from sandbox.copernica.accounts import ACCOUNT
+from sandbox.copernica.runtime import RestFaults, Sandbox
 from sandbox.copernica.state import (
     MsTemplate,
     PublisherDocument,
@@ -30,7 +31,7 @@ USER_CALLERS = ("ms", "publisher", "import", "rest")
 
 
 def _sandbox(request: web.Request) -> Sandbox:
-    return request.app[SANDBOX]
+    return request[ACCOUNT]
 
 
 async def _json(request: web.Request) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.copernica.runtime import SANDBOX, Sandbox
+from sandbox.copernica.accounts import ACCOUNT, ACCOUNTS
+from sandbox.copernica.runtime import Sandbox
 from sandbox.copernica.search import candidates, matches_all, parse_conditions, sort_key
 from sandbox.copernica.state import (
     Database,
@@ -88,7 +89,7 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
 
 # dispatch --------------------------------------------------------------------------------------
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    sandbox = request.app[SANDBOX]
+    sandbox = request[ACCOUNT]
     faults = sandbox.faults
     if faults.latency > 0:
         await asyncio.sleep(faults.latency)
@@ -165,13 +166,13 @@ def find_route(method: str, tail: str, version: str) -> tuple[Handler, dict[str,
 
 async def authenticate(request: web.Request) -> web.Response:
     """``POST https://authenticate.copernica.com``: API token in, bare JWT (text/plain) out."""
-    sandbox = request.app[SANDBOX]
     token = request.query.get("access_token", "")
     if not token:
         try:
             token = php_string((await read_body(request)).get("access_token"))
         except SandboxError:
             token = ""
+    sandbox = request.app[ACCOUNTS].for_api_token(token)
     if not token or not sandbox.issuer.valid_api_token(token):
         return error_reply("Invalid access token")
     return web.Response(text=sandbox.issuer.issue(), content_type="text/plain")

@@ -30,6 +30,7 @@ class SandboxSettings:
     timezone: str = "Europe/Amsterdam"  # zone of every "YYYY-MM-DD HH:MM:SS" the sandbox shows
     database_name: str = "Sandbox"  # the one database that exists at start (no fields, no profiles)
     account_id: int = 1
+    id_offset: int = 0  # added to every entity id (each hosted account has its own range)
     account_name: str = "Sandbox"
     company: str = "Copernica Sandbox"
     statistics_seed: int = 42  # emailing statistics are generated from this and the emailing id
@@ -92,7 +93,7 @@ class Sandbox:
 
     def _fresh(self) -> tuple[Account, Dispatcher]:
         settings = self.settings
-        account = Account(self.tz)
+        account = Account(self.tz, id_offset=settings.id_offset)
         account.emit_noop_updates = settings.webhook_on_noop_update
         account.create_database(settings.database_name)
         if settings.seed_content:

@@ -241,8 +241,11 @@ def local_text(instant: datetime, tz: ZoneInfo) -> str:
 class Account:
     """One Copernica account: the whole state the sandbox serves."""
 
-    def __init__(self, tz: ZoneInfo, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, tz: ZoneInfo, clock: Callable[[], datetime] | None = None, id_offset: int = 0
+    ) -> None:
         self.tz = tz
+        self.id_offset = id_offset  # hosted accounts number their entities in their own range
         self.clock = clock or (lambda: datetime.now(UTC))
         self.databases: dict[int, Database] = {}
         self.views: dict[int, View] = {}
@@ -259,7 +262,7 @@ class Account:
     def new_id(self, kind: str) -> int:
         """Ids per entity kind, starting at kind-specific offsets so they are not confused."""
         start = {"database": 1, "field": 101, "profile": 1001, "view": 201, "interest": 301}
-        value = self._next_id.get(kind, start.get(kind, 1))
+        value = self._next_id.get(kind, self.id_offset + start.get(kind, 1))
         self._next_id[kind] = value + 1
         return value
 

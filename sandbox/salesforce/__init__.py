@@ -12,7 +12,16 @@ the ``Sforce-Call-Options`` client into ``changeOrigin`` (the ``collections_call
 variant does). OAuth client credentials, JWT bearer (with ``jwt_certificate_pem``), password and
 refresh-token grants are always served.
 
-Admin API (JSON in and out; errors as Salesforce error arrays):
+Many orgs: ``POST /_sandbox/orgs`` ``{"name"?: …}`` answers 201 with a new, empty org's
+``org_id``, ``username``, ``password``, ``security_token``, ``client_id``, ``client_secret`` and
+``refresh_token``. Every login with those gives tokens of that org; REST, SOQL, Collections,
+Composite and CometD calls with them act on that org alone, with its own records, CDC stream and
+replay ids, sessions, faults, variants and API usage (``Sforce-Limit-Info``, ``/limits``); record
+ids never repeat across orgs. The instance URL is the sandbox's own (the token selects the org).
+The settings' credentials are the default org's (see ``orgs``).
+
+Admin API (JSON in and out; errors as Salesforce error arrays). Every call acts on the default
+org, or on another one with ``?org=<org id>`` (unknown: 404 ``NOT_FOUND``):
 
 - ``GET /_sandbox/`` — credentials, record counts, API usage, streaming clients, latest replay id.
 - ``POST /_sandbox/reset`` — empty the org: records, events, CometD clients, faults, usage

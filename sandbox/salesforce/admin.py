@@ -11,7 +11,7 @@ from aiohttp import web
 from . import schema
 from .cdc import Transaction
 from .org import Org, Record, SalesforceFault
-from .state import STATE, Fault, SandboxState
+from .state import ORG, Fault, SandboxState
 
 _SYSTEM = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
 
@@ -37,7 +37,7 @@ def raw_record(org: Org, record: Record) -> dict[str, Any]:
 
 
 async def overview(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     s = state.settings
     return _json(
         {
@@ -57,7 +57,7 @@ async def overview(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     """Empty the org (records, events, clients, faults, usage); sessions stay valid."""
-    state = request.app[STATE]
+    state = request[ORG]
     state.streaming.drop()
     state.org.events.listeners.clear()
     state.org = Org(state.settings)
@@ -74,7 +74,7 @@ async def seed(request: web.Request) -> web.Response:
     System dates (CreatedDate, LastModifiedDate, SystemModstamp) may be given; ``IsDeleted:
     true`` puts the record in the recycle bin.
     """
-    state = request.app[STATE]
+    state = request[ORG]
     org = state.org
     body = await _body(request)
     rows = body.get("records", []) if isinstance(body, dict) else body
@@ -101,7 +101,7 @@ async def seed(request: web.Request) -> web.Response:
 
 async def contacts(request: web.Request) -> web.Response:
     """All contacts as stored (``?include_deleted=true`` adds the recycle bin)."""
-    state = request.app[STATE]
+    state = request[ORG]
     with_deleted = request.query.get("include_deleted", "").lower() in ("1", "true", "yes")
     rows = [
         raw_record(state.org, record)
@@ -112,20 +112,20 @@ async def contacts(request: web.Request) -> web.Response:
 
 
 async def contact(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     record = state.org.get("Contact", request.match_info["id"], deleted_ok=True)
     return _json(raw_record(state.org, record))
 
 
 async def user_create(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     record = state.org.create("Contact", await _body(request), _user_txn(state))
     return _json({"id": record.id}, 201)
 
 
 async def user_edit(request: web.Request) -> web.Response:
     """Edit a contact as a Salesforce user would: CDC event without a client in changeOrigin."""
-    state = request.app[STATE]
+    state = request[ORG]
     record = state.org.update(
         "Contact", request.match_info["id"], await _body(request), _user_txn(state)
     )
@@ -133,20 +133,20 @@ async def user_edit(request: web.Request) -> web.Response:
 
 
 async def user_delete(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     state.org.delete("Contact", request.match_info["id"], _user_txn(state))
     return web.Response(status=204)
 
 
 async def user_undelete(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     record = state.org.undelete("Contact", request.match_info["id"], _user_txn(state))
     return _json(raw_record(state.org, record))
 
 
 async def merge(request: web.Request) -> web.Response:
     """``{"master": id, "losers": [id, …], "fields": {…}}``: losers deleted with MasterRecordId."""
-    state = request.app[STATE]
+    state = request[ORG]
     body = await _body(request)
     master = state.org.merge(
         body["master"], list(body.get("losers", [])), body.get("fields", {}), _user_txn(state)
@@ -155,17 +155,17 @@ async def merge(request: web.Request) -> web.Response:
 
 
 async def writes(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     return _json({"by_client": dict(state.org.writes_by_client)})
 
 
 async def expire_sessions(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     return _json({"expired": state.sessions.expire_all()})
 
 
 async def add_fault(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     body = await _body(request)
     fault = Fault(
         path=body.get("path", "*"),
@@ -180,12 +180,12 @@ async def add_fault(request: web.Request) -> web.Response:
 
 
 async def clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.clear()
+    request[ORG].faults.clear()
     return web.Response(status=204)
 
 
 async def streaming(request: web.Request) -> web.Response:
-    bayeux = request.app[STATE].streaming
+    bayeux = request[ORG].streaming
     return _json(
         {
             "clients": [
@@ -203,12 +203,12 @@ async def streaming(request: web.Request) -> web.Response:
 
 async def drop_clients(request: web.Request) -> web.Response:
     body = await _body(request)
-    return _json({"dropped": request.app[STATE].streaming.drop(body.get("client_id"))})
+    return _json({"dropped": request[ORG].streaming.drop(body.get("client_id"))})
 
 
 async def gap(request: web.Request) -> web.Response:
     """``{"record_ids": […], "change_type": "GAP_UPDATE", "entity": "Contact"}``."""
-    state = request.app[STATE]
+    state = request[ORG]
     body = await _body(request)
     change_type = body.get("change_type", "GAP_UPDATE")
     if change_type not in ("GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE"):
@@ -219,7 +219,7 @@ async def gap(request: web.Request) -> web.Response:
 
 
 async def overflow(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     body = await _body(request)
     spec = state.org.spec(body.get("entity", "Contact"))
     event = state.org.events.emit(spec, "GAP_OVERFLOW", ["000000000000000AAA"], _user_txn(state))
@@ -227,13 +227,13 @@ async def overflow(request: web.Request) -> web.Response:
 
 
 async def purge(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     body = await _body(request)
     return _json({"purged": state.org.events.purge(body.get("up_to"))})
 
 
 async def events(request: web.Request) -> web.Response:
-    log = request.app[STATE].org.events
+    log = request[ORG].org.events
     return _json(
         {
             "latest": log.latest,
@@ -254,7 +254,7 @@ VARIANTS = ("soap_login", "collections_call_options", "jwt_certificate_pem")
 
 async def variants(request: web.Request) -> web.Response:
     """``GET``: the variants in force; ``POST {"soap_login": true, …}``: switch some."""
-    settings = request.app[STATE].settings
+    settings = request[ORG].settings
     if request.method == "POST":
         body = await _body(request)
         unknown = set(body) - set(VARIANTS)
@@ -269,7 +269,7 @@ async def variants(request: web.Request) -> web.Response:
 
 
 async def set_limits(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     body = await _body(request)
     if "used" in body:
         state.api_used = int(body["used"])
@@ -294,7 +294,7 @@ async def inject_faults(request: web.Request, handler: Any) -> web.StreamRespons
     """Apply the configured faults to every non-admin route."""
     if request.path.startswith("/_sandbox"):
         return await handler(request)
-    state = request.app[STATE]
+    state = request[ORG]
     for fault in list(state.faults):
         if not fault.matches(request.method, request.path):
             continue

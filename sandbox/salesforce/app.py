@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import admin, cometd, login, rest
+from . import admin, cometd, login, orgs, rest
 from .settings import SandboxSettings
-from .state import STATE, SandboxState
+from .state import STATE
 
 
 def create_app(settings: SandboxSettings | None = None) -> web.Application:
-    """An aiohttp app that behaves like a Salesforce org on any host and port."""
-    state = SandboxState.create(settings or SandboxSettings())
-    app = web.Application(middlewares=[admin.admin_errors, admin.inject_faults])
-    app[STATE] = state
-    state.streaming = cometd.Bayeux(state)
+    """An aiohttp app that behaves like Salesforce orgs on any host and port: the default org of
+    ``settings`` and those made through ``POST /_sandbox/orgs``."""
+    hosted = orgs.Orgs(settings or SandboxSettings())
+    app = web.Application(
+        middlewares=[admin.admin_errors, orgs.resolve_org, admin.inject_faults]
+    )
+    app[orgs.ORGS] = hosted
+    app[STATE] = hosted.default
     app.router.add_post("/services/Soap/u/{version}", login.soap)
     app.router.add_post("/services/Soap/u/{version}/", login.soap)
     app.router.add_post("/services/oauth2/token", login.token)
@@ -26,10 +29,12 @@ def create_app(settings: SandboxSettings | None = None) -> web.Application:
     app.router.add_post("/cometd/{version}", cometd.cometd)
     app.router.add_post("/cometd/{version}/", cometd.cometd)
     admin.routes(app)
+    app.router.add_post("/_sandbox/orgs", orgs.create)
     app.on_shutdown.append(_release_held_connects)
     return app
 
 
 async def _release_held_connects(app: web.Application) -> None:
     """Answer held long-polls at once so that shutdown does not wait for their timeout."""
-    app[STATE].streaming.drop()
+    for state in app[orgs.ORGS].all():
+        state.streaming.drop()

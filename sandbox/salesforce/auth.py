@@ -223,6 +223,16 @@ def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def jwt_issuer(assertion: str) -> str:
+    """The unverified ``iss`` of a JWT assertion: the client id that names the org to verify it."""
+    try:
+        claims = json.loads(_b64url(assertion.split(".")[1]))
+    except (IndexError, ValueError):
+        return ""
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else ""
+
+
 def jwt_claims(settings: SandboxSettings, assertion: str, base: str) -> dict | str:
     """The verified claims of an RS256 JWT assertion, or the error_description to answer."""
     if not settings.jwt_certificate_pem:

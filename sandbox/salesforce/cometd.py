@@ -28,7 +28,7 @@ from aiohttp import web
 
 from .auth import bearer
 from .cdc import StoredEvent, change_channel
-from .state import STATE, SandboxState
+from .state import ORG, SandboxState
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -317,4 +317,4 @@ def _json(body: Any) -> web.Response:
 
 
 async def cometd(request: web.Request) -> web.Response:
-    return await request.app[STATE].streaming.handle(request)
+    return await request[ORG].streaming.handle(request)

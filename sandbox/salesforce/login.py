@@ -7,16 +7,18 @@ import base64
 from aiohttp import web
 
 from . import auth
-from .state import STATE
+from .orgs import ORGS
 
 SOAP_LAST_VERSION = 64.0  # login() is not available from API 65.0
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 async def soap(request: web.Request) -> web.Response:
     """``POST /services/Soap/u/{version}``: a partner ``login`` envelope → loginResponse, when the
     org allows SOAP login (``soap_login``; off by default in new orgs) and up to API 64.0."""
-    state = request.app[STATE]
     version = request.match_info["version"]
+    parsed = auth.parse_soap_login((await request.read()).decode("utf-8", "replace"))
+    state = request.app[ORGS].for_username(parsed[0] if parsed else "")
     if not state.settings.soap_login:
         return auth.soap_fault(
             "INVALID_OPERATION",
@@ -31,7 +33,6 @@ async def soap(request: web.Request) -> web.Response:
         return auth.soap_fault(
             "UNSUPPORTED_API_VERSION", f"login() is not available in API version {version}"
         )
-    parsed = auth.parse_soap_login((await request.read()).decode("utf-8", "replace"))
     if parsed is None:
         return auth.soap_fault(
             "INVALID_REQUEST", "This sandbox only implements the partner login() call"
@@ -48,8 +49,6 @@ async def soap(request: web.Request) -> web.Response:
 async def token(request: web.Request) -> web.Response:
     """``POST /services/oauth2/token`` for the password, client_credentials, refresh_token and
     JWT bearer grants."""
-    state = request.app[STATE]
-    settings = state.settings
     form = await request.post()
     grant = str(form.get("grant_type", ""))
     base = auth.base_url(request)
@@ -62,6 +61,10 @@ async def token(request: web.Request) -> web.Response:
             client_id, _, client_secret = decoded.partition(":")
         except ValueError:
             return auth.oauth_error("invalid_client", "invalid client credentials")
+    if grant == JWT_BEARER:
+        client_id = auth.jwt_issuer(str(form.get("assertion", "")))
+    state = request.app[ORGS].for_client(client_id)  # the connected app belongs to one org
+    settings = state.settings
 
     def client_ok(secret_required: bool) -> bool:
         if client_id != settings.client_id:
@@ -93,7 +96,7 @@ async def token(request: web.Request) -> web.Response:
         return web.json_response(
             auth.token_reply(settings, session, base, scope="refresh_token api", signed=True)
         )
-    if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+    if grant == JWT_BEARER:
         claims = auth.jwt_claims(settings, str(form.get("assertion", "")), base)
         if isinstance(claims, str):
             error = "invalid_client" if "client" in claims else "invalid_grant"

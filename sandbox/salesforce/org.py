@@ -86,7 +86,7 @@ class Org:
         self.records: dict[str, dict[str, Record]] = {name: {} for name in self.objects}
         self.events = EventLog(settings.event_retention)
         self.writes_by_client: Counter[str] = Counter()
-        self._numbers = itertools.count(1)
+        self._numbers = itertools.count(settings.first_record_number)
         self._auto_numbers = itertools.count(1)
         self.delete_log_since = now()
 

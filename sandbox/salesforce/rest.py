@@ -34,7 +34,7 @@ from . import schema, soql
 from .auth import bearer
 from .cdc import Transaction
 from .org import Org, Record, SalesforceFault, not_found, now
-from .state import STATE, Cursor, SandboxState
+from .state import ORG, Cursor, SandboxState
 
 JSON_TYPE = "application/json"
 
@@ -100,7 +100,7 @@ def _version_ok(version: str, state: SandboxState) -> bool:
 
 
 async def versions(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    state = request[ORG]
     labels = {58: "Summer '23", 59: "Winter '24", 60: "Spring '24", 61: "Summer '24"}
     labels |= {62: "Winter '25", 63: "Spring '25", 64: "Summer '25", 65: "Winter '26"}
     return reply(
@@ -118,7 +118,7 @@ async def versions(request: web.Request) -> web.Response:
 
 async def data_api(request: web.Request) -> web.Response:
     """Authenticate, count, dispatch."""
-    state = request.app[STATE]
+    state = request[ORG]
     path = request.match_info["tail"].strip("/")
     if not path:
         return await versions(request)

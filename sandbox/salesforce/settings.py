@@ -20,6 +20,7 @@ class SandboxSettings:
     organization_id: str = "00D5g000004SBOXEAQ"
     organization_name: str = "Sandbox Org"
     user_id: str = "0055g00000SBOXusAAC"
+    first_record_number: int = 1  # record ids count from here; each hosted org has its own range
     session_seconds: float = 7200.0  # inactivity timeout; each call resets the timer
     daily_api_max: int = 115_000  # DailyApiRequests Max; REQUEST_LIMIT_EXCEEDED when spent
     query_page_size: int = 2000  # rows per query page (Sforce-Query-Options may lower it to 200)

@@ -63,4 +63,5 @@ class SandboxState:
         return f"api-usage={self.api_used}/{self.settings.daily_api_max}"
 
 
-STATE: web.AppKey[SandboxState] = web.AppKey("salesforce_sandbox", SandboxState)
+STATE: web.AppKey[SandboxState] = web.AppKey("salesforce_sandbox", SandboxState)  # default org
+ORG: web.RequestKey[SandboxState] = web.RequestKey("salesforce_org", SandboxState)  # the caller's
