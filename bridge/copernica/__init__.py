@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bridge.copernica.client import CopernicaClient, condition, timestamp
-from bridge.copernica.errors import CopernicaError, CreatedWithoutId, NotSent
+from bridge.copernica.errors import CopernicaError, CreatedWithoutId, NameTaken, NotSent
 from bridge.copernica.keys import DnsTxtKeys, KeyLookup, SandboxKeys, static_keys
 from bridge.copernica.models import (
     Database,
@@ -35,6 +35,7 @@ __all__ = [
     "Field",
     "KeyLookup",
     "MailingEvent",
+    "NameTaken",
     "NotSent",
     "Profile",
     "ProfileEvent",

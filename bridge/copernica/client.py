@@ -35,7 +35,13 @@ from yarl import URL
 
 from bridge.clock import PlatformClock
 from bridge.copernica.auth import DEFAULT_AUTH_URL, JwtSource
-from bridge.copernica.errors import CopernicaError, CreatedWithoutId, NotSent, error_from_reply
+from bridge.copernica.errors import (
+    CopernicaError,
+    CreatedWithoutId,
+    NameTaken,
+    NotSent,
+    error_from_reply,
+)
 from bridge.copernica.models import (
     Database,
     Emailing,
@@ -378,8 +384,13 @@ class CopernicaClient:
     async def create_database(
         self, name: str, description: str = "", archived: bool = False
     ) -> int:
+        """A new database; ``NameTaken`` when another database, archived ones too, has the name."""
         body = {"name": name, "description": description, "archived": archived}
-        return _created(await self._call("POST", "databases", body=body), "the database")
+        try:
+            reply = await self._call("POST", "databases", body=body)
+        except CopernicaError as error:
+            raise await self._name_taken(error, name) from None
+        return _created(reply, "the database")
 
     async def edit_database(
         self,
@@ -390,7 +401,26 @@ class CopernicaClient:
         archived: bool | None = None,
     ) -> None:
         body = _given(name=name, description=description, archived=archived)
-        await self._call("PUT", f"database/{_ref(database)}", body=body)
+        try:
+            await self._call("PUT", f"database/{_ref(database)}", body=body)
+        except CopernicaError as error:
+            if name is None:
+                raise
+            raise await self._name_taken(error, name, database) from None
+
+    async def _name_taken(
+        self, error: CopernicaError, name: str, renamed: int | str | None = None
+    ) -> CopernicaError:
+        """Why Copernica refused a database name: its names are unique across the account, and
+        an archived database (hidden in Copernica's lists) keeps its name. Looked up only
+        after a refusal, so a create costs no extra call."""
+        if error.category != "validation":
+            return error
+        wanted = name.strip().lower()
+        async for database in self.databases():
+            if database.name.lower() == wanted and str(database.id) != str(renamed):
+                return NameTaken(name, database, status=error.status)
+        return error
 
     async def delete_database(self, database: int | str) -> None:
         """``DELETE database/$id``: not a documented call; Copernica answers 400 ``Invalid
@@ -408,6 +438,10 @@ class CopernicaClient:
         body = {"name": name, "type": type, **options}
         reply = await self._call("POST", f"database/{_ref(database)}/fields", body=body)
         return _created(reply, f"field {name}")
+
+    async def delete_field(self, database: int | str, field_id: int) -> None:
+        """Remove a field and its values from every profile of the database."""
+        await self._call("DELETE", f"database/{_ref(database)}/field/{int(field_id)}")
 
     # profiles ----------------------------------------------------------------------------------
     async def profiles(

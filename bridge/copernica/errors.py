@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 
+from bridge.copernica.models import Database
 from bridge.errors import ApiError
 from bridge.vocabulary import Category
 
@@ -35,6 +36,21 @@ class CreatedWithoutId(CopernicaError):
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message, category="transient", status=status)
+
+
+class NameTaken(CopernicaError):
+    """Copernica refused a database name that another database of the account has; an
+    archived database keeps its name while it no longer shows in Copernica's lists."""
+
+    def __init__(self, name: str, holder: Database, *, status: int | None = None) -> None:
+        if holder.archived:
+            message = (f"the name {name} belongs to an archived Copernica database (archived "
+                       "databases keep their names): choose another name, or rename the archived "
+                       "database in Copernica first")
+        else:
+            message = f"a Copernica database named {holder.name} exists already: choose another name"
+        super().__init__(message, category="validation", status=status)
+        self.holder = holder
 
 
 def message_of(body: bytes, content_type: str) -> str | None:

@@ -1,15 +1,25 @@
 """The daily statistics run: emailings sent from the Salesforce tab get their Copernica results
 (destinations, deliveries, impressions, clicks, errors, unsubscribes) as ``Copernica_Emailing__c``
-records in Salesforce, upserted by the Copernica emailing id so a rerun updates in place."""
+records in Salesforce, upserted by the Copernica emailing id so a rerun updates in place.
+
+Impressions and clicks go to Salesforce as totals (every open and click counted); the tab shows
+the unique counts (people) beside them, each labelled. "Refresh statistics" runs it now."""
 
 from __future__ import annotations
 
 from bridge.db import QUERIES, Pool
 from bridge.salesforce.objects import EMAILING
 from bridge.sync.context import TenantContext
-from bridge.sync.jobs import Failure, failure_from
+from bridge.sync.jobs import Failure, JobQueue, failure_from
+from bridge.vocabulary import STATISTICS
 
 WINDOW_DAYS = 30  # emailings older than this keep their last figures
+DAILY_KEY = "daily"  # the one waiting statistics job of a tenant
+
+
+async def refresh_now(queue: JobQueue, tenant_id: int) -> None:
+    """Bring the daily run forward to now (a waiting one merges; the scheduler re-arms it)."""
+    await queue.enqueue(tenant_id, STATISTICS, DAILY_KEY, {})
 
 
 async def push_statistics(ctx: TenantContext, pool: Pool) -> dict[str, Failure]:
