@@ -11,7 +11,7 @@ import jinja2
 from aiohttp import web
 
 from bridge.resources import folder
-from bridge.web import accounts, config_page, dashboard, database, tab
+from bridge.web import accounts, config_page, dashboard, database, edit_database, history, tab
 from bridge.web.guard import SESSION, security_headers, sessions_and_csrf
 from bridge.web.render import when
 
@@ -38,7 +38,8 @@ def setup(app: web.Application) -> None:
     app[accounts.BACKGROUND] = set()
     app.cleanup_ctx.append(accounts.background_tasks)
     app.router.add_get("/", home)
-    for table in (accounts.routes, config_page.routes, database.routes, tab.routes, dashboard.routes):
+    for table in (accounts.routes, config_page.routes, database.routes, tab.routes, dashboard.routes,
+                  history.routes, edit_database.routes):
         app.router.add_routes(table)
 
 
