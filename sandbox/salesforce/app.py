@@ -13,9 +13,7 @@ def create_app(settings: SandboxSettings | None = None) -> web.Application:
     """An aiohttp app that behaves like Salesforce orgs on any host and port: the default org of
     ``settings`` and those made through ``POST /_sandbox/orgs``."""
     hosted = orgs.Orgs(settings or SandboxSettings())
-    app = web.Application(
-        middlewares=[admin.admin_errors, orgs.resolve_org, admin.inject_faults]
-    )
+    app = web.Application(middlewares=[admin.admin_errors, orgs.resolve_org, admin.inject_faults])
     app[orgs.ORGS] = hosted
     app[STATE] = hosted.default
     app.router.add_post("/services/Soap/u/{version}", login.soap)

@@ -15,6 +15,8 @@ from aiosfstream_ng import Client, PasswordAuthenticator
 from bridge.copernica.client import CopernicaClient
 from bridge.copernica.errors import CopernicaError
 from bridge.salesforce import (
+    JwtBearerLogin,
+    PasswordLogin,
     RefreshTokenLogin,
     SalesforceClient,
     SalesforceError,
@@ -25,6 +27,7 @@ from bridge.usage import ApiUsage
 from tests.fixtures.copernica import RunningSandbox as CopernicaSandbox
 from tests.fixtures.copernica import WebhookReceiver
 from tests.fixtures.salesforce import FAST_RETRY, RunningSandbox
+from tests.integration.test_salesforce_client import key_and_certificate
 
 CHANNEL = "/data/ContactChangeEvent"
 
@@ -134,29 +137,44 @@ async def test_each_login_flow_lands_in_its_own_org(
     await first.client.create("Contact", {"LastName": "First"})
     org = first.org
     assert org is not None
-    await sf_sandbox.admin("POST", f"/variants{first.query}", {"soap_login": True})
-    soap = SoapLogin(
-        username=org["username"],
-        password=org["password"],
-        security_token=org["security_token"],
-        login_url=sf_sandbox.url,
-    )
-    refresh = RefreshTokenLogin(
-        org["client_id"], org["refresh_token"], org["client_secret"], login_url=sf_sandbox.url
-    )
-    for login in (soap, refresh):
-        async with SalesforceClient(login, retry=FAST_RETRY) as client:
+    key_pem, cert_pem = key_and_certificate()
+    variants = {"soap_login": True, "jwt_certificate_pem": cert_pem}
+    await sf_sandbox.admin("POST", f"/variants{first.query}", variants)
+    url = sf_sandbox.url
+    flows = [
+        SoapLogin(org["username"], org["password"], org["security_token"], login_url=url),
+        PasswordLogin(
+            org["client_id"],
+            org["client_secret"],
+            org["username"],
+            org["password"],
+            org["security_token"],
+            login_url=url,
+        ),
+        RefreshTokenLogin(org["client_id"], org["refresh_token"], login_url=url),
+        JwtBearerLogin(org["client_id"], org["username"], key_pem, login_url=url),
+    ]
+    for flow in flows:
+        async with SalesforceClient(flow, retry=FAST_RETRY) as client:
             names = [row["LastName"] async for row in client.query("SELECT LastName FROM Contact")]
-            assert names == ["First"]
-    assert (await sf_sandbox.admin("GET", "/variants"))["soap_login"] is False
+            assert names == ["First"], flow
+    assert await sf_sandbox.admin("GET", "/variants") == {  # the default org's are untouched
+        "soap_login": False,
+        "collections_call_options": False,
+        "jwt_certificate_pem": None,
+    }
 
     assert second.org is not None
-    crossed = sf_sandbox.client_credentials(
-        client_id=org["client_id"], client_secret=second.org["client_secret"]
-    )
-    async with SalesforceClient(crossed, retry=FAST_RETRY) as client:
-        with pytest.raises(SalesforceError):
-            await client.limits()
+    crossed = [
+        sf_sandbox.client_credentials(
+            client_id=org["client_id"], client_secret=second.org["client_secret"]
+        ),
+        JwtBearerLogin(second.org["client_id"], org["username"], key_pem, login_url=url),
+    ]
+    for flow in crossed:
+        async with SalesforceClient(flow, retry=FAST_RETRY) as client:
+            with pytest.raises(SalesforceError):
+                await client.limits()
 
 
 async def next_header(stream: Client) -> dict[str, Any]:
