@@ -3,22 +3,51 @@
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from . import auth
-from .orgs import ORGS
+from .state import ORG, SandboxState
+
+if TYPE_CHECKING:
+    from .orgs import Orgs
 
 SOAP_LAST_VERSION = 64.0  # login() is not available from API 65.0
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ROUTES = ("/services/Soap/u/", "/services/oauth2/token")
+
+
+async def login_org(request: web.Request, orgs: Orgs) -> SandboxState:
+    """The org a login names: by its SOAP username, else by its OAuth client (a JWT's issuer)."""
+    if request.path.startswith("/services/Soap/"):
+        parsed = auth.parse_soap_login((await request.read()).decode("utf-8", "replace"))
+        return orgs.for_username(parsed[0] if parsed else "")
+    client = await oauth_client(request)
+    return orgs.for_client(client[0] if client else "")
+
+
+async def oauth_client(request: web.Request) -> tuple[str, str] | None:
+    """(client id, secret) of a token request, from HTTP Basic or the form (a JWT assertion's
+    issuer names the client); None when the Basic header is malformed."""
+    form = await request.post()
+    if form.get("grant_type") == JWT_BEARER:
+        return auth.jwt_issuer(str(form.get("assertion", ""))), ""
+    basic = request.headers.get("Authorization", "")
+    if basic.lower().startswith("basic "):
+        try:
+            client_id, _, secret = base64.b64decode(basic[6:].strip()).decode().partition(":")
+        except ValueError:
+            return None
+        return client_id, secret
+    return str(form.get("client_id", "")), str(form.get("client_secret", ""))
 
 
 async def soap(request: web.Request) -> web.Response:
     """``POST /services/Soap/u/{version}``: a partner ``login`` envelope → loginResponse, when the
     org allows SOAP login (``soap_login``; off by default in new orgs) and up to API 64.0."""
+    state = request[ORG]
     version = request.match_info["version"]
-    parsed = auth.parse_soap_login((await request.read()).decode("utf-8", "replace"))
-    state = request.app[ORGS].for_username(parsed[0] if parsed else "")
     if not state.settings.soap_login:
         return auth.soap_fault(
             "INVALID_OPERATION",
@@ -33,6 +62,7 @@ async def soap(request: web.Request) -> web.Response:
         return auth.soap_fault(
             "UNSUPPORTED_API_VERSION", f"login() is not available in API version {version}"
         )
+    parsed = auth.parse_soap_login((await request.read()).decode("utf-8", "replace"))
     if parsed is None:
         return auth.soap_fault(
             "INVALID_REQUEST", "This sandbox only implements the partner login() call"
@@ -49,22 +79,15 @@ async def soap(request: web.Request) -> web.Response:
 async def token(request: web.Request) -> web.Response:
     """``POST /services/oauth2/token`` for the password, client_credentials, refresh_token and
     JWT bearer grants."""
+    state = request[ORG]
+    settings = state.settings
     form = await request.post()
     grant = str(form.get("grant_type", ""))
     base = auth.base_url(request)
-    client_id = str(form.get("client_id", ""))
-    client_secret = str(form.get("client_secret", ""))
-    basic = request.headers.get("Authorization", "")
-    if basic.lower().startswith("basic "):
-        try:
-            decoded = base64.b64decode(basic[6:].strip()).decode()
-            client_id, _, client_secret = decoded.partition(":")
-        except ValueError:
-            return auth.oauth_error("invalid_client", "invalid client credentials")
-    if grant == JWT_BEARER:
-        client_id = auth.jwt_issuer(str(form.get("assertion", "")))
-    state = request.app[ORGS].for_client(client_id)  # the connected app belongs to one org
-    settings = state.settings
+    client = await oauth_client(request)
+    if client is None:
+        return auth.oauth_error("invalid_client", "invalid client credentials")
+    client_id, client_secret = client
 
     def client_ok(secret_required: bool) -> bool:
         if client_id != settings.client_id:

@@ -4,7 +4,8 @@ faults, variants and API usage.
 
 A request reaches its org without any shared "current org": access tokens start with their
 org's 15-character id (as Salesforce's do), logins name the org by client id or username, admin
-calls by ``?org=<org id>``. The ``resolve_org`` middleware puts the org in ``request[ORG]``.
+calls by ``?org=<org id>``. The ``resolve_org`` middleware puts the org in ``request[ORG]``
+before faults are injected, so each org's faults hit its own calls and logins alone.
 An org costs a few dicts until it is used; it runs no task of its own.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import schema
+from . import login, schema
 from .auth import bearer
 from .cometd import Bayeux
 from .org import SalesforceFault
@@ -94,11 +95,14 @@ ORGS: web.AppKey[Orgs] = web.AppKey("salesforce_orgs", Orgs)
 
 @web.middleware
 async def resolve_org(request: web.Request, handler: Any) -> web.StreamResponse:
-    """``request[ORG]``: the admin call's ``?org=``, else the bearer token's org, else the default."""
+    """``request[ORG]``: the admin call's ``?org=``, the org a login names, else the bearer token's
+    org (the default one when there is none)."""
     orgs = request.app[ORGS]
     if request.path.startswith("/_sandbox"):
         org_id = request.query.get("org")
         request[ORG] = orgs.named(org_id) if org_id else orgs.default
+    elif request.path.startswith(login.ROUTES):
+        request[ORG] = await login.login_org(request, orgs)
     else:
         request[ORG] = orgs.for_token(bearer(request))
     return await handler(request)

@@ -14,6 +14,7 @@ from aiosfstream_ng import Client, PasswordAuthenticator
 
 from bridge.copernica.client import CopernicaClient
 from bridge.copernica.errors import CopernicaError
+from bridge.retry import RetryPolicy
 from bridge.salesforce import (
     JwtBearerLogin,
     PasswordLogin,
@@ -175,6 +176,25 @@ async def test_each_login_flow_lands_in_its_own_org(
         async with SalesforceClient(flow, retry=FAST_RETRY) as client:
             with pytest.raises(SalesforceError):
                 await client.limits()
+
+
+async def test_faults_hit_their_own_org(sf_sandbox: RunningSandbox, tenants: list[Tenant]) -> None:
+    default, first, second = tenants
+    faulty = {first: "/services/oauth2/token", second: "/services/data/*"}
+    for tenant, path in faulty.items():
+        fault = {"path": path, "status": 503, "times": None}
+        await sf_sandbox.admin("POST", f"/faults{tenant.query}", fault)
+    for tenant in tenants:
+        async with SalesforceClient(
+            tenant.client.authenticator, retry=RetryPolicy(max_attempts=1)
+        ) as client:
+            if tenant in faulty:
+                with pytest.raises(SalesforceError) as failed:
+                    await client.limits()
+                assert failed.value.status == 503
+            else:
+                assert (await client.limits())["DailyApiRequests"]["Max"] == 115_000
+    assert (await sf_sandbox.admin("GET", f"/{second.query}"))["api_usage"]["used"] == 0
 
 
 async def next_header(stream: Client) -> dict[str, Any]:
