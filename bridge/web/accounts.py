@@ -1,4 +1,5 @@
-"""Accounts: login and logout, password change, password reset by e-mail.
+"""Accounts: login and logout, the account page (password change, sessions, sign out
+everywhere), password reset by e-mail.
 
 - Login is throttled per address and client (``bridge.security.throttle``); unknown addresses
   cost the same scrypt work as known ones, and every failure gets the same message.
@@ -144,36 +145,62 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+@routes.get("/account")
+@login_required
+async def account_page(request: web.Request) -> web.Response:
+    """Every user's own page: password change, the sessions still open, sign out everywhere."""
+    session = current(request)
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(QUERIES["user_sessions"], session.user_id, session.tenant_id)
+    sessions = [{"current": r["id_hash"] == session.id_hash, "created_at": r["created_at"],
+                 "last_seen_at": r["last_seen_at"], "expires_at": r["expires_at"]} for r in rows]
+    return render(request, "account.html", {"sessions": sessions})
+
+
 @routes.post("/account/password")
 @login_required
 async def change_password(request: web.Request) -> web.StreamResponse:
-    """Change password (the last section of the config page); other sessions end."""
+    """Change one's own password (account page); the other sessions end."""
     session = current(request)
     form = await request.post()
     old, new, again = (str(form.get(k, "")) for k in ("current_password", "new_password",
                                                        "repeat_password"))
     problem = password_problem(new, again)
-    back = safe_next(str(form.get("back", "")), "/config")
     async with request.app[POOL].acquire() as conn:
         user = await conn.fetchrow(QUERIES["user_by_id"], session.user_id, session.tenant_id)
         if user is None:
             raise web.HTTPNotFound()
         verdict = await throttle.attempt(conn, user["email"], client_address(request))
     if not verdict.allowed:  # the current password is guessed here as much as at the login
-        raise redirect(request, f"{back}#password", f"Too many wrong passwords. {_wait_words(verdict)}", "error")
+        raise redirect(request, "/account#password",
+                       f"Too many wrong passwords. {_wait_words(verdict)}", "error")
     if not problem and not await asyncio.to_thread(verify_password, old, user["password_hash"]):
         problem = "The current password is wrong."
     elif not problem:
         async with request.app[POOL].acquire() as conn:
             await throttle.succeeded(conn, user["email"], client_address(request))
     if problem:
-        raise redirect(request, f"{back}#password", problem, "error")
+        raise redirect(request, "/account#password", problem, "error")
     new_hash = await asyncio.to_thread(hash_password, new)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await conn.execute(QUERIES["set_password"], session.user_id, session.tenant_id, new_hash)
         await conn.execute(QUERIES["void_password_resets"], session.user_id)
         await revoke_others(conn, session.user_id, session.id_hash)
-    raise redirect(request, f"{back}#password", "Your password has been changed.")
+    raise redirect(request, "/account#password",
+                   "Your password has been changed. Your other sessions have been signed out.")
+
+
+@routes.post("/account/sign-out-everywhere")
+@login_required
+async def sign_out_everywhere(request: web.Request) -> web.StreamResponse:
+    """End every session of this user, this one included (a lost laptop, a shared browser)."""
+    session = current(request)
+    async with request.app[POOL].acquire() as conn:
+        await revoke_others(conn, session.user_id)
+    log.info("user %s signed out everywhere", session.user_id)
+    response = redirect(request, "/login", "You have been signed out everywhere.")
+    end_session(request, response)
+    raise response
 
 
 def password_problem(new: str, again: str) -> str | None:

@@ -184,9 +184,10 @@ def salesforce_login_url(value: str, method: LoginMethod, policy: HostPolicy) ->
 @routes.post("/config/copernica")
 @admin_required
 async def save_copernica(request: web.Request) -> web.StreamResponse:
-    """Save Copernica access (and a first database); register the webhook for the chosen
-    database. Switching to another database is a planned operation of its own form, with a
-    confirmation (``bridge.web.database``): it is refused here."""
+    """Test Copernica access, then save it (and a first database); register the webhook for the
+    chosen database. Access Copernica refuses replaces nothing unless "save anyway" is ticked.
+    Switching to another database is a planned operation of its own form, with a confirmation
+    (``bridge.web.database``): it is refused here."""
     session = current(request)
     settings, vault = request.app[SETTINGS], request.app[VAULT]
     form = await request.post()
@@ -195,42 +196,53 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
     try:
         hostname = copernica_host(str(form.get("hostname", "")), copernica_hosts(settings))
     except ValueError as exc:
-        raise redirect(request, "/config#copernica", str(exc), "error") from None
+        raise redirect(request, "/config#copernica", str(exc), "error", typed=form) from None
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         stored = await _stored(load_copernica_credentials(conn, vault, session.tenant_id))
-        moved = stored is not None and _origin(stored.hostname or DEFAULT_HOST) != _origin(
-            hostname or DEFAULT_HOST
-        )
-        if not token and (stored is None or moved):
-            message = "Fill in the Copernica API token."
-            if moved:
-                message = ("The Copernica host changed: the saved API token is only sent to the "
-                           "host it was saved for. " + message)
-            raise redirect(request, "/config#copernica", message, "error")
-        creds = CopernicaCredentials(api_token=token or stored.api_token, hostname=hostname)
+    moved = stored is not None and _origin(stored.hostname or DEFAULT_HOST) != _origin(
+        hostname or DEFAULT_HOST
+    )
+    if not token and (stored is None or moved):
+        message = "Fill in the Copernica API token."
+        if moved:
+            message = ("The Copernica host changed: the saved API token is only sent to the "
+                       "host it was saved for. " + message)
+        raise redirect(request, "/config#copernica", message, "error", typed=form)
+    creds = CopernicaCredentials(api_token=token or stored.api_token, hostname=hostname)
+    try:
+        identity: dict[str, Any] | None = await platforms.check_copernica(creds, settings)
+    except platforms.FAILURES as exc:
+        if form.get("anyway") != "yes":
+            raise _not_saved(request, "copernica", stored is not None,
+                             f"Copernica answered: {platforms.user_message(exc)}", form) from None
+        identity = None
+    async with pool.acquire() as conn:
         await save_credentials(conn, vault, session.tenant_id, creds)
         tenant = await load_tenant(conn, session.tenant_id)
         hooks_before = await tenants.stored_webhooks(conn, tenant.id)
     request.app[PLATFORMS].forget(tenant.id, "copernica")  # the next call uses the new access
-    log.info("Copernica access saved")
-    messages = ["Copernica access saved."]
+    log.info("Copernica access saved%s", "" if identity else " without a working test")
+    if identity is None:
+        raise redirect(request, "/config#copernica", "Copernica access saved as you asked, "
+                       "although the test failed: nothing syncs with Copernica until it works.",
+                       "warning")
+    account = str(identity.get("id") or identity.get("ID") or "").strip() or None
+    async with pool.acquire() as conn:  # webhooks must name this account (X-Copernica-ID)
+        await conn.execute(QUERIES["set_copernica_account"], tenant.id, account)
+    messages = ["Copernica access tested and saved."]
     try:
         client = await platforms.copernica(request, tenant.id)
-        identity = await platforms.bounded(client.identity())
-        account = str(identity.get("id") or identity.get("ID") or "").strip() or None
-        async with pool.acquire() as conn:  # webhooks must name this account (X-Copernica-ID)
-            await conn.execute(QUERIES["set_copernica_account"], tenant.id, account)
         if database and database != tenant.copernica_database:
             if tenant.copernica_database:
                 raise redirect(request, "/config#database",
                                "Copernica access saved. To switch the synced database, use "
                                "“Save database”: it says what happens and asks to confirm.",
-                               "error")
+                               "warning")
             known = await platforms.bounded(platforms.collect(client.databases()))
             if database not in {str(d.id) for d in known}:
-                raise redirect(request, "/config#copernica",
-                               "That Copernica database does not exist (any more).", "error")
+                raise redirect(request, "/config#copernica", "Copernica access saved, but that "
+                               "Copernica database does not exist (any more).", "warning")
             async with pool.acquire() as conn:
                 tenant = await update_tenant(conn, tenant.id, copernica_database=database)
             messages.append("Database saved.")
@@ -247,15 +259,27 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
             messages.append("Now choose the database to synchronise.")
     except platforms.FAILURES as exc:
         raise redirect(request, "/config#copernica",
-                       f"Copernica access saved, but Copernica answered: "
-                       f"{platforms.user_message(exc)}", "error") from None
+                       f"Copernica access saved, but the webhook could not be set up: "
+                       f"{platforms.user_message(exc)}. Save again to retry.", "warning") from None
     raise redirect(request, "/config#copernica", " ".join(messages))
+
+
+def _not_saved(request: web.Request, section: str, had_access: bool, why: str,
+               form: Any) -> web.HTTPSeeOther:
+    """The answer when new access details fail their test: nothing was replaced."""
+    name = section.capitalize()
+    kept = (" The saved access stays in use." if had_access
+            else f" Nothing was saved: the bridge has no {name} access yet.")
+    return redirect(request, f"/config#{section}",
+                    f"These {name} details do not work: {why}.{kept} Correct them, or tick "
+                    "“Save anyway” to use them nonetheless.", "error", typed=form, anyway=True)
 
 
 @routes.post("/config/salesforce")
 @admin_required
 async def save_salesforce(request: web.Request) -> web.StreamResponse:
-    """Save how the bridge logs in to Salesforce. Only what the chosen method uses is kept."""
+    """Test how the bridge logs in to Salesforce, then save it; details Salesforce refuses
+    replace nothing unless "save anyway" is ticked. Only what the chosen method uses is kept."""
     session = current(request)
     vault, settings = request.app[VAULT], request.app[SETTINGS]
     form = await request.post()
@@ -269,38 +293,52 @@ async def save_salesforce(request: web.Request) -> web.StreamResponse:
             load_private_key(value["private_key"])
     except (ValueError, ApiError) as exc:
         message = exc.message if isinstance(exc, ApiError) else str(exc)
-        raise redirect(request, "/config#salesforce", message, "error") from None
+        raise redirect(request, "/config#salesforce", message, "error", typed=form) from None
     async with request.app[POOL].acquire() as conn:
         stored = await _stored(load_salesforce_credentials(conn, vault, session.tenant_id))
-        moved = stored is not None and _origin(stored.login_url) != login_url
-        keep = stored if stored is not None and stored.method == method and not moved else None
-        typed = {**value, "private_key_pem": value["private_key"]}
+    moved = stored is not None and _origin(stored.login_url) != login_url
+    keep = stored if stored is not None and stored.method == method and not moved else None
+    typed = {**value, "private_key_pem": value["private_key"]}
 
-        def secret(name: str) -> str:
-            if name not in SECRETS[method]:
-                return ""  # not used by this method: not kept
-            return typed[name] or (getattr(keep, name) if keep is not None else "")
+    def secret(name: str) -> str:
+        if name not in SECRETS[method]:
+            return ""  # not used by this method: not kept
+        return typed[name] or (getattr(keep, name) if keep is not None else "")
 
-        creds = SalesforceCredentials(
-            method=method, login_url=login_url,
-            username=value["username"] if method != "client_credentials" else "",
-            password=secret("password"), security_token=secret("security_token"),
-            consumer_key=value["consumer_key"] if method != "soap" else "",
-            consumer_secret=secret("consumer_secret"), private_key_pem=secret("private_key_pem"),
-        )
-        missing = _missing(creds)
-        if missing:
-            message = f"Fill in {missing}."
-            if moved and any(getattr(stored, name) for name in SECRETS[method]):
-                message = ("The login URL changed: saved secrets are only sent to the address "
-                           "they were saved for. " + message)
-            raise redirect(request, "/config#salesforce", message, "error")
+    creds = SalesforceCredentials(
+        method=method, login_url=login_url,
+        username=value["username"] if method != "client_credentials" else "",
+        password=secret("password"), security_token=secret("security_token"),
+        consumer_key=value["consumer_key"] if method != "soap" else "",
+        consumer_secret=secret("consumer_secret"), private_key_pem=secret("private_key_pem"),
+    )
+    missing = _missing(creds)
+    if missing:
+        message = f"Fill in {missing}."
+        if moved and any(getattr(stored, name) for name in SECRETS[method]):
+            message = ("The login URL changed: saved secrets are only sent to the address "
+                       "they were saved for. " + message)
+        raise redirect(request, "/config#salesforce", message, "error", typed=form)
+    tested = True
+    try:
+        await platforms.check_salesforce(creds, settings)
+    except platforms.FAILURES as exc:
+        if form.get("anyway") != "yes":
+            raise _not_saved(request, "salesforce", stored is not None,
+                             f"Salesforce answered: {platforms.user_message(exc)}", form) from None
+        tested = False
+    async with request.app[POOL].acquire() as conn:
         await save_credentials(conn, vault, session.tenant_id, creds)
-        await requeue_fixed(conn, session.tenant_id, "salesforce")  # held for auth: try again
+        if tested:
+            await requeue_fixed(conn, session.tenant_id, "salesforce")  # held for auth: try again
     request.app[PLATFORMS].forget(session.tenant_id, "salesforce")  # the next call logs in anew
-    log.info("Salesforce access saved (%s)", method)
+    log.info("Salesforce access saved (%s)%s", method, "" if tested else " without a working test")
+    if not tested:
+        raise redirect(request, "/config#salesforce", "Salesforce access saved as you asked, "
+                       "although the test failed: nothing syncs with Salesforce until it works.",
+                       "warning")
     notice = f" {SOAP_NOTICE}" if method == "soap" else ""
-    raise redirect(request, "/config#salesforce", f"Salesforce access saved.{notice}",
+    raise redirect(request, "/config#salesforce", f"Salesforce access tested and saved.{notice}",
                    "warning" if notice else "ok")
 
 
@@ -323,7 +361,8 @@ async def save_sync(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     direction = str(form.get("direction", ""))
     if direction not in DIRECTIONS:
-        raise redirect(request, "/config#sync", "Choose a data sync direction.", "error")
+        raise redirect(request, "/config#sync", "Choose a data sync direction.", "error",
+                       typed=form)
     async with request.app[POOL].acquire() as conn:
         await update_tenant(
             conn, session.tenant_id, direction=direction,
@@ -349,8 +388,11 @@ async def check_connection(request: web.Request, side: str) -> tuple[str, bool]:
         if side == "copernica":
             copernica = await platforms.copernica(request, session.tenant_id)
             databases = await platforms.bounded(platforms.collect(copernica.databases()))
-            return (f"Copernica connection works: {len(databases)} database"
-                    f"{'s' if len(databases) != 1 else ''} found.", True)
+            live = [d for d in databases if not d.archived]  # as many as the drop-down offers
+            archived = len(databases) - len(live)
+            return (f"Copernica connection works: {len(live)} database"
+                    f"{'s' if len(live) != 1 else ''} found"
+                    f"{f' ({archived} archived, not listed)' if archived else ''}.", True)
         salesforce = await platforms.salesforce(request, session.tenant_id)
         describe = await platforms.bounded(salesforce.describe("Contact", refresh=True))
         return (f"Salesforce connection works: {describe.get('label', 'Contact')} has "

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -225,27 +226,85 @@ def admin_required(handler: Handler) -> Handler:
     return login_required(guarded)
 
 
-def flash(request: web.Request, response: web.StreamResponse, text: str, kind: str = "ok") -> None:
+# Never kept for the page after an error: what was typed into these fields is not echoed back.
+SECRET_FIELDS = frozenset({
+    csrf.FIELD, "api_token", "password", "security_token", "consumer_secret", "private_key",
+    "current_password", "new_password", "repeat_password",
+})
+FLASH_LIMIT = 3000  # bytes of the flash cookie; typed values that do not fit are not kept
+
+
+@dataclass(frozen=True)
+class Flash:
+    """The answer to the previous action, shown by the next page.
+
+    ``at`` is the id of the page section whose form was used: the message is shown inside that
+    section (``templates/_outcome.html``) and the redirect's anchor points at the message itself,
+    so it is in view. Without ``at`` it is shown at the top of the page. ``typed`` keeps what the
+    user typed (never a secret) after an error; ``anyway`` offers to save without the check that
+    failed."""
+
+    kind: str
+    text: str
+    at: str = ""
+    typed: dict[str, list[str]] = field(default_factory=dict)
+    anyway: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.text)
+
+    def value(self, name: str, default: str = "") -> str:
+        """What the user typed into ``name``, else ``default``."""
+        return self.typed[name][0] if self.typed.get(name) else default
+
+    def values(self, name: str, default: Iterable[str] = ()) -> list[str]:
+        return self.typed[name] if name in self.typed else list(default)
+
+
+NO_FLASH = Flash(kind="", text="")
+
+
+def flash(request: web.Request, response: web.StreamResponse, message: Flash) -> None:
     """A message for the next page shown (after a redirect)."""
-    set_cookie(request, response, FLASH_COOKIE, quote(json.dumps({"kind": kind, "text": text})))
+    data: dict[str, Any] = {"kind": message.kind, "text": message.text, "at": message.at,
+                            "typed": message.typed, "anyway": message.anyway}
+    value = quote(json.dumps(data, separators=(",", ":")))
+    if len(value) > FLASH_LIMIT:
+        value = quote(json.dumps({**data, "typed": {}}, separators=(",", ":")))
+    set_cookie(request, response, FLASH_COOKIE, value)
 
 
-def take_flash(request: web.Request) -> dict[str, str] | None:
+def take_flash(request: web.Request) -> Flash | None:
     raw = request.cookies.get(FLASH_COOKIE)
     if not raw:
         return None
     try:
         data = json.loads(unquote(raw))
-        return {"kind": str(data.get("kind", "ok")), "text": str(data["text"])}
+        typed = data.get("typed") or {}
+        return Flash(
+            kind=str(data.get("kind", "ok")), text=str(data["text"]), at=str(data.get("at", "")),
+            typed={str(k): [str(v) for v in vs] for k, vs in typed.items()
+                   if str(k) not in SECRET_FIELDS and isinstance(vs, list)},
+            anyway=data.get("anyway") is True,
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def redirect(request: web.Request, location: str, message: str | None = None,
-             kind: str = "ok") -> web.HTTPSeeOther:
-    response = web.HTTPSeeOther(location)
-    if message:
-        flash(request, response, message, kind)
+             kind: str = "ok", *, typed: Any = None, anyway: bool = False) -> web.HTTPSeeOther:
+    """Back to a page, with ``message`` as its answer. A fragment names the section of the form
+    used (``/config#salesforce``): the message shows there and the page scrolls to it. After
+    an error, pass the posted form as ``typed`` to keep what the user typed (secrets aside)."""
+    path, _, section = location.partition("#")
+    if not message:
+        return web.HTTPSeeOther(location)
+    response = web.HTTPSeeOther(f"{path}#outcome-{section}" if section else path)
+    kept = {} if typed is None or kind == "ok" else {
+        name: [str(v) for v in typed.getall(name)]
+        for name in dict.fromkeys(typed.keys()) if name not in SECRET_FIELDS
+    }
+    flash(request, response, Flash(kind, message, section, kept, anyway))
     return response
 
 

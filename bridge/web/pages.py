@@ -13,6 +13,7 @@ from aiohttp import web
 from bridge.resources import folder
 from bridge.web import accounts, config_page, dashboard, database, edit_database, history, tab
 from bridge.web.guard import SESSION, security_headers, sessions_and_csrf
+from bridge.web.middlewares import error_pages
 from bridge.web.render import when
 
 TEMPLATES = folder("templates")
@@ -34,6 +35,7 @@ def setup(app: web.Application) -> None:
     """Register templates, middlewares and routes of the pages on ``app``."""
     setup_templates(app)
     app.middlewares.append(security_headers)
+    app.middlewares.append(error_pages)  # outside the session check: its 403 gets a page too
     app.middlewares.append(sessions_and_csrf)
     app[accounts.BACKGROUND] = set()
     app.cleanup_ctx.append(accounts.background_tasks)

@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
+from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
 from bridge.errors import ApiError, BridgeError
+from bridge.retry import RetryPolicy
 from bridge.salesforce.client import SalesforceClient
+from bridge.tenants import (
+    CopernicaCredentials,
+    SalesforceCredentials,
+    copernica_client,
+    salesforce_client,
+)
 from bridge.vocabulary import LINK_FIELD_FALLBACK
 from bridge.web.keys import PLATFORMS
 
 UI_TIMEOUT = 20.0
+CHECK_RETRY = RetryPolicy(max_attempts=2, base=0.2, cap=1.0)  # the user waits for the answer
 DEFAULT_DATABASE_FIELDS = ("FirstName", "LastName", "Email", "Id")
 T = TypeVar("T")
 
@@ -48,6 +57,21 @@ async def salesforce(request: web.Request, tenant_id: int) -> SalesforceClient:
     return await request.app[PLATFORMS].salesforce(tenant_id)
 
 
+async def check_copernica(credentials: CopernicaCredentials, settings: Settings) -> dict[str, Any]:
+    """Log in with credentials not saved yet and read the account (``FAILURES`` when that fails):
+    new details must work before they replace the saved ones."""
+    client = copernica_client(credentials, settings, retry=CHECK_RETRY, timeout=UI_TIMEOUT)
+    async with client:
+        return await bounded(client.identity())
+
+
+async def check_salesforce(credentials: SalesforceCredentials, settings: Settings) -> None:
+    """Log in with credentials not saved yet and describe Contact (``FAILURES`` when that fails)."""
+    client = salesforce_client(credentials, settings, retry=CHECK_RETRY, timeout=UI_TIMEOUT)
+    async with client:
+        await bounded(client.describe("Contact"))
+
+
 async def collect(iterator: AsyncIterator[T], limit: int = 1000) -> list[T]:
     found: list[T] = []
     async for item in iterator:
@@ -55,6 +79,15 @@ async def collect(iterator: AsyncIterator[T], limit: int = 1000) -> list[T]:
         if len(found) >= limit:
             break
     return found
+
+
+async def profile_count(
+    client: CopernicaClient, target_type: Literal["database", "view"], target_id: int
+) -> int:
+    """How many profiles a database or selection holds: the ``total`` of a one-profile page.
+    (The client has no call for it yet; it belongs there.)"""
+    page = await client._get(f"{target_type}/{int(target_id)}/profiles", [("limit", "1")])
+    return int(page.get("total", 0)) if isinstance(page, dict) else 0
 
 
 async def delete_or_archive(client: CopernicaClient, database_id: int) -> bool:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bridge.web.guard import (
     FLASH_COOKIE,
+    NO_FLASH,
     SESSION,
     csrf_token,
     drop_cookie,
@@ -37,11 +38,10 @@ def when(moment: str | datetime | None, empty: str = "never") -> str:
 def render(
     request: web.Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200
 ) -> web.Response:
-    flash = take_flash(request)
     values = {
         "session": request.get(SESSION),
         "csrf_token": csrf_token(request),
-        "flash": flash,
+        "flash": take_flash(request) or NO_FLASH,
         "path": request.path,
         **(context or {}),
     }

@@ -25,7 +25,7 @@ from bridge.sync import reports, runs
 from bridge.tenants import Tenant, load_tenant
 from bridge.vocabulary import ADVICE, LINK_FIELD_FALLBACK
 from bridge.web import platforms
-from bridge.web.guard import current, end_session, login_required, redirect
+from bridge.web.guard import current, end_session, login_required, redirect, safe_next
 from bridge.web.keys import POOL, QUEUE
 from bridge.web.render import render
 
@@ -148,12 +148,15 @@ async def run_json(request: web.Request) -> web.Response:
 @routes.post("/sfcp/sync")
 @login_required
 async def sync_manually(request: web.Request) -> web.StreamResponse:
+    """"Sync manually", from the tab or the config page (``back``: where the button was)."""
     session = current(request)
+    form = await request.post()
+    back = safe_next(str(form.get("back", "")), "/sfcp#session")
     run_id = await runs.request_sync(request.app[QUEUE], session.tenant_id, "manual", session.email)
     log.info("manual sync requested: run %s", run_id)
-    raise redirect(request, "/sfcp",
+    raise redirect(request, back,
                    f"Your request has been added to the queue (run {run_id}). "
-                   "The status bar shows how it goes.")
+                   "The status bar of the Copernica tab shows how it goes.")
 
 
 @routes.post("/sfcp/terminate")
@@ -182,21 +185,22 @@ async def create_database(request: web.Request) -> web.StreamResponse:
     name = str(form.get("name", "")).strip()
     chosen = [str(v) for v in form.getall("fields", [])]
     if not name:
-        raise redirect(request, "/sfcp#databases", "Fill in a name for the new database.", "error")
+        raise redirect(request, "/sfcp#databases", "Fill in a name for the new database.", "error",
+                       typed=form)
     try:
         sf = await platforms.salesforce(request, tenant.id)
         described = await platforms.bounded(sf.fields("Contact"))
         unknown = [f for f in chosen if f not in described]
         if unknown:
             raise redirect(request, "/sfcp#databases",
-                           f"Salesforce contacts have no field {unknown[0]}.", "error")
+                           f"Salesforce contacts have no field {unknown[0]}.", "error", typed=form)
         fields = [(f, str(described[f].get("type", "string"))) for f in chosen]
         client = await platforms.copernica(request, tenant.id)
         database_id = await platforms.bounded(platforms.create_database(client, name, fields))
     except platforms.FAILURES as exc:
         raise redirect(request, "/sfcp#databases",
                        f"The database was not created: {platforms.user_message(exc)}",
-                       "error") from None
+                       "error", typed=form) from None
     note = ""
     if any(f.lower() == "id" for f in chosen):
         note = (f" The Salesforce Id is kept in the field {LINK_FIELD_FALLBACK}"
@@ -243,6 +247,8 @@ async def delete_database(request: web.Request) -> web.StreamResponse:
 @routes.post("/sfcp/emailings")
 @login_required
 async def send_emailing(request: web.Request) -> web.StreamResponse:
+    """First post: a confirmation naming the target and its number of profiles. Second post
+    (``confirm=yes``, the same ``send_key``): send, once."""
     session = current(request)
     tenant = await _tenant(request)
     _require_both(tenant, request)
@@ -253,9 +259,9 @@ async def send_emailing(request: web.Request) -> web.StreamResponse:
     chosen_product, _, content_id = content.partition(":")
     chosen_target, _, target_id = target.partition(":")
     if chosen_product not in ("ms", "publisher") or not content_id.isdigit():
-        raise redirect(request, "/sfcp#emailings", "Choose a template or document.", "error")
+        raise redirect(request, "/sfcp#emailings", "Choose a template or document.", "error", typed=form)
     if chosen_target not in ("database", "view") or not target_id.isdigit():
-        raise redirect(request, "/sfcp#emailings", "Choose who receives the emailing.", "error")
+        raise redirect(request, "/sfcp#emailings", "Choose who receives the emailing.", "error", typed=form)
     product: Product = "ms" if chosen_product == "ms" else "publisher"
     target_type: Literal["database", "view"] = "database" if chosen_target == "database" else "view"
     if not tenant.copernica_database:
@@ -278,6 +284,14 @@ async def send_emailing(request: web.Request) -> web.StreamResponse:
         if item is None:
             raise redirect(request, "/sfcp#emailings",
                            "That template or document does not exist (any more).", "error")
+        if form.get("confirm") != "yes":  # first say to whom it goes, and how many they are
+            profiles = await platforms.bounded(
+                platforms.profile_count(client, target_type, int(target_id)))
+            return render(request, "confirm_send.html", {
+                "item": item, "content": content, "target": target, "send_key": send_key,
+                "target_kind": "database" if target_type == "database" else "selection",
+                "target_name": target_name, "profiles": profiles,
+            })
     except platforms.FAILURES as exc:
         raise redirect(request, "/sfcp#emailings",
                        f"The emailing was not sent: {platforms.user_message(exc)}",
@@ -362,7 +376,11 @@ async def requeue(request: web.Request) -> web.StreamResponse:
         report = await conn.fetchrow(QUERIES["error_report"], report_id, tenant_id)
     if report is None:
         raise web.HTTPNotFound()
+    if report["status"] == "resolved":
+        raise redirect(request, "/sfcp#errors", f"Error report {report_id} is resolved: its "
+                       "record went through since, so there is nothing to requeue.", "warning")
     if not await reports.requeue_report(request.app[QUEUE], tenant_id, report_id):
-        raise redirect(request, "/sfcp#errors",
-                       f"Error report {report_id} has no held job to requeue.", "error")
-    raise redirect(request, "/sfcp#errors", f"The job of error report {report_id} was requeued.")
+        raise redirect(request, "/sfcp#errors", f"Error report {report_id} has no held job to "
+                       "requeue: it is queued already, or its record went through.", "warning")
+    raise redirect(request, "/sfcp#errors", f"The job of error report {report_id} was requeued. "
+                   "If it fails again on the same cause, this report opens again.")

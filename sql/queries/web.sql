@@ -25,6 +25,12 @@ RETURNING s.id_hash, s.user_id, s.tenant_id, s.csrf_token, u.email, u.role, t.sl
 -- name: set_salesforce_domain
 UPDATE tenants SET salesforce_domain = $2 WHERE id = $1;
 
+-- name: user_sessions
+-- The sessions of a user still open, most recently used first (the account page).
+SELECT id_hash, created_at, last_seen_at, expires_at FROM sessions
+WHERE user_id = $1 AND tenant_id = $2 AND revoked_at IS NULL AND expires_at > now()
+ORDER BY last_seen_at DESC;
+
 -- name: revoke_session
 UPDATE sessions SET revoked_at = now() WHERE id_hash = $1 AND revoked_at IS NULL;
 

@@ -4,29 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bridge.copernica.client import CopernicaClient
+from bridge.db import QUERIES
 from bridge.sync import reports
 from bridge.sync.jobs import Failure, JobQueue
 from bridge.vocabulary import webhook_url
-from tests.fixtures.bridge import PASSWORD, free_port
+from tests.fixtures.bridge import PASSWORD, free_port, password_hash
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
 
-async def login(page, bridge, path: str = "/sfcp", password: str = PASSWORD) -> None:
+async def login(page, bridge, path: str = "/sfcp", password: str = PASSWORD,
+                email: str | None = None) -> None:
     await page.goto(f"{bridge.url}{path}")
-    await page.get_by_label("E-mail address").fill(bridge.email)
+    await page.get_by_label("E-mail address").fill(email or bridge.email)
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Login").click()
 
 
+async def user_of_role(bridge, role: str) -> str:
+    """Another login of the bridge's tenant (password PASSWORD)."""
+    email = f"{role}-{secrets.token_hex(4)}@acme.example"
+    async with bridge.pool.acquire() as conn:
+        await conn.execute(QUERIES["create_user"], bridge.tenant.id, email, password_hash(), role)
+    return email
+
+
 async def flash(page) -> str:
-    return await page.locator("p.flash").first.inner_text()
+    """The answer to the form just used (``#outcome-<section>``, or ``#outcome`` at the top)."""
+    return await page.locator('[id^="outcome"]').inner_text()
 
 
 async def test_login_with_the_keyboard_after_a_wrong_password(page, web_bridge):
@@ -95,12 +107,22 @@ async def test_config_save_and_test_connection(page, web_bridge):
     key = page.get_by_label("Consumer key (External Client App)")
     await key.fill("someone-elses-app")
     await page.get_by_role("button", name="Save Salesforce settings").click()
-    assert "Salesforce access saved" in await flash(page)
+    message = await flash(page)  # tested before saving: the working access stays
+    assert "do not work" in message and "The saved access stays in use" in message, message
+    assert await key.input_value() == "someone-elses-app"  # what was typed is kept
+    await page.get_by_role("button", name="Test Salesforce connection").click()
+    assert "Salesforce connection works" in await flash(page)
+    await key.fill("someone-elses-app")
+    await page.get_by_role("button", name="Save Salesforce settings").click()
+    await page.get_by_role("checkbox", name=re.compile("Save anyway")).check()  # explicit
+    await page.get_by_role("button", name="Save Salesforce settings").click()
+    assert "saved as you asked, although the test failed" in await flash(page)
     await page.get_by_role("button", name="Test Salesforce connection").click()
     message = await flash(page)
     assert message.startswith("Salesforce connection failed:"), message
     await key.fill(web_bridge.salesforce.settings.client_id)
     await page.get_by_role("button", name="Save Salesforce settings").click()
+    assert "Salesforce access tested and saved" in await flash(page)
     await page.get_by_role("button", name="Test Salesforce connection").click()
     assert "Salesforce connection works" in await flash(page)
 
@@ -114,19 +136,31 @@ async def test_config_save_and_test_connection(page, web_bridge):
     assert "cannot be managed from here" in await page.locator("main").inner_text()
 
 
-async def test_change_password_on_the_config_page(page, web_bridge):
-    await login(page, web_bridge, "/config")
+async def test_a_user_changes_its_own_password_on_the_account_page(page, web_bridge):
+    email = await user_of_role(web_bridge, "user")
+    await login(page, web_bridge, "/account", email=email)
+    await page.wait_for_url(f"{web_bridge.url}/account")
+    assert "this session" in await page.locator("#sessions").inner_text()
     await page.get_by_label("Current password").fill(PASSWORD)
-    await page.locator("#password").get_by_label("New password (at least 10 characters)").fill("short")
-    await page.locator("#password").get_by_label("Repeat the new password").fill("short")
+    await page.get_by_label("New password (at least 10 characters)").fill("short")
+    await page.get_by_label("Repeat the new password").fill("short")
     await page.locator("#password form").evaluate("f => f.noValidate = true")
-    await page.locator("#password").get_by_role("button", name="Change password").click()
+    await page.get_by_role("button", name="Change password").click()
     assert "at least 10 characters" in await flash(page)
+    assert await page.get_by_label("Current password").input_value() == ""  # never kept
     await page.get_by_label("Current password").fill(PASSWORD)
-    await page.locator("#password").get_by_label("New password (at least 10 characters)").fill("changed-password-1")
-    await page.locator("#password").get_by_label("Repeat the new password").fill("changed-password-1")
-    await page.locator("#password").get_by_role("button", name="Change password").click()
+    await page.get_by_label("New password (at least 10 characters)").fill("changed-password-1")
+    await page.get_by_label("Repeat the new password").fill("changed-password-1")
+    await page.get_by_role("button", name="Change password").click()
     assert "Your password has been changed" in await flash(page)
+    await page.get_by_role("button", name="Sign out everywhere").click()
+    assert "signed out everywhere" in await flash(page)
+    await login(page, web_bridge, "/account", email=email, password="changed-password-1")
+    await page.wait_for_url(f"{web_bridge.url}/account")
+    await page.goto(f"{web_bridge.url}/config")  # admins only: a page in the site's layout
+    assert await page.locator("h1").inner_text() == "Not allowed"
+    assert "Only an administrator" in await page.get_by_role("alert").inner_text()
+    assert await page.get_by_role("navigation").get_by_role("link", name="Account").count() == 1
 
 
 async def test_create_and_delete_a_database(page, web_bridge):
@@ -164,6 +198,11 @@ async def test_send_an_emailing_and_see_its_statistics(page, web_bridge):
     target = page.get_by_label("Send to")
     assert (await target.locator("option").first.inner_text()).startswith("Database: ")
     await page.get_by_role("button", name="Send emailing").click()
+    heading = await page.locator("h1").inner_text()  # nothing goes out before a confirmation
+    assert re.fullmatch(r"Send .+ to \d+ profiles?\?", heading), heading
+    assert "of the database" in await page.locator("main").inner_text()
+    assert await page.locator("#emailings table tbody tr").count() == 0
+    await page.get_by_role("button", name=re.compile(r"^Yes, send to \d+ profile")).click()
     message = await flash(page)
     assert re.search(r"Emailing \d+ sent: .+ to .+, \d+ destinations?\.", message), message
     row = page.locator("#emailings table tbody tr").first
