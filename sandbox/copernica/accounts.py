@@ -24,7 +24,7 @@ from sandbox.copernica.hooks import Signer
 from sandbox.copernica.runtime import Sandbox, SandboxSettings
 from sandbox.copernica.state import SandboxError
 from sandbox.copernica.tokens import TokenIssuer, jwt_subject
-from sandbox.copernica.wire import json_reply
+from sandbox.copernica.wire import api_token, json_reply
 
 IDS_PER_ACCOUNT = 10_000_000  # ids of account n start at n * this, so accounts never share one
 
@@ -90,11 +90,14 @@ ACCOUNT: web.RequestKey[Sandbox] = web.RequestKey("copernica_account", Sandbox)
 
 @web.middleware
 async def resolve_account(request: web.Request, handler: Any) -> web.StreamResponse:
-    """``request[ACCOUNT]``: ``?account=`` on control calls, else the credentials' account."""
+    """``request[ACCOUNT]``: ``?account=`` on control calls, else the credentials' account (the
+    default one when they name none)."""
     accounts = request.app[ACCOUNTS]
     if request.path.startswith("/_sandbox"):
         account_id = request.query.get("account")
         request[ACCOUNT] = accounts.named(account_id) if account_id else accounts.default
+    elif request.path in ("/", "/authenticate"):
+        request[ACCOUNT] = accounts.for_api_token(await api_token(request))
     elif request.path.startswith("/v3/"):
         request[ACCOUNT] = accounts.for_api_token(request.query.get("access_token", ""))
     else:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.copernica.accounts import ACCOUNT, ACCOUNTS
+from sandbox.copernica.accounts import ACCOUNT
 from sandbox.copernica.runtime import Sandbox
 from sandbox.copernica.search import candidates, matches_all, parse_conditions, sort_key
 from sandbox.copernica.state import (
@@ -30,6 +30,7 @@ from sandbox.copernica.state import (
 )
 from sandbox.copernica.values import php_int, php_string
 from sandbox.copernica.wire import (
+    api_token,
     condition_params,
     created,
     error_reply,
@@ -166,13 +167,8 @@ def find_route(method: str, tail: str, version: str) -> tuple[Handler, dict[str,
 
 async def authenticate(request: web.Request) -> web.Response:
     """``POST https://authenticate.copernica.com``: API token in, bare JWT (text/plain) out."""
-    token = request.query.get("access_token", "")
-    if not token:
-        try:
-            token = php_string((await read_body(request)).get("access_token"))
-        except SandboxError:
-            token = ""
-    sandbox = request.app[ACCOUNTS].for_api_token(token)
+    sandbox = request[ACCOUNT]
+    token = await api_token(request)
     if not token or not sandbox.issuer.valid_api_token(token):
         return error_reply("Invalid access token")
     return web.Response(text=sandbox.issuer.issue(), content_type="text/plain")

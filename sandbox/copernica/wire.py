@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from sandbox.copernica.state import SandboxError, truthy
-from sandbox.copernica.values import php_int
+from sandbox.copernica.values import php_int, php_string
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -98,6 +98,17 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         return parse_php_form(raw.decode())
     except UnicodeDecodeError as exc:
         raise SandboxError("Invalid data provided") from exc
+
+
+async def api_token(request: web.Request) -> str:
+    """The API token ``/authenticate`` exchanges: a query parameter, or the form or JSON body's."""
+    token = request.query.get("access_token", "")
+    if token:
+        return token
+    try:
+        return php_string((await read_body(request)).get("access_token"))
+    except SandboxError:
+        return ""
 
 
 def condition_params(query: MultiMapping[str]) -> list[str] | None:
