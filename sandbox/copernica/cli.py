@@ -44,6 +44,7 @@ def main(argv: list[str]) -> int:
     print(f"  REST v3:  {base}/v3/identity?access_token={settings.api_token}")
     print(f"  REST v4:  POST {base}/authenticate access_token={settings.api_token} -> JWT")
     print(f"  API token: {settings.api_token}")
+    print(f"  more accounts: POST {base}/_sandbox/accounts")
     print(f"  control:  {base}/_sandbox/  (webhook key: {base}/_sandbox/webhook-key)", flush=True)
     web.run_app(create_app(settings), host=args.host, port=args.port, print=None)
     return 0

@@ -76,7 +76,7 @@ async def serve(host: str, port: int, settings: SandboxSettings) -> None:
     print(f"  token {url}/services/oauth2/token (client credentials: the URL is the My Domain)")
     soap = "allowed" if settings.soap_login else "refused, as in new orgs (--soap-login allows it)"
     print(f"  SOAP login {url}/services/Soap/u/59.0 {soap}")
-    print(f"  admin API {url}/_sandbox/")
+    print(f"  admin API {url}/_sandbox/  (more orgs: POST {url}/_sandbox/orgs)")
     try:
         await asyncio.Event().wait()
     finally:
