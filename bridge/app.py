@@ -90,7 +90,7 @@ def webhook_keys(settings: Settings) -> KeyLookup:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     async with open_pool(app[SETTINGS]) as pool:
         app[POOL] = pool
-        app[QUEUE] = JobQueue(pool)
+        app[QUEUE] = JobQueue(pool, tenant_workers=app[SETTINGS].tenant_workers)
         yield
 
 

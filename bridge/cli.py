@@ -95,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("slug", help="short name: lower-case letters, digits and dashes")
     create.add_argument("--name", help="display name (default: the slug)")
     create.set_defaults(run=_tenant_create)
-    tenant.add_parser("list", help="list tenants").set_defaults(run=_tenant_list)
+    tenant.add_parser(
+        "list", help="list tenants, with the process that streams each and its queue"
+    ).set_defaults(run=_tenant_list)
 
     user = sub.add_parser("user", help="create users").add_subparsers(
         dest="action", required=True, metavar="action"
@@ -196,11 +198,19 @@ def _tenant_list(settings: Settings, _: argparse.Namespace) -> int:
     async def work(pool: Pool) -> None:
         async with pool.acquire() as conn:
             rows = await conn.fetch(QUERIES["list_tenants"])
-        print(f"{'id':>4}  {'slug':<20} {'direction':<9} {'auto':<5} {'users':>5}  name")
+            streams = {r["id"]: r for r in await conn.fetch(QUERIES["stream_owners"])}
+        print(
+            f"{'id':>4}  {'slug':<20} {'direction':<9} {'auto':<5} {'users':>5} {'queue':>7}  "
+            f"{'stream owner':<28} name"
+        )
         for r in rows:
+            stream = streams.get(r["id"])
+            owner = (stream and stream["stream_owner"]) or "-"
+            depth = stream["queue_depth"] if stream else 0
             print(
                 f"{r['id']:>4}  {r['slug']:<20} {r['direction']:<9} "
-                f"{'yes' if r['auto_sync'] else 'no':<5} {r['users']:>5}  {r['name']}"
+                f"{'yes' if r['auto_sync'] else 'no':<5} {r['users']:>5} {depth:>7}  "
+                f"{owner:<28} {r['name']}"
             )
 
     return _with_db(work, settings)
@@ -233,7 +243,7 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
             tenant = await conn.fetchrow(QUERIES["tenant_by_slug"], args.tenant)
         if tenant is None:
             raise BridgeError(f"no tenant named {args.tenant!r} (see `bridge tenant list`)")
-        queue = JobQueue(pool)
+        queue = JobQueue(pool, tenant_workers=settings.tenant_workers)
         runtime = SyncRuntime(
             pool, queue, Vault(settings.secret_keys), settings,
             SyncOptions(streams=False, schedule=False, poll_interval=0.5),

@@ -45,6 +45,8 @@ class Settings:
     # domains (bridge.hosts); the demo and the tests allow the emulators this way.
     allowed_api_hosts: tuple[str, ...] = ()
     copernica_auth_url: str | None = None  # None: https://authenticate.copernica.com
+    db_pool_size: int = 10  # PostgreSQL connections of one process at most, whatever it does
+    tenant_workers: int = 2  # workers (batches of one kind) one tenant may have at once, in all
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +70,10 @@ class Settings:
             copernica_auth_url=(
                 _url("COPERNICA_AUTH_URL", env["COPERNICA_AUTH_URL"])
                 if env.get("COPERNICA_AUTH_URL") else None
+            ),
+            db_pool_size=_count("BRIDGE_DB_POOL_SIZE", env.get("BRIDGE_DB_POOL_SIZE") or "10", 4),
+            tenant_workers=_count(
+                "BRIDGE_TENANT_WORKERS", env.get("BRIDGE_TENANT_WORKERS") or "2", 1
             ),
             copernica_sandbox_url=(
                 _url("COPERNICA_SANDBOX_URL", env["COPERNICA_SANDBOX_URL"])
@@ -156,6 +162,16 @@ def _port(value: str) -> int:
     if not 0 < port < 65536:
         raise ConfigError(f"PORT must be a number between 1 and 65535, got {value!r}")
     return port
+
+
+def _count(name: str, value: str, least: int) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if count < least:
+        raise ConfigError(f"{name} must be at least {least}, got {count}")
+    return count
 
 
 def _smtp_url(value: str | None) -> str | None:

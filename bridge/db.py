@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import socket
 import sys
@@ -133,11 +134,18 @@ async def _init_connection(conn: Conn) -> None:
 CONNECT_TIMEOUT = 10.0  # seconds to establish one connection
 
 
+def application_name() -> str:
+    """How this process's connections show in ``pg_stat_activity`` (its stream owner name)."""
+    return f"bridge {socket.gethostname()}:{os.getpid()}"[:63]
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    """At most ``max_size`` connections: the process's whole budget (``BRIDGE_DB_POOL_SIZE``);
+    nothing in the bridge holds one for as long as it runs but the waker's LISTEN."""
     with unavailable_as_error(url):
         return await asyncpg.create_pool(
             url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60,
-            timeout=CONNECT_TIMEOUT,
+            timeout=CONNECT_TIMEOUT, server_settings={"application_name": application_name()},
         )
 
 
@@ -310,7 +318,7 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
 async def open_pool(settings: Settings, *, apply_migrations: bool = True) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the configured (or embedded) database, migrated unless told otherwise."""
     async with database_url(settings) as url:
-        pool = await create_pool(url)
+        pool = await create_pool(url, max_size=settings.db_pool_size)
         try:
             if apply_migrations:
                 with unavailable_as_error(url):

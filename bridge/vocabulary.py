@@ -69,6 +69,10 @@ JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
 JobState = Literal["waiting", "running", "held"]
 JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 
+# How urgent a job is (jobs.priority): claims take the lower number first.
+REAL_TIME: Final = 0  # a change a platform announced (a CDC event, a webhook)
+BULK: Final = 1  # the work of a run (full sync, reconcile)
+
 # --- error reports ------------------------------------------------------------------------
 
 Category = Literal[

@@ -2,7 +2,9 @@
 
 - ``enqueue`` coalesces: a waiting job with the same tenant + kind + key absorbs the new payload.
 - ``claim`` takes up to N ready jobs of one tenant and kind under a lease; a job whose lease
-  expired (its worker died) is ready again.
+  expired (its worker died) is ready again. Claims are fair: real-time changes before the work
+  of runs (``priority``), tenants in turn, and no tenant with more than ``tenant_workers``
+  batches of a kind running at once, across all processes.
 - ``fail`` retries with the shared back-off policy, or holds the job after its last attempt;
   held jobs stay visible and can be requeued. Completed jobs are deleted (their payload may hold
   customer values, which the bridge does not keep at rest).
@@ -33,7 +35,7 @@ from bridge.errors import ApiError, ConfigError, MappingError, NotConfigured, wi
 from bridge.retry import RetryPolicy
 from bridge.salesforce.errors import SalesforceError
 from bridge.security.vault import VaultError
-from bridge.vocabulary import PUSH_ERRORS, Category, Platform
+from bridge.vocabulary import BULK, PUSH_ERRORS, REAL_TIME, Category, Platform
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ class JobQueue:
     retry: RetryPolicy = field(default_factory=lambda: JobQueue.retry_policy())
     lease: float = 60.0  # seconds a claimed job stays ours without a heartbeat
     worker: str = field(default_factory=worker_name)
+    tenant_workers: int = 2  # workers (batches of one kind) one tenant may have at once, in all
 
     @staticmethod
     def retry_policy() -> RetryPolicy:
@@ -128,6 +131,7 @@ class JobQueue:
         payload: Mapping[str, Any],
         *,
         delay: float = 0.0,
+        priority: int = REAL_TIME,
         conn: Conn | None = None,
     ) -> int:
         """Store a job (or merge it into the waiting one with the same key); return its id.
@@ -138,7 +142,7 @@ class JobQueue:
         async with _connection(self.pool, conn) as c:
             row = await c.fetchrow(
                 QUERIES["enqueue_job"], tenant_id, kind, key, dict(payload),
-                self.retry.max_attempts, delay,
+                self.retry.max_attempts, delay, priority,
             )
             await c.execute(QUERIES["notify_jobs"], kind)
         return int(row["id"])
@@ -149,24 +153,41 @@ class JobQueue:
         kind: str,
         jobs: Sequence[tuple[str, Mapping[str, Any]]],
         *,
+        priority: int = BULK,
         conn: Conn | None = None,
     ) -> None:
-        """``enqueue`` for many (key, payload) pairs in one round trip and one NOTIFY."""
+        """``enqueue`` for many (key, payload) pairs in one round trip and one NOTIFY: the work
+        of a run, so by default behind the real-time changes."""
         if not jobs:
             return
         async with _connection(self.pool, conn) as c:
             await c.executemany(
                 QUERIES["enqueue_job"],
-                [(tenant_id, kind, key, dict(payload), self.retry.max_attempts, 0.0)
+                [(tenant_id, kind, key, dict(payload), self.retry.max_attempts, 0.0, priority)
                  for key, payload in jobs],
             )
             await c.execute(QUERIES["notify_jobs"], kind)
 
     async def claim(self, kind: str, limit: int = 1, *, tenant_id: int | None = None) -> list[Job]:
+        """Up to ``limit`` ready jobs of one tenant (``tenant_id``, or the one whose turn it is),
+        most urgent first. A tenant that reached ``tenant_workers`` as we took its lock is
+        skipped for the next in turn."""
+        tried: list[int] = []
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                QUERIES["claim_jobs"], kind, limit, self.lease, self.worker, tenant_id
-            )
+            while True:
+                async with conn.transaction():
+                    turn = await conn.fetchval(
+                        QUERIES["claim_turn"], kind, tenant_id, self.tenant_workers, tried
+                    )
+                    if turn is None:
+                        return []
+                    rows = await conn.fetch(
+                        QUERIES["claim_jobs"], kind, limit, self.lease, self.worker, turn,
+                        self.tenant_workers,
+                    )
+                if rows:
+                    break
+                tried.append(turn)
         jobs = [Job(**dict(row)) for row in rows]
         jobs.sort(key=lambda job: job.id)
         return jobs
@@ -476,7 +497,7 @@ async def requeue_fixed(conn: Conn, tenant_id: int, platform: Platform) -> int:
         if any(r["pushed"] for r in resolved):  # the Salesforce record wants its new status
             await conn.fetchrow(
                 QUERIES["enqueue_job"], tenant_id, PUSH_ERRORS, "errors", {},
-                JobQueue.retry_policy().max_attempts, 0.0,
+                JobQueue.retry_policy().max_attempts, 0.0, REAL_TIME,
             )
             await conn.execute(QUERIES["notify_jobs"], PUSH_ERRORS)
         for kind in {job["kind"] for job in held}:

@@ -87,7 +87,8 @@ class SyncOptions:
     reconcile_every: timedelta = timedelta(hours=1)
     statistics_every: float = 24 * 3600.0  # seconds between two emailing statistics runs
     scheduler_interval: float = 60.0
-    takeover_interval: float = 2.0
+    takeover_interval: float = 2.0  # seconds between two looks at the stream leases
+    lease_ttl: float = 6.0  # seconds a stream lease lasts: a dead process's streams move then
     audit_retention_days: int = 30
     streams: bool = True  # own CDC streams (off for a one-off `bridge sync`)
     schedule: bool = True  # queue the hourly reconciles and the catch-ups (off for `bridge sync`)
@@ -164,17 +165,20 @@ class SyncRuntime:
             self.streams = StreamSupervisor(
                 self.pool, self.contexts, self.queue, worker_name(), self._supervisor,
                 self._metrics, takeover_interval=self.options.takeover_interval,
-                on_reconnect=self._stream_came_back,
+                lease_ttl=self.options.lease_ttl, on_reconnect=self._stream_came_back,
             )
             spawn("streams", self.streams.run)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop within ``stop_grace`` + a few seconds whatever is in flight: no new claims, the
-        current batches finish (or are handed back when they take longer), streams close,
-        locks and the LISTEN connection go back, API counts are written."""
+        current batches finish (or are handed back when they take longer), streams close and
+        their leases go at once, the LISTEN connection goes back, API counts are written."""
         grace = self.options.stop_grace if grace is None else grace
         self.stopping.set()
         self.waker.wake_all()
+        if self.streams is not None:  # first: the other processes take the streams over now
+            await self._supervisor.cancel("streams", within=1.0)
+            await self.streams.hand_over()
         # A sync batch is worth finishing; a reconcile run is not worth waiting for (it may be
         # draining for minutes): it is handed back, and its next worker starts it again.
         workers = [

@@ -1,14 +1,28 @@
-"""The CDC streams: per tenant exactly one subscriber across all bridge processes.
+"""The CDC streams: per tenant exactly one subscriber across all bridge processes; each live
+process streams about its share of the tenants, and what it costs in PostgreSQL connections
+does not grow with the number it streams.
 
-Ownership is a PostgreSQL advisory lock held on a connection of the owning process: when that
-process dies, its connection closes, the lock is free, and another process takes the stream over
-at its next look (every ``takeover_interval`` seconds), resuming from the stored replay marker.
+Ownership is a lease (table ``stream_leases``, migration 0008). Every ``takeover_interval``
+seconds a process beats its heartbeat (``bridge_processes``) and renews all its leases in one
+statement for ``lease_ttl`` seconds; then it balances: of W tenants that stream and N live
+processes, each holds W // N, the first W % N (in the order of their names) one more. A process
+above its share lets the surplus go (it stops those streams, then deletes their leases); one
+below takes free leases (none yet, or expired). A process that stops cleanly deletes its row
+and with it its leases, so the others take its tenants at their next look; a dead process's
+leases expire after ``lease_ttl`` seconds, and a new process gets its share from the others.
+
+A lease that cannot be renewed stops its stream before it expires: when a third of
+``lease_ttl`` is all that is left since the last renewal that went through, every stream of
+the process stops (they start again once a renewal goes through), so two processes never
+stream one tenant. No connection is held for a stream: each look borrows one from the pool for
+a moment, and so does each event, to store its jobs with its replay id.
 
 Each tenant's stream is a task of the process's ``Supervisor`` (``stream:<tenant id>``): a
 stream that fails (Salesforce down, the database gone, the connection lost) is logged, started
 again with back-off, shown on the status bar ("Salesforce failing since …") and, when the
-failure lasts, reported. A stream that comes back after it was lost asks for a catch-up
-reconcile (``on_reconnect``), for whatever the replay could not bring back.
+failure lasts, reported. A stream that comes back after it was lost, or that was taken over
+from a process that died, asks for a catch-up reconcile (``on_reconnect``), for whatever the
+replay could not bring back.
 """
 
 from __future__ import annotations
@@ -21,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bridge import logs, supervise
-from bridge.db import QUERIES, Conn, Pool
+from bridge.db import QUERIES, Pool
 from bridge.metrics import Metrics
 from bridge.salesforce.stream import ALL_EVENTS, ChangeEvent, ReplayMarker, SalesforceStream
 from bridge.supervise import Supervisor
@@ -33,8 +47,7 @@ from bridge.vocabulary import CDC_CHANNEL as CHANNEL
 
 log = logging.getLogger(__name__)
 
-STREAM_LOCK = 0x63646301  # namespace of pg_try_advisory_lock(namespace, tenant_id)
-LOCK_PING = 5.0  # seconds between two looks at the connection that holds a stream's lock
+AT_RISK = 1 / 3  # the part of a lease left when its streams stop, for want of a renewal
 
 
 @dataclass
@@ -69,80 +82,135 @@ class StreamSupervisor:
     owner: str
     supervisor: Supervisor
     metrics: Metrics
-    takeover_interval: float = 2.0
+    takeover_interval: float = 2.0  # seconds between two looks (heartbeat, renewal, balance)
+    lease_ttl: float = 6.0  # seconds a lease lasts without renewal
     on_reconnect: Callable[[int], Awaitable[None]] | None = None
-    _tenants: set[int] = field(default_factory=set)
+    _held: set[int] = field(default_factory=set)  # tenants whose lease this process holds
     _lost: set[int] = field(default_factory=set)  # tenants whose stream broke in this process
+    _safe_until: float = 0.0  # loop time until which the leases are surely this process's
+    _alarm: asyncio.TimerHandle | None = None  # stops the streams then
+
+    def __post_init__(self) -> None:
+        if self.lease_ttl < 3 * self.takeover_interval:
+            raise ValueError("a stream lease must last at least three looks")
 
     @staticmethod
     def task_name(tenant_id: int) -> str:
         return f"stream:{tenant_id}"
 
+    @property
+    def held(self) -> frozenset[int]:
+        """The tenants this process holds the stream lease of."""
+        return frozenset(self._held)
+
     async def run(self) -> None:
-        """Keep one supervised stream task per tenant that should stream (auto-sync on,
-        Salesforce → Copernica on); never returns."""
+        """Look every ``takeover_interval`` seconds: heartbeat, leases, balance, one supervised
+        stream task per tenant held; never returns (``hand_over`` ends it cleanly)."""
         while True:
+            try:  # a look that hangs is no danger (the alarm stops the streams), only late
+                async with asyncio.timeout(self.lease_ttl):
+                    await self._look()
+            except TimeoutError:
+                log.warning("a look at the stream leases took over %.0f s", self.lease_ttl)
+            else:
+                supervise.healthy()
+            await asyncio.sleep(self.takeover_interval)
+
+    async def _look(self) -> None:
+        sent = asyncio.get_running_loop().time()
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute(QUERIES["beat_heartbeat"], self.owner)
+                renewed = await conn.fetch(QUERIES["renew_stream_leases"], self.owner, self.lease_ttl)
+            self._renewed(sent)
+            taken = self._held - {r["tenant_id"] for r in renewed}
+            self._held -= taken
+            rows = await conn.fetch(QUERIES["syncable_tenants"])
+            live = [r["id"] for r in await conn.fetch(QUERIES["live_processes"], self.lease_ttl)]
+            await conn.execute(QUERIES["forget_dead_processes"], self.lease_ttl)
+        if taken:  # only when this process could not stop them in time
+            log.error("stream leases of tenants %s were taken by another process", sorted(taken))
+            await self._stop(taken)
+        wanted = {r["id"] for r in rows if r["auto_sync"] and r["direction"] != "cp_to_sf"}
+        share = fair_share(len(wanted), live, self.owner)
+        keep = sorted(self._held & wanted)[:share]
+        if surplus := self._held - set(keep):
+            await self._release(surplus)
+        if len(keep) < share:
             async with self.pool.acquire() as conn:
-                rows = await conn.fetch(QUERIES["syncable_tenants"])
-            wanted = {r["id"] for r in rows if r["auto_sync"] and r["direction"] != "cp_to_sf"}
-            for tenant_id in wanted:
-                name = self.task_name(tenant_id)
-                if not self.supervisor.running(name):  # new, or it returned: (re)start it
-                    self.supervisor.spawn(
-                        name, functools.partial(self._own, tenant_id), kind="stream",
-                        tenant_id=tenant_id, platform="salesforce",
-                    )
-            for tenant_id in self._tenants - wanted:
-                await self.supervisor.cancel(self.task_name(tenant_id))
-                with contextlib.suppress(KeyError):
-                    self.metrics.stream_connected.remove(str(tenant_id))
-                async with self.pool.acquire() as conn:
-                    await health.working(conn, tenant_id, "stream")
-            self._tenants = wanted
-            supervise.healthy()
-            await asyncio.sleep(self.takeover_interval)
+                got = await conn.fetch(
+                    QUERIES["take_stream_leases"], self.owner, sorted(wanted - self._held),
+                    share - len(keep), self.lease_ttl,
+                )
+            self._held |= {r["tenant_id"] for r in got}
+        if asyncio.get_running_loop().time() >= self._safe_until:
+            return  # this look took too long to trust its renewal: the next one starts them
+        for tenant_id in self._held:
+            name = self.task_name(tenant_id)
+            if not self.supervisor.running(name):  # new, stopped, or it returned: (re)start it
+                self.supervisor.spawn(
+                    name, functools.partial(self._stream, tenant_id), kind="stream",
+                    tenant_id=tenant_id, platform="salesforce",
+                )
 
-    async def _own(self, tenant_id: int) -> None:
-        """Take the tenant's stream when nobody holds it, and consume it while we hold it;
-        raises when the stream or the database fails (the supervisor starts it again)."""
+    def _renewed(self, sent: float) -> None:
+        """The leases last ``lease_ttl`` from ``sent`` (when the renewal left) at least: the
+        alarm stops the streams when only ``AT_RISK`` of that is left."""
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._safe_until = sent + self.lease_ttl * (1 - AT_RISK)
+        self._alarm = asyncio.get_running_loop().call_at(self._safe_until, self._leases_at_risk)
+
+    def _leases_at_risk(self) -> None:
+        self._alarm = None
+        streaming = [t for t in self._held if self.supervisor.running(self.task_name(t))]
+        if streaming:
+            log.warning("stream leases not renewed in time: %d stream(s) stop", len(streaming))
+        for tenant_id in streaming:
+            self.supervisor.tasks[self.task_name(tenant_id)].cancel()
+
+    async def _stop(self, tenants: set[int]) -> None:
+        await asyncio.gather(*(self.supervisor.cancel(self.task_name(t)) for t in tenants))
+        for tenant_id in tenants:
+            with contextlib.suppress(KeyError):
+                self.metrics.stream_connected.remove(str(tenant_id))
+
+    async def _release(self, tenants: set[int]) -> None:
+        """Stop these streams, then give their leases up: another process takes them."""
+        await self._stop(tenants)
+        async with self.pool.acquire() as conn:
+            await conn.execute(QUERIES["release_stream_leases"], self.owner, sorted(tenants))
+            for tenant_id in tenants:  # its next owner says how the stream does
+                await health.working(conn, tenant_id, "stream")
+        self._held -= tenants
+        log.info("released the streams of %d tenant(s)", len(tenants))
+
+    async def hand_over(self) -> None:
+        """A clean stop, once ``run`` is cancelled: every stream stops, then this process's row
+        and leases go, so that other processes take its tenants at their next look."""
+        if self._alarm is not None:
+            self._alarm.cancel()
+        await asyncio.gather(
+            *(self.supervisor.cancel(self.task_name(t), within=1.0) for t in self._held)
+        )
+        try:
+            async with asyncio.timeout(1.0), self.pool.acquire() as conn:
+                await conn.execute(QUERIES["unregister_process"], self.owner)
+        except Exception as error:  # noqa: BLE001 - stopping anyway: the leases expire
+            log.warning("could not hand the streams over (%s); their leases expire", error)
+        self._held = set()
+
+    async def _stream(self, tenant_id: int) -> None:
+        """Consume the tenant's stream (this process holds its lease); raises when the stream or
+        the database fails (the supervisor starts it again)."""
         logs.tenant.set(str(tenant_id))
-        while True:
-            conn = await self.pool.acquire()
-            try:
-                if await conn.fetchval(QUERIES["try_stream_lock"], STREAM_LOCK, tenant_id):
-                    try:
-                        await self._consume_while_locked(conn, tenant_id)
-                    finally:
-                        with contextlib.suppress(Exception):
-                            async with asyncio.timeout(2.0):
-                                await conn.fetchval(
-                                    QUERIES["release_stream_lock"], STREAM_LOCK, tenant_id
-                                )
-                else:
-                    supervise.healthy()  # another process streams this tenant: nothing fails
-            finally:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(2.0):
-                        await self.pool.release(conn)
-            await asyncio.sleep(self.takeover_interval)
-
-    async def _consume_while_locked(self, lock_conn: Conn, tenant_id: int) -> None:
         async with self.pool.acquire() as conn:
             previous = await conn.fetchval(QUERIES["stream_owner"], tenant_id, CHANNEL)
             await conn.execute(QUERIES["set_stream_owner"], tenant_id, CHANNEL, self.owner)
         log.info("stream of tenant %s owned by %s", tenant_id, self.owner)
-        taken_over = previous is not None and previous != self.owner
-        consumer = asyncio.create_task(self._consume(tenant_id, taken_over))
-        try:
-            while not consumer.done():  # the lock lives as long as its connection does
-                await asyncio.wait({consumer}, timeout=LOCK_PING)
-                if not consumer.done():
-                    async with asyncio.timeout(LOCK_PING):
-                        await lock_conn.fetchval(QUERIES["ping"])
-            consumer.result()  # the stream's failure is the task's failure
-        finally:
-            consumer.cancel()
-            await asyncio.gather(consumer, return_exceptions=True)
+        # A previous owner that did not hand over (it died) may have missed what it stored no
+        # job for; one that handed over cleared the owner.
+        await self._consume(tenant_id, taken_over=previous is not None and previous != self.owner)
 
     async def _consume(self, tenant_id: int, taken_over: bool) -> None:
         context = await self.contexts.get(tenant_id)
@@ -175,3 +243,11 @@ class StreamSupervisor:
             raise
         finally:
             connected.set(0)
+
+
+def fair_share(tenants: int, live: list[str], me: str) -> int:
+    """How many of ``tenants`` streams process ``me`` holds among the ``live`` ones (sorted):
+    an even split, the first of them one more while some are left over."""
+    processes = live if me in live else sorted([*live, me])
+    share, left_over = divmod(tenants, len(processes))
+    return share + (1 if processes.index(me) < left_over else 0)

@@ -1,35 +1,67 @@
 -- The durable job queue (bridge/sync/jobs.py).
 
 -- name: enqueue_job
--- A waiting job with the same tenant+kind+key absorbs the new payload (newer keys win).
-INSERT INTO jobs (tenant_id, kind, key, payload, max_attempts, run_at)
-VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+-- A waiting job with the same tenant+kind+key absorbs the new payload (newer keys win) and the
+-- more urgent priority ($7: 0 real time, 1 the work of a run).
+INSERT INTO jobs (tenant_id, kind, key, payload, max_attempts, run_at, priority)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7)
 ON CONFLICT (tenant_id, kind, key) WHERE state = 'waiting'
 DO UPDATE SET payload = jobs.payload || excluded.payload,
               run_at = least(jobs.run_at, excluded.run_at),
+              priority = least(jobs.priority, excluded.priority),
               updated_at = now()
 RETURNING id, (xmax = 0) AS inserted;
 
 -- name: notify_jobs
 SELECT pg_notify('bridge_jobs', $1);
 
+-- name: claim_turn
+-- The tenant whose turn it is to have jobs of kind $1 claimed ($2: that tenant only, NULL: any):
+-- the one with the most urgent ready job (real-time changes before the work of runs), then the
+-- one served longest ago; none that runs $3 batches of the kind already, none in $4 (tried in
+-- this claim). The transaction-level lock keeps claimers that look at once on different tenants
+-- (lazily: the outer filter runs in turn order, up to the first lock it gets).
+SELECT tenant_id FROM (
+    SELECT t.id AS tenant_id
+    FROM tenants t
+    CROSS JOIN LATERAL (
+        SELECT c.priority FROM claimable_jobs c
+        WHERE c.tenant_id = t.id AND c.kind = $1
+        ORDER BY c.priority LIMIT 1
+    ) best
+    LEFT JOIN job_turns turn ON turn.tenant_id = t.id AND turn.kind = $1
+    WHERE ($2::bigint IS NULL OR t.id = $2) AND t.id <> ALL($4::bigint[])
+      AND (SELECT count(DISTINCT j.claim) FROM jobs j
+           WHERE j.tenant_id = t.id AND j.kind = $1 AND j.state = 'running'
+             AND j.locked_until >= now()) < $3
+    ORDER BY best.priority, turn.served_at NULLS FIRST, t.id
+    OFFSET 0
+) turns
+WHERE pg_try_advisory_xact_lock(hashtext('claim:' || $1), turns.tenant_id::integer)
+LIMIT 1;
+
 -- name: claim_jobs
--- Up to $2 ready jobs of kind $1, all of one tenant ($5 when given, else the tenant of the oldest
--- unlocked ready job). Which jobs are ready is the view claimable_jobs (migration 0004).
-WITH first_ready AS (
-    SELECT c.tenant_id FROM claimable_jobs c
-    WHERE c.kind = $1 AND ($5::bigint IS NULL OR c.tenant_id = $5)
-    ORDER BY c.run_at, c.id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
+-- Up to $2 ready jobs of kind $1 of tenant $5 (claim_turn's pick, in the same transaction), most
+-- urgent first, under a lease, as one claim; none when the tenant runs $6 batches of the kind
+-- already (counted again now that the lock is held). Which jobs are ready is the view
+-- claimable_jobs (migrations 0004, 0008). The tenant's turn moves to the back.
+WITH busy AS (
+    SELECT count(DISTINCT claim) AS batches FROM jobs
+    WHERE tenant_id = $5 AND kind = $1 AND state = 'running' AND locked_until >= now()
 ), picked AS (
     SELECT c.id FROM claimable_jobs c
-    WHERE c.kind = $1 AND c.tenant_id = (SELECT tenant_id FROM first_ready)
-    ORDER BY c.run_at, c.id
+    WHERE c.kind = $1 AND c.tenant_id = $5 AND (SELECT batches FROM busy) < $6
+    ORDER BY c.priority, c.run_at, c.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+), this_claim AS (
+    SELECT nextval('job_claims') AS claim
+), turn AS (
+    INSERT INTO job_turns (tenant_id, kind, served_at)
+    SELECT $5, $1, clock_timestamp() WHERE EXISTS (SELECT 1 FROM picked)
+    ON CONFLICT (tenant_id, kind) DO UPDATE SET served_at = excluded.served_at
 )
-UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1,
+UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, claim = (SELECT claim FROM this_claim),
                 locked_until = now() + make_interval(secs => $3), locked_by = $4, updated_at = now()
 FROM picked WHERE jobs.id = picked.id
 RETURNING jobs.id, jobs.tenant_id, jobs.kind, jobs.key, jobs.payload, jobs.attempts, jobs.max_attempts;

@@ -68,18 +68,21 @@ class BridgeProcess:
 
 
 async def _owner(setup) -> str | None:
+    """The process holding the tenant's stream lease."""
     async with setup.pool.acquire() as conn:
         return await conn.fetchval(
-            "SELECT owner FROM stream_state WHERE tenant_id = $1", setup.tenant.id
+            "SELECT owner FROM stream_leases WHERE tenant_id = $1 AND expires_at > now()",
+            setup.tenant.id,
         )
 
 
 async def _stream_holders(setup) -> int:
-    async with setup.pool.acquire() as conn:
-        return await conn.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 "
-            "AND objid = $2 AND granted", 0x63646301, setup.tenant.id,
-        )
+    """Processes consuming the tenant's stream, as the Salesforce sandbox sees its subscribers."""
+    streaming = await setup.salesforce.admin("GET", "/streaming")
+    return sum(
+        1 for client in streaming.get("clients", [])
+        if "/data/ContactChangeEvent" in client.get("subscriptions", [])
+    )
 
 
 @pytest.mark.timeout(300)
@@ -92,8 +95,10 @@ async def test_two_processes_share_the_work_and_the_survivor_takes_the_stream(br
         owner = await eventually(lambda: _owner(setup), 20)
         assert owner.endswith(f":{first.proc.pid}")
         await second.start()
-        await asyncio.sleep(1)
-        assert await _stream_holders(setup) == 1  # one stream owner per tenant
+        await eventually(lambda: _processes(setup, 2), 20)
+        await asyncio.sleep(5)  # looks of both processes: the second leaves the stream alone
+        assert await _owner(setup) == owner
+        assert await _stream_holders(setup) == 1  # one subscriber per tenant
 
         before = [await create_contact(setup, LastName=f"Before {n}") for n in range(10)]
         for sf_id in before:
@@ -118,7 +123,12 @@ async def test_two_processes_share_the_work_and_the_survivor_takes_the_stream(br
 
 async def _owner_is(setup, suffix: str) -> bool:
     owner = await _owner(setup)
-    return bool(owner and owner.endswith(suffix) and await _stream_holders(setup) == 1)
+    return bool(owner and owner.endswith(suffix))
+
+
+async def _processes(setup, count: int) -> bool:
+    async with setup.pool.acquire() as conn:
+        return await conn.fetchval("SELECT count(*) FROM bridge_processes") == count
 
 
 CHANGES = 5000

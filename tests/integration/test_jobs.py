@@ -169,7 +169,7 @@ async def test_a_requeue_racing_a_new_change_of_the_record_merges_into_it(pool, 
     try:
         change = racing.transaction()
         await change.start()  # a new change of the record, not committed yet: invisible
-        await racing.execute(QUERIES["enqueue_job"], tenant.id, kind, "cp:1", {"new": 2}, 8, 0.0)
+        await racing.execute(QUERIES["enqueue_job"], tenant.id, kind, "cp:1", {"new": 2}, 8, 0.0, 0)
         requeue = asyncio.create_task(queue.requeue(held_id, tenant.id))
         async with pool.acquire() as conn:  # the requeue's update waits on the new row's key
             await wait_until(conn, "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted")
