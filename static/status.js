@@ -1,11 +1,15 @@
-// The status bar of the Copernica tab: polls the tenant's status JSON and updates the text.
-// Fast (2 s) while a run is queued or running, slower (10 s) otherwise. Text only, no HTML.
+// The status bar of the tab and the dashboard: polls the tenant's status JSON and shows the
+// sentences the server wrote (status.lines), so the page and the first render say the same.
+// Every 2 s while a run is queued or running or a platform fails, every 5 s otherwise (trouble
+// shows within seconds). Text only, no HTML.
 (function () {
   "use strict";
   var bar = document.getElementById("status-bar");
   if (!bar) { return; }
   var url = bar.getAttribute("data-url");
-  var lastState = null;
+  var runState = document.getElementById("run-state");
+  var lastState = runState.getAttribute("data-state");
+  var lastTrouble = document.getElementById("problem-text").textContent;
 
   function text(id, value) {
     var el = document.getElementById(id);
@@ -21,48 +25,45 @@
   function render(status) {
     var run = status.current_run;
     var state = run ? run.state : "none";
-    var el = document.getElementById("run-state");
-    el.setAttribute("data-state", state);
-    text("run-state", run ? run.kind + " #" + run.id + ": " + run.state : "none yet");
+    runState.setAttribute("data-state", state);
+    runState.setAttribute("data-done", run ? String(run.done) : "");
+    runState.setAttribute("data-total", run && run.total !== null ? String(run.total) : "");
+    text("run-state", status.lines.run);
     var progress = document.getElementById("run-progress");
     if (run && run.percent !== null) { progress.value = run.percent; progress.textContent = run.percent + "%"; }
-    else { progress.removeAttribute("value"); }
-    text("run-count", run ? (run.total ? run.done + " of " + run.total : run.done + " done") : "");
-    text("queue-depth", String(status.queue_depth));
-    text("held-jobs", String(status.held_jobs));
+    else { progress.removeAttribute("value"); progress.textContent = ""; }
+    text("realtime-state", status.lines.realtime);
+    text("waiting-changes", status.lines.waiting);
+    document.getElementById("waiting-changes").setAttribute("data-waiting", String(status.waiting));
+    text("open-errors", status.lines.errors);
     text("last-success", when(status.last_success));
-    var streams = (status.streams || []).map(function (s) {
-      return s.channel + (s.owner ? " (held by " + s.owner + ")" : "");
-    });
-    text("stream-state", streams.length ? streams.join(", ") : "not connected");
     // "Salesforce failing since 10:02 UTC, retrying (attempt 4)", one per failing platform
-    var problems = (status.problems || []).map(function (p) { return p.text; });
+    var trouble = (status.problems || []).map(function (p) { return p.text; }).join("; ");
     var box = document.getElementById("problems");
-    if (box) {
-      if (problems.length) { box.removeAttribute("hidden"); } else { box.setAttribute("hidden", ""); }
-      text("problem-text", problems.join("; "));
-    }
-    if (lastState !== null && lastState !== state) {
-      text("status-announce", "Run " + (run ? run.id : "") + " is " + state + ".");
+    if (trouble) { box.removeAttribute("hidden"); } else { box.setAttribute("hidden", ""); }
+    text("problem-text", trouble);
+    if (trouble && trouble !== lastTrouble) {
+      text("status-announce", trouble);
+    } else if (lastState !== state) {
+      text("status-announce", status.lines.run);
     }
     lastState = state;
-    return state === "queued" || state === "running";
+    lastTrouble = trouble;
+    return state === "queued" || state === "running" || trouble !== "";
   }
 
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (response) {
-        if (response.status === 401) { window.location.assign("/login?next=/sfcp"); return null; }
+        if (response.status === 401) { window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname)); return null; }
         return response.ok ? response.json() : null;
       })
       .then(function (status) {
         var busy = status ? render(status) : false;
-        window.setTimeout(poll, busy ? 2000 : 10000);
+        window.setTimeout(poll, busy ? 2000 : 5000);
       })
-      .catch(function () { window.setTimeout(poll, 10000); });
+      .catch(function () { window.setTimeout(poll, 5000); });
   }
 
-  var initial = document.getElementById("run-state").getAttribute("data-state");
-  lastState = initial;
-  window.setTimeout(poll, initial === "queued" || initial === "running" ? 1000 : 5000);
+  window.setTimeout(poll, lastState === "queued" || lastState === "running" ? 1000 : 2000);
 }());

@@ -39,6 +39,7 @@ from bridge.sync.mapping import Mapping, from_copernica, from_salesforce
 from bridge.sync.mapping import to_copernica as copernica_values
 from bridge.sync.mapping import to_salesforce as salesforce_values
 from bridge.sync.merge import MergeResult, merge
+from bridge.sync.reports import resolve_synced
 from bridge.vocabulary import SYNC, Direction
 
 log = logging.getLogger(__name__)
@@ -519,6 +520,8 @@ async def _record(
                 )
         if audits:
             await conn.execute(QUERIES["write_audit"], tenant_id, audits)
+        synced = [i for item in items if item.failure is None for i in (item.sf_id, item.cp_id) if i]
+        await resolve_synced(conn, queue, tenant_id, synced)  # their error reports are over
 
 
 RECORD_PATIENCE = 300.0  # seconds a batch that wrote waits for the database to record it

@@ -6,8 +6,9 @@ only read it. ``request_sync`` is what "Sync manually" does.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -23,29 +24,62 @@ RunKind = Literal["full", "reconcile", "manual"]
 @dataclass(frozen=True)
 class Run:
     id: int
+    tenant_id: int
     kind: str
     state: str  # queued, running, done, failed
-    done: int
+    done: int  # records compared and applied (while running: see _progressed)
     total: int | None
     message: str | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    progress_at: datetime | None = None
+    compared: int | None = None  # records compared so far (while running)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Run:
-        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
 
     @property
     def percent(self) -> int | None:
+        if self.state == "done":
+            return 100
         if not self.total:
-            return 100 if self.state == "done" else None
+            return None
         return min(100, round(100 * self.done / self.total))
 
-    def as_json(self) -> dict[str, Any]:
+    @property
+    def eta_seconds(self) -> float | None:
+        """Time left at the pace so far (None before there is a pace)."""
+        if self.state != "running" or not self.total or not self.done or self.started_at is None:
+            return None
+        elapsed = (datetime.now(UTC) - self.started_at).total_seconds()
+        return max(0.0, (self.total - self.done) * elapsed / self.done)
+
+    def line(self, summary: asyncpg.Record | None = None) -> str:
+        """The status bar's sentence: "Run #1 (full sync): 1,234 of 5,000 done, about 3 min left"."""
+        name = f"Run #{self.id} ({KIND_NAMES.get(self.kind, self.kind)})"
+        if self.state == "queued":
+            return f"{name} is queued: it starts when a worker is free."
+        if self.state == "running":
+            if self.total is None:
+                return f"{name}: counting the records to compare."
+            eta = self.eta_seconds
+            left = _left(eta) if eta is not None else "estimating the time left"
+            return f"{name}: {self.done:,} of {self.total:,} done, {left}."
+        when = _time(self.finished_at) if self.finished_at else ""
+        if self.state == "done":
+            did = _summary_text(self.done, summary) if summary is not None else "done"
+            return f"{name} finished at {when}: {did}."
+        return f"{name} stopped at {when}: {self.message or 'failed'}."
+
+    def as_json(self, summary: asyncpg.Record | None = None) -> dict[str, Any]:
+        eta = self.eta_seconds
         return {
             "id": self.id, "kind": self.kind, "state": self.state, "done": self.done,
-            "total": self.total, "percent": self.percent, "message": self.message,
+            "compared": self.compared, "total": self.total, "percent": self.percent,
+            "eta_seconds": round(eta) if eta is not None else None, "message": self.message,
+            "summary": dict(summary) if summary is not None else None, "text": self.line(summary),
             "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
         }
@@ -90,25 +124,44 @@ async def request_catch_up(
 
 async def get_run(conn: Conn, tenant_id: int, run_id: int) -> Run | None:
     row = await conn.fetchrow(QUERIES["get_run"], run_id, tenant_id)
-    return None if row is None else Run.from_row(row)
+    return None if row is None else await _progressed(conn, Run.from_row(row))
 
 
 async def recent_runs(conn: Conn, tenant_id: int, limit: int = 10) -> list[Run]:
     return [Run.from_row(r) for r in await conn.fetch(QUERIES["recent_runs"], tenant_id, limit)]
 
 
+async def _progressed(conn: Conn, run: Run) -> Run:
+    """The run with ``done`` counting what is applied, not only compared: a first sync compares
+    5,000 contacts in seconds and applies them for minutes. The comparison queues a job for each
+    record that differs, then records how far it got; of those jobs, the ones still waiting are
+    not done. (The comparison queues before it records, so this never runs ahead of the truth.)"""
+    if run.state != "running" or run.progress_at is None:
+        return run
+    pending = await conn.fetchval(QUERIES["run_pending"], run.tenant_id, run.progress_at)
+    return dataclasses.replace(run, compared=run.done, done=max(0, run.done - pending))
+
+
 async def status(conn: Conn, tenant_id: int) -> dict[str, Any]:
-    """Everything the status bar shows, as JSON-ready values."""
+    """Everything the status bar shows, as JSON-ready values; ``lines`` are its sentences."""
     counts = await conn.fetchrow(QUERIES["sync_status"], tenant_id)
     assert counts is not None  # an aggregate: always one row
-    runs = await recent_runs(conn, tenant_id, 1)
+    latest = await recent_runs(conn, tenant_id, 1)
+    run = await _progressed(conn, latest[0]) if latest else None
+    summary = None
+    if run is not None and run.state == "done" and run.started_at and run.finished_at:
+        summary = await conn.fetchrow(
+            QUERIES["run_summary"], tenant_id, run.started_at, run.finished_at
+        )
     streams = await conn.fetch(QUERIES["stream_states"], tenant_id)
     problems = await health.problems(conn, tenant_id)
     return {
-        "current_run": runs[0].as_json() if runs else None,
-        "queue_depth": counts["queue_depth"],
+        "current_run": run.as_json(summary) if run is not None else None,
+        "waiting": counts["waiting"],
+        "retrying": counts["retrying"],
         "held_jobs": counts["held_jobs"],
         "open_errors": counts["open_errors"],
+        "auto_sync": counts["auto_sync"],
         "last_success": _iso(counts["last_success"]),
         "last_change": _iso(counts["last_change"]),
         # "Salesforce failing since 10:02 UTC, retrying (attempt 4)", one per failing platform
@@ -118,4 +171,64 @@ async def status(conn: Conn, tenant_id: int) -> dict[str, Any]:
              "updated_at": _iso(s["updated_at"])}
             for s in streams
         ],
+        "lines": {
+            "realtime": _realtime_line(counts["auto_sync"], counts["direction"], streams),
+            "run": run.line(summary) if run is not None else "No sync has run yet.",
+            "waiting": _waiting_line(counts["waiting"], counts["retrying"], counts["auto_sync"]),
+            "errors": _count(counts["open_errors"], "open error report", "no open error reports"),
+        },
     }
+
+
+KIND_NAMES = {"full": "full sync", "reconcile": "reconcile", "manual": "manual sync"}
+
+
+def _count(n: int, thing: str, none: str) -> str:
+    return none if n == 0 else f"{n:,} {thing}{'' if n == 1 else 's'}"
+
+
+def _time(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    today = moment.date() == datetime.now(UTC).date()
+    return f"{moment:%H:%M} UTC" if today else f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _left(seconds: float) -> str:
+    if seconds < 60:
+        return "less than a minute left"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min left"
+    return f"about {seconds / 3600:.1f} h left"
+
+
+def _summary_text(compared: int, summary: asyncpg.Record) -> str:
+    """"2,431 compared, 12 updated in Copernica, 3 in Salesforce, 1 error"."""
+    return (
+        f"{compared:,} compared, {summary['to_copernica']:,} updated in Copernica, "
+        f"{summary['to_salesforce']:,} in Salesforce, "
+        f"{_count(summary['errors'], 'error', 'no errors')}"
+    )
+
+
+def _realtime_line(auto_sync: bool, direction: str, streams: list[asyncpg.Record]) -> str:
+    if not auto_sync:
+        return "Automatic sync is off: nothing moves until someone presses “Sync manually”."
+    webhooks = "Copernica changes arrive by webhook" if direction != "sf_to_cp" else ""
+    if direction == "cp_to_sf":
+        return f"Real time: {webhooks}."
+    owned = [s for s in streams if s["owner"]]
+    stream = (
+        "listening to Salesforce changes" if owned else "not connected to Salesforce's changes yet"
+    )
+    return f"Real time: {stream}{'; ' + webhooks if webhooks else ''}."
+
+
+def _waiting_line(waiting: int, retrying: int, auto_sync: bool) -> str:
+    if waiting == 0:
+        return "No changes waiting."
+    line = f"{_count(waiting, 'change', '')} waiting"
+    if retrying:
+        line += f", {retrying:,} of them retrying after an error"
+    if not auto_sync:
+        line += "; automatic sync is off: press “Sync manually” to apply them"
+    return line + "."

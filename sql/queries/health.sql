@@ -24,8 +24,8 @@ GROUP BY platform ORDER BY platform;
 
 -- name: resolve_report
 -- The failure behind report $1 is over: resolved; a pushed one needs its new status in Salesforce.
-UPDATE error_reports SET status = 'resolved', status_pushed = (salesforce_id IS NULL)
-WHERE id = $1 AND tenant_id = $2 AND status = 'open'
+UPDATE error_reports SET status = 'resolved', resolved_at = now(), status_pushed = (salesforce_id IS NULL)
+WHERE id = $1 AND tenant_id = $2 AND status <> 'resolved'
 RETURNING salesforce_id IS NOT NULL AS pushed;
 
 -- name: forget_stale_health
@@ -33,8 +33,8 @@ RETURNING salesforce_id IS NOT NULL AS pushed;
 DELETE FROM platform_health WHERE updated_at < now() - make_interval(secs => $1);
 
 -- name: reports_with_new_status
--- Pushed reports whose status changed since (resolved): their Salesforce records want it.
-SELECT id, salesforce_id, status FROM error_reports
+-- Pushed reports that changed since (resolved, or failed again): their Salesforce records want it.
+SELECT * FROM error_reports
 WHERE tenant_id = $1 AND NOT status_pushed AND salesforce_id IS NOT NULL ORDER BY id LIMIT $2;
 
 -- name: mark_status_pushed

@@ -8,7 +8,9 @@ UPDATE sync_runs SET state = 'running', started_at = coalesce(started_at, now())
 WHERE id = $1 AND tenant_id = $2;
 
 -- name: run_progress
-UPDATE sync_runs SET done = $3, total = coalesce($4, total), message = coalesce($5, message)
+-- progress_at: the sync jobs the comparison queued so far are those created up to now (run_pending).
+UPDATE sync_runs SET done = $3, total = coalesce($4, total), message = coalesce($5, message),
+                     progress_at = now()
 WHERE id = $1 AND tenant_id = $2;
 
 -- name: finish_run
@@ -21,20 +23,42 @@ SELECT * FROM sync_runs WHERE id = $1 AND tenant_id = $2;
 SELECT * FROM sync_runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2;
 
 -- name: sync_status
+-- Waiting changes are sync jobs only: the daily statistics job, error pushes and the run's own job
+-- are no changes. Retrying: failed at least once, waiting for their next attempt.
 SELECT
-    (SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state IN ('waiting', 'running')) AS queue_depth,
+    (SELECT count(*) FROM jobs WHERE tenant_id = $1 AND kind = 'sync'
+        AND state IN ('waiting', 'running')) AS waiting,
+    (SELECT count(*) FROM jobs WHERE tenant_id = $1 AND kind = 'sync' AND state = 'waiting'
+        AND last_error IS NOT NULL) AS retrying,
     (SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state = 'held') AS held_jobs,
+    (SELECT auto_sync FROM tenants WHERE id = $1) AS auto_sync,
+    (SELECT direction FROM tenants WHERE id = $1) AS direction,
     (SELECT max(finished_at) FROM sync_runs WHERE tenant_id = $1 AND state = 'done') AS last_success,
     (SELECT max(synced_at) FROM links WHERE tenant_id = $1) AS last_change,
     (SELECT count(*) FROM error_reports WHERE tenant_id = $1 AND status = 'open') AS open_errors;
+
+-- name: run_pending
+-- Of the sync jobs the comparison of a run queued up to $2 (its progress_at), those not applied yet.
+SELECT count(*) FROM jobs
+WHERE tenant_id = $1 AND kind = 'sync' AND state IN ('waiting', 'running') AND created_at <= $2;
+
+-- name: run_summary
+-- What a finished run did, from the audit log and the error reports of its time.
+SELECT
+    (SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND at BETWEEN $2 AND $3
+        AND direction = 'sf_to_cp' AND action IN ('create', 'update', 'delete')) AS to_copernica,
+    (SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND at BETWEEN $2 AND $3
+        AND direction = 'cp_to_sf' AND action IN ('create', 'update')) AS to_salesforce,
+    (SELECT count(*) FROM error_reports WHERE tenant_id = $1 AND occurred_at BETWEEN $2 AND $3)
+        AS errors;
 
 -- name: stream_states
 SELECT channel, replay_id, owner, updated_at FROM stream_state WHERE tenant_id = $1;
 
 -- name: create_error_report
 INSERT INTO error_reports (tenant_id, category, operation, direction, record_id, message, details, job_id,
-                           platform)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id;
+                           platform, cause, code, attempts)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id;
 
 -- name: error_reports
 SELECT * FROM error_reports WHERE tenant_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2;
@@ -42,18 +66,39 @@ SELECT * FROM error_reports WHERE tenant_id = $1 ORDER BY occurred_at DESC, id D
 -- name: error_report
 SELECT * FROM error_reports WHERE id = $1 AND tenant_id = $2;
 
--- name: mark_report
-UPDATE error_reports SET status = $3 WHERE id = $1 AND tenant_id = $2;
+-- name: mark_requeued
+-- Its job was requeued: unless it failed again meanwhile (occurred_at moved on from $3).
+UPDATE error_reports SET status = 'requeued'
+WHERE id = $1 AND tenant_id = $2 AND status = 'open' AND occurred_at = $3;
 
 -- name: open_report_like
--- The same failure of the same record again: one report, pointing at the newest held job.
-SELECT id, job_id FROM error_reports
-WHERE tenant_id = $1 AND status = 'open' AND record_id IS NOT DISTINCT FROM $2
-  AND category = $3 AND message = $4
+-- The same cause of the same record again (open, or requeued and failing anew): one report.
+SELECT id, job_id, attempts FROM error_reports
+WHERE tenant_id = $1 AND status <> 'resolved' AND record_id IS NOT DISTINCT FROM $2
+  AND category = $3 AND coalesce(cause, message) = $4
 ORDER BY id DESC LIMIT 1 FOR UPDATE;
 
 -- name: refresh_report
-UPDATE error_reports SET job_id = $3, occurred_at = now() WHERE id = $1 AND tenant_id = $2;
+-- It failed again: open again, pointing at the newest held job, its attempts added; a pushed
+-- report's Salesforce record wants the new text and status.
+UPDATE error_reports SET job_id = $3, occurred_at = now(), status = 'open', message = $4,
+                         attempts = attempts + $5, code = coalesce($6, code),
+                         status_pushed = (salesforce_id IS NULL)
+WHERE id = $1 AND tenant_id = $2;
+
+-- name: resolve_synced_reports
+-- Records $2 went through: their unresolved reports are resolved and the held jobs behind them go
+-- (the record is in agreement now; running them again would do nothing).
+WITH resolved AS (
+    UPDATE error_reports SET status = 'resolved', resolved_at = now(),
+                             status_pushed = (salesforce_id IS NULL)
+    WHERE tenant_id = $1 AND status <> 'resolved' AND record_id = ANY($2::text[])
+    RETURNING job_id, salesforce_id IS NOT NULL AS pushed
+), gone AS (
+    DELETE FROM jobs j USING resolved r
+    WHERE j.id = r.job_id AND j.tenant_id = $1 AND j.state = 'held'
+)
+SELECT count(*) AS resolved, count(*) FILTER (WHERE pushed) AS pushed FROM resolved;
 
 -- name: delete_held_job
 DELETE FROM jobs WHERE id = $1 AND tenant_id = $2 AND state = 'held';
