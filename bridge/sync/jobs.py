@@ -64,6 +64,7 @@ class Failure:
     retry_after: float | None = None
     # the platform that failed (None: neither, e.g. a crash); saving its credentials requeues
     platform: Platform | None = field(default=None, compare=False)
+    code: str | None = field(default=None, compare=False)  # the platform's error code (reports)
 
 
 def failure_from(error: BaseException) -> Failure:
@@ -87,6 +88,7 @@ def failure_from(error: BaseException) -> Failure:
         return Failure(
             error.summary(), error.category, permanent=not error.retryable,
             retry_after=error.retry_after, platform=platform_of(error),
+            code=error.code or (f"HTTP {error.status}" if error.status else None),
         )
     if isinstance(error, MappingError):
         return Failure(str(error), "mapping", permanent=True)

@@ -31,7 +31,6 @@ from bridge.db import QUERIES, Pool
 from bridge.errors import BridgeError
 from bridge.metrics import Metrics
 from bridge.platforms import PlatformClients
-from bridge.salesforce.objects import SYNC_ERROR
 from bridge.security.vault import Vault
 from bridge.supervise import Supervisor, TaskState
 from bridge.sync import health
@@ -47,7 +46,7 @@ from bridge.sync.jobs import (
     worker_name,
 )
 from bridge.sync.reconcile import run_reconcile
-from bridge.sync.reports import record_error, salesforce_record
+from bridge.sync.reports import push_reports, record_error, report_held
 from bridge.sync.runs import request_catch_up, request_sync
 from bridge.sync.statistics import push_statistics
 from bridge.sync.streams import StreamSupervisor
@@ -58,7 +57,6 @@ from bridge.vocabulary import (
     STATISTICS,
     SYNC,
     Category,
-    OneWay,
     Operation,
 )
 
@@ -258,33 +256,7 @@ class SyncRuntime:
             await run_reconcile(context, self.pool, self.queue, job)
 
     async def _push_errors(self, context: TenantContext, jobs: list[Job]) -> None:
-        """Copy new error reports to Salesforce (``Copernica_Sync_Error__c``), 200 per call, and
-        the new status of those resolved since they were pushed."""
-        async with self.pool.acquire() as conn:
-            reports = await conn.fetch(QUERIES["unpushed_error_reports"], context.tenant.id, 200)
-            changed = await conn.fetch(QUERIES["reports_with_new_status"], context.tenant.id, 200)
-        if reports:
-            records = [salesforce_record(r) for r in reports]
-            results = await context.salesforce.create_many(SYNC_ERROR, records)
-            async with self.pool.acquire() as conn:
-                for report, result in zip(reports, results, strict=True):
-                    if result.success:
-                        await conn.execute(
-                            QUERIES["mark_report_pushed"], report["id"], context.tenant.id, result.id
-                        )
-        if changed:
-            updates = [
-                {"Id": r["salesforce_id"],
-                 "Status__c": "resolved" if r["status"] == "resolved" else "open"}
-                for r in changed
-            ]
-            results = await context.salesforce.update_many(SYNC_ERROR, updates)
-            async with self.pool.acquire() as conn:
-                for report, result in zip(changed, results, strict=True):
-                    if result.success:
-                        await conn.execute(QUERIES["mark_status_pushed"], report["id"], context.tenant.id)
-        if len(reports) == 200 or len(changed) == 200:  # more are waiting
-            await self.queue.enqueue(context.tenant.id, PUSH_ERRORS, "errors", {})
+        await push_reports(context, self.pool, self.queue)
 
     async def _statistics(self, context: TenantContext, jobs: list[Job]) -> Mapping[int, Failure]:
         failures = await push_statistics(context, self.pool)
@@ -298,19 +270,12 @@ class SyncRuntime:
         """A job out of attempts is an error report; a report is pushed to Salesforce. A held
         run says so on the status bar instead of staying "queued"."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await record_error(
-                conn, job.tenant_id, category=failure.category,
-                operation=OPERATIONS.get(job.kind, "update"), message=failure.message,
-                direction=_direction(job), record_id=job.payload.get("sf_id") or job.payload.get("cp_id"),
-                job_id=job.id, platform=failure.platform,
-            )
+            await report_held(conn, self.queue, job, failure, OPERATIONS.get(job.kind, "update"))
             if job.kind == RECONCILE and job.payload.get("run_id"):
                 await conn.execute(
                     QUERIES["finish_run"], int(job.payload["run_id"]), job.tenant_id, "failed",
                     f"held: {failure.message}",
                 )
-            if job.kind != PUSH_ERRORS:  # a failing push must not feed itself
-                await self.queue.enqueue(job.tenant_id, PUSH_ERRORS, "errors", {}, conn=conn)
 
     # --- the scheduler and catching up ------------------------------------------------
 
@@ -445,9 +410,3 @@ class SyncRuntime:
 
 def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-
-
-def _direction(job: Job) -> OneWay | None:
-    if job.kind != SYNC:
-        return None
-    return "cp_to_sf" if job.key.startswith("cp:") else "sf_to_cp"

@@ -143,7 +143,7 @@ FOR UPDATE;
 -- name: resolve_fixed_reports
 -- The open reports of what requeue_fixed fixed: of the jobs $4, or of a category in $2 on platform
 -- $3 or on none. Pushed ones need their new status in Salesforce (status_pushed false).
-UPDATE error_reports SET status = 'resolved', status_pushed = (salesforce_id IS NULL)
+UPDATE error_reports SET status = 'resolved', resolved_at = now(), status_pushed = (salesforce_id IS NULL)
 WHERE tenant_id = $1 AND status <> 'resolved'
   AND (job_id = ANY($4::bigint[])
        OR (category = ANY($2::text[]) AND (platform = $3 OR platform IS NULL)))
