@@ -181,8 +181,9 @@ async def add_fields(request: web.Request) -> web.StreamResponse:
     if not added:
         raise redirect(request, _page(database.id, "add-fields"),
                        "The database has these fields already.")
-    note = (" They fill in with the next sync of each contact; “Sync manually” fills them all."
-            if str(database.id) == tenant.copernica_database else "")
+    # Workers refresh their field mapping every few minutes (bridge.sync.context).
+    note = (" The sync takes them up within 5 minutes; “Sync manually” after that fills them for "
+            "every contact." if str(database.id) == tenant.copernica_database else "")
     raise redirect(request, _page(database.id, "add-fields"),
                    f"Added to {database.name}: {', '.join(added)}.{note}")
 
