@@ -38,30 +38,16 @@ shim.apply()  # as the bridge runs it (see bridge/salesforce/shim.py)
 class Tenant:
     """One org seen through the bridge's own client, with the API usage it reported."""
 
-    def __init__(self, sandbox: RunningSandbox, org: dict[str, Any] | None) -> None:
+    def __init__(self, sandbox: RunningSandbox, org: dict[str, str]) -> None:
         self.org = org
+        self.query = f"?org={org['org_id']}"  # the default org answers to its id too
         self.usage: list[ApiUsage] = []
-        login = (
-            sandbox.client_credentials(
-                client_id=org["client_id"], client_secret=org["client_secret"]
-            )
-            if org
-            else sandbox.client_credentials()
+        login = sandbox.client_credentials(
+            client_id=org["client_id"], client_secret=org["client_secret"]
         )
         self.client = SalesforceClient(login, retry=FAST_RETRY, usage=self.usage.append)
 
-    @property
-    def query(self) -> str:
-        return f"?org={self.org['org_id']}" if self.org else ""
-
     def streaming_login(self) -> PasswordAuthenticator:
-        if self.org is None:
-            return PasswordAuthenticator(
-                "sandbox-client",
-                "sandbox-secret",
-                "admin@sandbox.example",
-                "sandbox-passwordSANDBOXTOKEN",
-            )
         org = self.org
         return PasswordAuthenticator(
             org["client_id"],
@@ -75,12 +61,18 @@ class Tenant:
         return [row["LastName"] async for row in rows]
 
 
+def default_org(sandbox: RunningSandbox) -> dict[str, str]:
+    """The default org's credentials, as ``new_org`` answers them."""
+    settings = sandbox.settings
+    names = ("username", "password", "security_token", "client_id", "client_secret")
+    return {"org_id": settings.organization_id} | {name: getattr(settings, name) for name in names}
+
+
 @pytest.fixture
 async def tenants(sf_sandbox: RunningSandbox) -> AsyncIterator[list[Tenant]]:
     """The default org and two new ones, in that order."""
-    made = [Tenant(sf_sandbox, None)] + [
-        Tenant(sf_sandbox, await sf_sandbox.new_org()) for _ in "ab"
-    ]
+    orgs = [default_org(sf_sandbox), await sf_sandbox.new_org(), await sf_sandbox.new_org()]
+    made = [Tenant(sf_sandbox, org) for org in orgs]
     yield made
     for tenant in made:
         await tenant.client.close()
@@ -117,7 +109,21 @@ async def test_orgs_keep_records_queries_and_counters_apart(
     assert refused.value.status == 404
     [result] = await second.client.update_many("Contact", [{"id": ids["Org1"], "LastName": "X"}])
     assert not result.success
-    await second.client.delete("Contact", ids["Org2"])
+    base = second.client.base
+    composite = {  # a Composite request reads and writes its own org alone
+        "compositeRequest": [
+            {"method": "GET", "url": f"{base}/sobjects/Contact/{ids['Org1']}", "referenceId": "a"},
+            {
+                "method": "DELETE",
+                "url": f"{base}/sobjects/Contact/{ids['Org2']}",
+                "referenceId": "b",
+            },
+        ]
+    }
+    status, reply = await second.client.request("POST", f"{base}/composite", body=composite)
+    assert status == 200
+    assert [item["httpStatusCode"] for item in reply["compositeResponse"]] == [404, 204]
+    assert await second.last_names() == ["Org2-bulk0", "Org2-bulk1", "Org2-bulk2"]
     assert await first.last_names() == ["Org1", "Org1-bulk0", "Org1-bulk1"]
     assert await default.last_names() == ["Org0", "Org0-bulk0"]
 
@@ -137,7 +143,6 @@ async def test_each_login_flow_lands_in_its_own_org(
     default, first, second = tenants
     await first.client.create("Contact", {"LastName": "First"})
     org = first.org
-    assert org is not None
     key_pem, cert_pem = key_and_certificate()
     variants = {"soap_login": True, "jwt_certificate_pem": cert_pem}
     await sf_sandbox.admin("POST", f"/variants{first.query}", variants)
@@ -165,7 +170,6 @@ async def test_each_login_flow_lands_in_its_own_org(
         "jwt_certificate_pem": None,
     }
 
-    assert second.org is not None
     crossed = [
         sf_sandbox.client_credentials(
             client_id=org["client_id"], client_secret=second.org["client_secret"]
@@ -256,54 +260,70 @@ async def test_two_hundred_orgs(sf_sandbox: RunningSandbox) -> None:
 # --- Copernica ---------------------------------------------------------------------------
 
 
-def copernica(sandbox: CopernicaSandbox, account: dict[str, Any] | None, **options: Any) -> Any:
-    token = account["access_token"] if account else sandbox.state.settings.api_token
-    return CopernicaClient.for_sandbox(sandbox.url, api_token=token, **options)
+def copernica(sandbox: CopernicaSandbox, account: dict[str, str], **options: Any) -> Any:
+    return CopernicaClient.for_sandbox(sandbox.url, api_token=account["access_token"], **options)
 
 
-async def test_accounts_keep_databases_profiles_and_webhooks_apart(
+def default_account(sandbox: CopernicaSandbox) -> dict[str, str]:
+    """The default account, as ``new_account`` answers it."""
+    [database] = sandbox.state.account.databases
+    settings = sandbox.state.settings
+    return {
+        "account_id": str(settings.account_id),
+        "access_token": settings.api_token,
+        "database_id": str(database),
+    }
+
+
+async def test_accounts_keep_databases_profiles_webhooks_and_counters_apart(
     copernica_sandbox: CopernicaSandbox, copernica_webhook_receiver: WebhookReceiver
 ) -> None:
-    accounts = [None, await copernica_sandbox.new_account(), await copernica_sandbox.new_account()]
+    accounts = [default_account(copernica_sandbox)]
+    accounts += [await copernica_sandbox.new_account() for _ in "ab"]
     hook_base = copernica_webhook_receiver.url.rpartition("/")[0]
-    seen: list[tuple[int, int]] = []
+    profiles = []
     for number, account in enumerate(accounts):
         async with copernica(copernica_sandbox, account) as client:
-            [database] = [db async for db in client.databases()]
-            if account:
-                assert str(database.id) == account["database_id"]
-                assert (await client.identity())["id"] == account["account_id"]
-            await client.create_field(database.id, "Email", "email")
-            await client.create_webhook(
-                f"{hook_base}/account{number}", "create", database=database.id
-            )
-            profile = await client.create_profile(database.id, {"Email": f"p{number}@example.org"})
-            seen.append((database.id, profile))
-    assert len({database for database, _ in seen}) == 3  # ids never repeat across accounts
-    assert len({profile for _, profile in seen}) == 3
+            assert [str(db.id) async for db in client.databases()] == [account["database_id"]]
+            assert (await client.identity())["id"] == account["account_id"]
+            database = int(account["database_id"])
+            await client.create_field(database, "Email", "email")
+            await client.create_webhook(f"{hook_base}/account{number}", "create", database=database)
+            profiles.append(await client.create_profile(database, {"Email": f"p{number}@x.org"}))
+    assert len({account["database_id"] for account in accounts}) == 3  # ids never repeat
+    assert len(set(profiles)) == 3
 
     received = await copernica_webhook_receiver.wait_for(3, within=30)
     by_path = {hook.path.rpartition("/")[2]: hook for hook in received}
     assert sorted(by_path) == ["account0", "account1", "account2"]
     for number, account in enumerate(accounts):
         hook = by_path[f"account{number}"]
-        marker = f"account-{account['account_id'] if account else 1}"
-        assert hook.headers["X-Copernica-ID"] == marker
-        assert f"p{number}%40example.org" in hook.body.decode()
+        assert hook.headers["X-Copernica-ID"] == f"account-{account['account_id']}"
+        assert f"p{number}%40x.org" in hook.body.decode()
 
     # One account's ids mean nothing to another, over v3 (token) and v4 (JWT) alike.
-    other_database, other_profile = seen[1]
+    other, mine = accounts[1], accounts[2]
     for version in (3, 4):
-        async with copernica(copernica_sandbox, accounts[2], version=version) as client:
+        async with copernica(copernica_sandbox, mine, version=version) as client:
             with pytest.raises(CopernicaError, match="No database with supplied ID"):
-                await client.database(other_database)
+                await client.database(other["database_id"])
             with pytest.raises(CopernicaError):
-                await client.profile(other_profile)
-            assert [p.id async for p in client.profiles(seen[2][0])] == [seen[2][1]]
+                await client.profile(profiles[1])
+            assert [p.id async for p in client.profiles(mine["database_id"])] == [profiles[2]]
+
+    async def stats(account: dict[str, str]) -> dict[str, Any]:
+        return dict(await copernica_sandbox.admin("GET", f"stats?account={account['account_id']}"))
+
+    before = [(await stats(account))["api_calls"] for account in accounts]
+    for number, account in enumerate(accounts):  # each account gets its own number of calls
+        async with copernica(copernica_sandbox, account) as client:
+            for _ in range(number + 1):
+                await client.identity()
     for number, account in enumerate(accounts):
-        query = f"?account={account['account_id']}" if account else ""
-        stats = await copernica_sandbox.admin("GET", f"stats{query}")
-        assert stats["rest_writes"] == 3  # field, webhook, profile: its own writes alone
+        counted = await stats(account)
+        assert counted["api_calls"] - before[number] == number + 1
+        assert counted["rest_writes"] == 3  # field, webhook, profile: its own writes alone
+        query = f"?account={account['account_id']}"
         hooks = await copernica_sandbox.admin("GET", f"webhooks{query}")
         assert [hook["handler"] for hook in hooks["data"]] == [f"{hook_base}/account{number}"]
 
