@@ -1,0 +1,95 @@
+"""Fair claims against a real PostgreSQL: real-time changes before the work of runs, tenants in
+turn, and no tenant with more than its share of workers."""
+
+import asyncio
+import secrets
+import time
+
+import pytest
+
+from bridge.db import create_pool
+from bridge.sync.jobs import JobQueue
+from bridge.tenants import create_tenant
+from bridge.vocabulary import BULK, REAL_TIME
+
+
+@pytest.fixture
+def kind():
+    """A kind of job unique to the test, so tests never claim each other's jobs."""
+    return f"test-{secrets.token_hex(4)}"
+
+
+async def _new_tenant(pool) -> int:
+    return (await create_tenant(pool, f"t-{secrets.token_hex(5)}")).id
+
+
+async def test_a_real_time_change_goes_before_another_tenants_full_sync_backlog(pool, kind):
+    busy, other = await _new_tenant(pool), await _new_tenant(pool)
+    queue = JobQueue(pool)
+    await queue.enqueue_many(busy, kind, [(f"sf:{n}", {"n": n}) for n in range(5000)])
+    await queue.enqueue(other, kind, "sf:rt", {"sf_at": 1.0})
+    started = time.monotonic()
+    first = await queue.claim(kind, 200)
+    took = time.monotonic() - started
+    assert [(job.tenant_id, job.key) for job in first] == [(other, "sf:rt")]
+    print(f"\nclaim beside a backlog of 5,000: {took * 1000:.0f} ms")
+
+
+async def test_a_tenants_backlog_delays_another_tenant_by_one_batch_at_most(pool, kind):
+    busy, other = await _new_tenant(pool), await _new_tenant(pool)
+    queue = JobQueue(pool)
+    for n in range(1000):  # a burst of real-time changes: the same priority as the other's
+        await queue.enqueue(busy, kind, f"sf:{n}", {"n": n})
+    batch = await queue.claim(kind, 200)
+    assert {job.tenant_id for job in batch} == {busy}
+    await queue.enqueue(other, kind, "sf:late", {})  # arrives while the burst drains
+    await queue.complete(batch)
+    [next_job] = await queue.claim(kind, 200)
+    assert (next_job.tenant_id, next_job.key) == (other, "sf:late")
+    again = await queue.claim(kind, 200)
+    assert {job.tenant_id for job in again} == {busy} and len(again) == 200
+
+
+async def test_inside_one_tenant_real_time_changes_go_before_its_full_sync(pool, kind):
+    tenant = await _new_tenant(pool)
+    queue = JobQueue(pool)
+    await queue.enqueue_many(tenant, kind, [(f"sf:{n}", {}) for n in range(500)])
+    await queue.enqueue(tenant, kind, "cp:hook", {"cp_at": 1.0})
+    # a full sync's job of a record that then changes in real time is real time now
+    await queue.enqueue(tenant, kind, "sf:250", {"sf_at": 2.0})
+    batch = await queue.claim(kind, 10)
+    assert {job.key for job in batch} >= {"cp:hook", "sf:250"}
+    async with pool.acquire() as conn:
+        priorities = dict(await conn.fetch(
+            "SELECT key, priority FROM jobs WHERE tenant_id = $1 AND key = ANY($2::text[])",
+            tenant, ["cp:hook", "sf:250", "sf:499"],
+        ))
+    assert priorities == {"cp:hook": REAL_TIME, "sf:250": REAL_TIME, "sf:499": BULK}
+
+
+async def test_one_tenant_never_has_more_workers_than_its_limit(database_url, pool, kind):
+    heavy, light = await _new_tenant(pool), await _new_tenant(pool)
+    await JobQueue(pool).enqueue_many(heavy, kind, [(f"sf:{n}", {}) for n in range(2000)])
+    await JobQueue(pool).enqueue_many(light, kind, [(f"sf:{n}", {}) for n in range(2000)])
+    pools = [await create_pool(database_url, max_size=4) for _ in range(3)]
+    try:
+        # twelve workers in three processes claim at the same moment, again and again
+        queues = [
+            JobQueue(p, worker=f"process-{n}", tenant_workers=2)
+            for n, p in enumerate(pools) for _ in range(4)
+        ]
+        for _ in range(5):
+            batches = list(zip(
+                queues, await asyncio.gather(*(q.claim(kind, 20) for q in queues)), strict=True
+            ))
+            while batch := await queues[0].claim(kind, 20):  # whatever the race left over
+                batches.append((queues[0], batch))
+            per_tenant = {heavy: 0, light: 0}
+            for _, batch in batches:
+                if batch:
+                    per_tenant[batch[0].tenant_id] += 1
+            assert per_tenant == {heavy: 2, light: 2}, per_tenant
+            await asyncio.gather(*(q.complete(batch) for q, batch in batches))
+    finally:
+        for p in pools:
+            await p.close()
