@@ -48,7 +48,8 @@ class NameTaken(CopernicaError):
                        "databases keep their names): choose another name, or rename the archived "
                        "database in Copernica first")
         else:
-            message = f"a Copernica database named {holder.name} exists already: choose another name"
+            message = (f"a Copernica database named {holder.name} exists already: choose "
+                       "another name")
         super().__init__(message, category="validation", status=status)
         self.holder = holder
 

@@ -68,7 +68,8 @@ async def _database(
                        "error") from None
     if database.archived:
         raise redirect(request, "/sfcp#databases",
-                       f"Database {database.name} is archived: it can no longer be edited.", "error")
+                       f"Database {database.name} is archived: it can no longer be edited.",
+                       "error")
     return client, database, fields
 
 

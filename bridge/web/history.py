@@ -55,7 +55,6 @@ DIRECTION_WORDS = {
 ACTION_WORDS = {
     "create": "created", "update": "updated", "delete": "deleted", "undelete": "restored",
     "merge": "merged", "conflict": "conflict", "copernica_delete": "deleted in Copernica",
-    "switch": "database switched",
 }
 RUN_KINDS = {"full": "Full sync", "reconcile": "Reconcile", "manual": "Manual sync"}
 
@@ -134,7 +133,8 @@ async def fields_view(request: web.Request) -> web.Response:
     context: dict[str, Any] = {"rows": [], "problem": None, "link_field": None,
                                "direction": DIRECTION_LABELS[tenant.direction]}
     if not tenant.copernica_database:
-        context["problem"] = "No Copernica database is synchronised yet: choose one in the settings."
+        context["problem"] = ("No Copernica database is synchronised yet: choose one in the "
+                              "settings.")
         return render(request, "fields.html", context)
     try:
         copernica = await platforms.copernica(request, tenant.id)
@@ -167,33 +167,37 @@ def describe_entry(row: Mapping[str, Any]) -> dict[str, Any]:
         "outcome": row["outcome"], "conflict": row["action"] == "conflict",
     }
     if entry["conflict"]:
-        detail = row["detail"] or {}
+        detail = row["detail"]  # None once the retention window erased it
         winner = str(row["outcome"]).removesuffix(" wins")
         entry["winner"] = SIDE_LABELS.get(winner, winner)
-        entry["values"] = detail.get("salesforce") is not None or detail.get("copernica") is not None
-        entry["salesforce_value"] = detail.get("salesforce")
-        entry["copernica_value"] = detail.get("copernica")
-        entry["why"] = conflict_reason(detail.get("rule"), winner)
+        entry["erased"] = detail is None
+        if detail is not None:
+            entry["salesforce_value"] = detail.get("salesforce")
+            entry["copernica_value"] = detail.get("copernica")
+            entry["why"] = conflict_reason(detail.get("rule"), winner)
     return entry
 
 
-def conflict_reason(rule: str | None, winner: str) -> str:
-    """Why ``winner`` took a conflict under ``rule`` (see ``bridge.sync.merge``)."""
+SALESFORCE_DECIDES = "read-only in Salesforce, or the direction is Salesforce to Copernica"
+
+
+def conflict_reason(rule: str, winner: str) -> str:
+    """Why ``winner`` took a conflict under ``rule``: Salesforce also decides fields read-only
+    there and every field in the direction Salesforce to Copernica (``bridge.sync.merge``)."""
     if rule == "salesforce_wins":
         return "rule “Salesforce wins”"
+    if winner == "copernica":
+        return ("rule “the newest change wins”: the Copernica change was newer" if rule == "newest"
+                else "rule “Copernica wins”")
     if rule == "newest":
-        return ("rule “the newest change wins”: the Copernica change was newer" if winner == "copernica"
-                else "rule “the newest change wins”: the Salesforce change was newer, or both "
-                "happened at the same time")
-    if rule == "copernica_wins" and winner == "copernica":
-        return "rule “Copernica wins”"
-    if rule == "copernica_wins":
-        return ("Salesforce decides this field: it is read-only in Salesforce, or the direction "
-                "is Salesforce to Copernica")
-    return "the rule was not recorded"
+        return ("rule “the newest change wins”: the Salesforce change was newer or as new, or the "
+                f"field is {SALESFORCE_DECIDES}")
+    return f"Salesforce decides this field: it is {SALESFORCE_DECIDES}"
 
 
-async def _who(request: web.Request, tenant: Tenant, query: str) -> tuple[set[str], set[str], list[str]]:
+async def _who(
+    request: web.Request, tenant: Tenant, query: str
+) -> tuple[set[str], set[str], list[str]]:
     """The Salesforce Contact Ids and Copernica profile ids a search means, and what could not
     be asked. An e-mail address is looked up on both platforms."""
     if valid_salesforce_id(query):
@@ -242,7 +246,8 @@ async def history(request: web.Request) -> web.Response:
         return render(request, "history.html", context, status=400)
     sf_ids, cp_ids, context["problems"] = await _who(request, tenant, query)
     async with request.app[POOL].acquire() as conn:
-        for link in await conn.fetch(QUERIES["linked_profiles"], tenant.id, list(sf_ids), list(cp_ids)):
+        linked = await conn.fetch(QUERIES["linked_profiles"], tenant.id, list(sf_ids), list(cp_ids))
+        for link in linked:
             sf_ids.add(link["salesforce_id"])
             cp_ids.add(link["copernica_id"])
         rows = await conn.fetch(QUERIES["contact_history"], tenant.id, list(sf_ids), list(cp_ids),
@@ -296,11 +301,13 @@ async def save_conflict_rule(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     rule = next((r for r in CONFLICT_RULES if r == form.get("conflict_rule")), None)
     if rule is None:
-        raise redirect(request, "/config#conflict-rule", "Choose one of the conflict rules.", "error")
+        raise redirect(request, "/config#conflict-rule", "Choose one of the conflict rules.",
+                       "error")
     async with request.app[POOL].acquire() as conn:
         await update_tenant(conn, current(request).tenant_id, conflict_rule=rule)
     raise redirect(request, "/config#conflict-rule",
-                   f"Conflict rule saved: {RULE_LABELS[rule]}. It settles every conflict from now on.")
+                   f"Conflict rule saved: {RULE_LABELS[rule]}. It settles every conflict from "
+                   "now on.")
 
 
 @routes.post("/sfcp/statistics")

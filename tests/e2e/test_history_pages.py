@@ -80,7 +80,8 @@ async def test_a_conflict_shows_in_the_contact_history_the_conflicts_and_the_run
     await admin.post("/sfcp/sync")
     async with bridge.pool.acquire() as conn:
         run_id = await conn.fetchval(
-            "SELECT max(id) FROM sync_runs WHERE tenant_id = $1 AND kind = 'manual'", bridge.tenant.id
+            "SELECT max(id) FROM sync_runs WHERE tenant_id = $1 AND kind = 'manual'",
+            bridge.tenant.id,
         )
     run = await finished_run(bridge, run_id)
     assert run.state == "done", run.message
@@ -104,6 +105,12 @@ async def test_a_conflict_shows_in_the_contact_history_the_conflicts_and_the_run
     assert f'id="run-{run_id}"' in page and f"Manual sync #{run_id}" in page
     assert bridge.email in page  # who pressed "Sync manually"
     assert str(escape(run.message)) in page  # the run's summary
+
+    async with bridge.pool.acquire() as conn:  # the audit retention window has passed
+        await conn.execute(QUERIES["erase_old_audit_values"], 0)
+    _, page = await admin.get("/sfcp/history", params={"q": sf_id})
+    assert "Copernica won" in page and "Salesforce Ann" not in page
+    assert "Both values and the rule were erased after the audit retention window" in page
 
     other = await other_tenant_user(bridge)
     try:
@@ -204,7 +211,8 @@ async def test_a_database_is_renamed_and_its_fields_added_and_removed_from_the_t
     async with CopernicaClient.for_sandbox(bridge.copernica.url) as client:
         assert (await client.database(spare)).name == "Prospects"
 
-    _, page = await admin.post(f"/sfcp/databases/{spare}/fields", {"fields": ["Title", "Birthdate"]})
+    _, page = await admin.post(f"/sfcp/databases/{spare}/fields",
+                               {"fields": ["Title", "Birthdate"]})
     assert "Added to Prospects: Title, Birthdate." in page
     async with CopernicaClient.for_sandbox(bridge.copernica.url) as client:
         fields = {f.name: f for f in [f async for f in client.fields(spare)]}
