@@ -5,6 +5,7 @@ over HTTP, both sandboxes and PostgreSQL; another tenant never sees any of it.""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator
 
@@ -21,6 +22,7 @@ from bridge.tenants import (
     salesforce_client,
     update_tenant,
 )
+from bridge.vocabulary import CONFLICT_RULES
 from bridge.web.keys import VAULT
 from tests.e2e.sync_helpers import (
     contacts,
@@ -139,6 +141,7 @@ async def test_the_conflict_rule_is_set_by_an_administrator_with_a_valid_form(
     _, page = await admin.get("/config")
     assert 'action="/config/conflict-rule"' in page
     assert 'name="conflict_rule" value="newest" checked' in page
+    assert re.findall(r'name="conflict_rule" value="(\w+)"', page) == list(CONFLICT_RULES)
     status, _ = await admin.post("/config/conflict-rule", {"conflict_rule": "salesforce_wins"},
                                  token="forged")
     assert status == 403
