@@ -15,6 +15,7 @@ from markupsafe import escape
 
 from bridge.app import create_app
 from bridge.copernica.client import CopernicaClient
+from bridge.db import QUERIES
 from bridge.salesforce.auth import SOAP_NOTICE
 from bridge.security.vault import Vault
 from bridge.tenants import (
@@ -68,7 +69,7 @@ async def test_a_new_tenant_set_up_with_client_credentials_syncs_both_ways(
         _, page = await user.post("/config/copernica", {
             "api_token": sandbox.state.settings.api_token, "hostname": sandbox.url,
         })
-        assert "Copernica access saved. Now choose the database" in page
+        assert "Copernica access tested and saved. Now choose the database" in page
         _, page = await user.post("/config/copernica", {"hostname": sandbox.url,
                                                         "database": str(database)})
         assert "Copernica webhook registered" in page
@@ -77,7 +78,7 @@ async def test_a_new_tenant_set_up_with_client_credentials_syncs_both_ways(
             "method": "client_credentials", "login_url": bridge.salesforce.url,
             "consumer_key": sf.client_id, "consumer_secret": sf.client_secret,
         })
-        assert "Salesforce access saved." in page
+        assert "Salesforce access tested and saved." in page
         _, page = await user.post("/config/test/salesforce")
         assert "Salesforce connection works" in page
         _, page = await user.post("/config/test/copernica")
@@ -118,7 +119,7 @@ async def test_the_legacy_soap_login_saves_with_its_retirement_notice(
         "method": "soap", "login_url": bridge.salesforce.url, "username": sf.username,
         "password": sf.password, "security_token": sf.security_token,
     })
-    assert "Salesforce access saved." in page and "retires it for every API version" in page
+    assert "Salesforce access tested and saved." in page and "retires it for every API version" in page
     _, page = await admin.get("/config")
     assert 'id="soap-warning"' in page
     _, page = await admin.post("/config/test/salesforce")
@@ -241,14 +242,14 @@ async def test_the_jwt_bearer_flow_from_the_page(bridge: RunningBridge, admin: W
     _, page = await admin.post("/config/salesforce", form)
     assert "Fill in the private key" in page
     _, page = await admin.post("/config/salesforce", {**form, "private_key": key_pem})
-    assert "Salesforce access saved." in page
+    assert "Salesforce access tested and saved." in page
     _, page = await admin.post("/config/test/salesforce")
     assert "Salesforce connection works" in page
     _, page = await admin.get("/config")
     assert 'value="jwt" checked' in page and "BEGIN PRIVATE KEY-----\n" not in page
     assert key_pem.splitlines()[1] not in page
     _, page = await admin.post("/config/salesforce", form)  # the saved key is kept
-    assert "Salesforce access saved." in page
+    assert "Salesforce access tested and saved." in page
     async with bridge.pool.acquire() as conn:
         raw = await conn.fetchval(
             "SELECT encode(ciphertext, 'escape') FROM credentials"
@@ -256,3 +257,52 @@ async def test_the_jwt_bearer_flow_from_the_page(bridge: RunningBridge, admin: W
             bridge.tenant.id,
         )
     assert raw and key_pem.splitlines()[1] not in raw  # stored encrypted
+
+
+async def _version(bridge: RunningBridge, tenant_id: int, platform: str) -> object:
+    async with bridge.pool.acquire() as conn:
+        return await conn.fetchval(QUERIES["credentials_version"], tenant_id, platform)
+
+
+async def test_wrong_credentials_replace_working_ones_only_when_saved_anyway(
+    bridge: RunningBridge, admin: WebUser
+) -> None:
+    sf = bridge.salesforce.settings
+    tenant = bridge.tenant.id
+    before = {p: await _version(bridge, tenant, p) for p in ("copernica", "salesforce")}
+    _, page = await admin.post("/config/copernica", {"api_token": "not-the-token",
+                                                     "hostname": bridge.copernica.url})
+    assert "These Copernica details do not work" in page and "stays in use" in page
+    assert 'class="flash ok"' not in page and 'name="anyway"' in page
+    form = {"method": "client_credentials", "login_url": bridge.salesforce.url,
+            "consumer_key": sf.client_id, "consumer_secret": "not-the-secret"}
+    _, page = await admin.post("/config/salesforce", form)
+    assert "These Salesforce details do not work" in page and "stays in use" in page
+    assert f'value="{sf.client_id}"' in page and "not-the-secret" not in page  # typed, no secret
+    assert {p: await _version(bridge, tenant, p) for p in before} == before
+    for side in ("copernica", "salesforce"):  # the working access still works
+        _, page = await admin.post(f"/config/test/{side}")
+        assert "connection works" in page, side
+
+    _, page = await admin.post("/config/salesforce", {**form, "anyway": "yes"})
+    assert "saved as you asked, although the test failed" in page
+    assert await _version(bridge, tenant, "salesforce") != before["salesforce"]
+    _, page = await admin.post("/config/test/salesforce")
+    assert "Salesforce connection failed" in page
+
+
+async def test_a_fresh_tenant_never_sees_saved_beside_an_error(bridge: RunningBridge) -> None:
+    record = await create_tenant(bridge.pool, f"fresh-{secrets.token_hex(4)}", "Fresh")
+    email = f"admin@{record.slug}.example"
+    await create_user(bridge.pool, record.slug, email, PASSWORD)
+    user = WebUser(bridge.url)
+    try:
+        await user.login(email)
+        await user.get("/config")
+        _, page = await user.post("/config/copernica", {"api_token": "wrong",
+                                                        "hostname": bridge.copernica.url})
+        assert "Nothing was saved: the bridge has no Copernica access yet" in page
+        assert 'class="flash ok"' not in page and 'class="saved"' not in page
+        assert await _version(bridge, record.id, "copernica") is None
+    finally:
+        await user.close()

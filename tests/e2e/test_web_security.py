@@ -235,3 +235,29 @@ async def test_login_failures_are_forgotten_after_the_window(web_bridge):
         )
         verdict = await throttle.attempt(conn, "old@example.com", "1.2.3.4")
     assert verdict.allowed
+
+
+async def test_403_and_404_are_pages_in_the_layout_for_browsers_and_plain_for_machines(
+    web_bridge, web_user
+):
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    email = f"user-{web_bridge.tenant.slug}@acme.example"
+    async with web_bridge.pool.acquire() as conn:
+        await conn.execute(QUERIES["create_user"], web_bridge.tenant.id, email,
+                           (await conn.fetchval("SELECT password_hash FROM users WHERE email = $1",
+                                                web_bridge.email)), "user")
+    status, text = await web_user.get("/no/such/page", headers=html)
+    assert status == 404 and "<h1 id=\"error-h\">Page not found</h1>" in text
+    assert '<a href="/login">Log in</a>' in text
+    status, text = await web_user.get("/no/such/page")  # not asking for HTML: plain
+    assert status == 404 and "<html" not in text
+    await web_user.login(email)
+    status, text = await web_user.get("/config", headers=html)
+    assert status == 403 and "Only an administrator of this account may do this." in text
+    assert 'href="/account"' in text and 'href="/static/app.css' in text  # the site's layout
+    async with web_user.http.get(f"{web_bridge.url}/sfcp/runs/999999.json",
+                                 headers=html) as response:
+        assert response.status == 404 and response.content_type != "text/html"
+    async with web_user.http.post(f"{web_bridge.url}/sfcp/sync", headers=html) as response:
+        text = await response.text()  # no CSRF token: refused, and said in the layout
+        assert response.status == 403 and "This form has expired" in text and "<nav" in text
