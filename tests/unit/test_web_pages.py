@@ -1,19 +1,25 @@
-"""Pure pieces of the pages: the dashboard chart, throttling rule, redirects, field types."""
+"""Pure pieces of the pages: the dashboard chart, throttling rule, redirects and their answers,
+field types."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
 
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
+from multidict import MultiDict
 from yarl import URL
 
+from bridge.config import Settings
 from bridge.security import throttle
 from bridge.security.csrf import matches
 from bridge.tenants import my_domain
 from bridge.web import chart
-from bridge.web.guard import safe_next
+from bridge.web.guard import Flash, redirect, safe_next, take_flash
+from bridge.web.keys import SETTINGS
 from bridge.web.platforms import copernica_field_name, copernica_field_type
 from bridge.web.render import when
 
@@ -124,3 +130,37 @@ def test_the_my_domain_of_a_salesforce_url():
     for other in ("https://login.salesforce.com", "https://my.salesforce.com",
                   "https://acme.my.salesforce.com.evil.example", "http://localhost:8801", ""):
         assert my_domain(other) is None
+
+
+def _answer(form: dict[str, list[str]], kind: str = "error") -> tuple[str, Flash | None]:
+    """Where a redirect with a message goes, and the flash the next page reads."""
+    app = web.Application()
+    app[SETTINGS] = Settings.from_env({})
+    request = make_mocked_request("POST", "/config/salesforce", app=app)
+    typed = MultiDict([(k, v) for k, values in form.items() for v in values])
+    response = redirect(request, "/config#salesforce", "These details do not work.", kind,
+                        typed=typed, anyway=True)
+    cookie = response.headers["Set-Cookie"].split(";")[0]
+    following = make_mocked_request("GET", "/config", headers={"Cookie": cookie}, app=app)
+    return response.location, take_flash(following)
+
+
+def test_an_answer_shows_in_the_section_of_its_form_with_what_was_typed_but_no_secret():
+    location, answer = _answer({
+        "login_url": ["https://acme.my.salesforce.com"], "fields": ["Email", "LastName"],
+        "consumer_secret": ["s3cret"], "password": ["pw"], "private_key": ["PEM"],
+        "csrf_token": ["token"],
+    })
+    assert location == "/config#outcome-salesforce"  # the anchor is the message itself
+    assert answer is not None and answer.at == "salesforce" and answer.anyway
+    assert answer.value("login_url") == "https://acme.my.salesforce.com"
+    assert answer.values("fields") == ["Email", "LastName"]
+    assert answer.value("consumer_key", "stored") == "stored"
+    assert set(answer.typed) == {"login_url", "fields"}  # secrets are never kept
+
+
+def test_a_success_keeps_nothing_typed_and_a_huge_form_still_gets_its_answer():
+    _, answer = _answer({"login_url": ["https://acme.my.salesforce.com"]}, kind="ok")
+    assert answer is not None and answer.typed == {}
+    _, answer = _answer({"description": ["x" * 5000]})
+    assert answer is not None and answer.text == "These details do not work." and not answer.typed
