@@ -195,13 +195,25 @@ def conflict_reason(rule: str, winner: str) -> str:
     return f"Salesforce decides this field: it is {SALESFORCE_DECIDES}"
 
 
+def full_salesforce_id(sf_id: str) -> str:
+    """The 18-character form of a Salesforce Id, which the API returns and the audit log keeps:
+    the 15 characters users copy from a URL, and three that say which of them are upper case."""
+    if len(sf_id) == 18:
+        return sf_id
+    suffix = ""
+    for start in (0, 5, 10):
+        bits = sum(1 << i for i, c in enumerate(sf_id[start:start + 5]) if "A" <= c <= "Z")
+        suffix += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
+    return sf_id + suffix
+
+
 async def _who(
     request: web.Request, tenant: Tenant, query: str
 ) -> tuple[set[str], set[str], list[str]]:
     """The Salesforce Contact Ids and Copernica profile ids a search means, and what could not
     be asked. An e-mail address is looked up on both platforms."""
     if valid_salesforce_id(query):
-        return {query}, set(), []
+        return {full_salesforce_id(query)}, set(), []
     if query.isdigit():
         return set(), {query}, []
     sf_ids: set[str] = set()

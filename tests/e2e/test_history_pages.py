@@ -90,7 +90,8 @@ async def test_a_conflict_shows_in_the_contact_history_the_conflicts_and_the_run
     contact = next(c for c in await contacts(bridge) if c["Id"] == sf_id)
     assert contact["FirstName"] == "Copernica Ann"
 
-    for query in (email, sf_id, str(profile["ID"])):  # by e-mail, by either platform's id
+    # by e-mail, by either platform's id (a Salesforce Id as the API or a URL shows it)
+    for query in (email, sf_id, sf_id[:15], str(profile["ID"])):
         status, page = await admin.get("/sfcp/history", params={"q": query})
         assert status == 200, query
         assert "Copernica won" in page, query
