@@ -417,9 +417,12 @@ class CopernicaClient:
         if error.category != "validation":
             return error
         wanted = name.strip().lower()
-        async for database in self.databases():
-            if database.name.lower() == wanted and str(database.id) != str(renamed):
-                return NameTaken(name, database, status=error.status)
+        try:
+            async for database in self.databases():
+                if database.name.lower() == wanted and str(database.id) != str(renamed):
+                    return NameTaken(name, database, status=error.status)
+        except CopernicaError:
+            pass  # the refusal itself is the answer then
         return error
 
     async def delete_database(self, database: int | str) -> None:
