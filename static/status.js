@@ -1,7 +1,7 @@
 // The status bar of the tab and the dashboard: polls the tenant's status JSON and shows the
 // sentences the server wrote (status.lines), so the page and the first render say the same.
-// Every 2 s while a run is queued or running or a platform fails, every 5 s otherwise (trouble
-// shows within seconds). Text only, no HTML.
+// Every 2 s while something moves (a run, waiting changes, a failing platform), every 5 s
+// otherwise: trouble shows within seconds. Text only, no HTML.
 (function () {
   "use strict";
   var bar = document.getElementById("status-bar");
@@ -49,7 +49,7 @@
     }
     lastState = state;
     lastTrouble = trouble;
-    return state === "queued" || state === "running" || trouble !== "";
+    return state === "queued" || state === "running" || trouble !== "" || status.waiting > 0;
   }
 
   function poll() {

@@ -25,7 +25,7 @@ from bridge.salesforce.stream import (
 )
 from bridge.sync.engine import copernica_key, salesforce_key, valid_salesforce_id
 from bridge.sync.jobs import JobQueue
-from bridge.sync.runs import request_sync
+from bridge.sync.runs import note_waiting_change, request_sync
 from bridge.tenants import Tenant
 from bridge.vocabulary import SYNC
 
@@ -78,9 +78,12 @@ async def ingest_copernica(
     """
     if not isinstance(event, ProfileEvent) or str(event.database_id) != tenant.copernica_database:
         return False
-    if not tenant.auto_sync or (event.type != "delete" and not tenant.cp_to_sf):
+    if event.type != "delete" and not tenant.cp_to_sf:
         return False
     cp_id = str(event.profile_id)
+    if not tenant.auto_sync:  # not applied; the status bar says it waits for "Sync manually"
+        await note_waiting_change(conn, tenant.id, cp_id, _changed_at(event, tenant.copernica_timezone))
+        return False
     linked = await conn.fetchval(QUERIES["link_for_copernica"], tenant.id, cp_id)
     payload: dict[str, str | float] = {"cp_id": cp_id}
     if linked:

@@ -103,6 +103,7 @@ async def request_sync(
         async with queue.pool.acquire() as own, own.transaction():
             return await request_sync(queue, tenant_id, kind, requested_by, conn=own)
     run_id = await conn.fetchval(QUERIES["create_run"], tenant_id, kind, requested_by)
+    await conn.execute(QUERIES["forget_waiting_changes"], tenant_id)
     await queue.enqueue(
         tenant_id, RECONCILE, f"run-{run_id}", {"run_id": run_id, "kind": kind}, conn=conn
     )
@@ -122,6 +123,17 @@ async def request_catch_up(
     return await request_sync(queue, tenant_id, kind, reason, conn=conn)
 
 
+async def note_waiting_change(
+    conn: Conn, tenant_id: int, cp_id: str, changed_at: float | None
+) -> None:
+    """A Copernica change arrived while automatic sync is off: it is not applied (nor kept),
+    but the status bar says that changes wait for "Sync manually" until a run compares them.
+    The echoes of a run's own writes are none: they arrive while it runs, or are not newer
+    than the link the run saved."""
+    moment = datetime.fromtimestamp(changed_at, UTC) if changed_at is not None else None
+    await conn.execute(QUERIES["note_waiting_change"], tenant_id, cp_id, moment)
+
+
 async def get_run(conn: Conn, tenant_id: int, run_id: int) -> Run | None:
     row = await conn.fetchrow(QUERIES["get_run"], run_id, tenant_id)
     return None if row is None else await _progressed(conn, Run.from_row(row))
@@ -135,7 +147,8 @@ async def _progressed(conn: Conn, run: Run) -> Run:
     """The run with ``done`` counting what is applied, not only compared: a first sync compares
     5,000 contacts in seconds and applies them for minutes. The comparison queues a job for each
     record that differs, then records how far it got; of those jobs, the ones still waiting are
-    not done. (The comparison queues before it records, so this never runs ahead of the truth.)"""
+    not done. It queues before it records, and real-time changes arriving meanwhile are not
+    counted, so ``done`` only grows."""
     if run.state != "running" or run.progress_at is None:
         return run
     pending = await conn.fetchval(QUERIES["run_pending"], run.tenant_id, run.progress_at)
@@ -157,7 +170,7 @@ async def status(conn: Conn, tenant_id: int) -> dict[str, Any]:
     problems = await health.problems(conn, tenant_id)
     return {
         "current_run": run.as_json(summary) if run is not None else None,
-        "waiting": counts["waiting"],
+        "waiting": counts["waiting"] + (counts["held_back"] or 0),
         "retrying": counts["retrying"],
         "held_jobs": counts["held_jobs"],
         "open_errors": counts["open_errors"],
@@ -174,7 +187,7 @@ async def status(conn: Conn, tenant_id: int) -> dict[str, Any]:
         "lines": {
             "realtime": _realtime_line(counts["auto_sync"], counts["direction"], streams),
             "run": run.line(summary) if run is not None else "No sync has run yet.",
-            "waiting": _waiting_line(counts["waiting"], counts["retrying"], counts["auto_sync"]),
+            "waiting": _waiting_line(counts),
             "errors": _count(counts["open_errors"], "open error report", "no open error reports"),
         },
     }
@@ -223,12 +236,20 @@ def _realtime_line(auto_sync: bool, direction: str, streams: list[asyncpg.Record
     return f"Real time: {stream}{'; ' + webhooks if webhooks else ''}."
 
 
-def _waiting_line(waiting: int, retrying: int, auto_sync: bool) -> str:
-    if waiting == 0:
+def _waiting_line(counts: asyncpg.Record) -> str:
+    """"12 changes waiting, 3 of them retrying after an error"; with automatic sync off, the
+    changes that arrived since and wait for "Sync manually"."""
+    waiting, retrying, held_back = counts["waiting"], counts["retrying"], counts["held_back"]
+    parts = []
+    if waiting:
+        line = f"{_count(waiting, 'change', '')} waiting"
+        parts.append(line + (f", {retrying:,} of them retrying after an error" if retrying else ""))
+    if held_back:
+        since = _time(counts["held_back_since"])
+        parts.append(f"{_count(held_back, 'Copernica change', '')} waiting since {since}")
+    if not parts:
         return "No changes waiting."
-    line = f"{_count(waiting, 'change', '')} waiting"
-    if retrying:
-        line += f", {retrying:,} of them retrying after an error"
-    if not auto_sync:
-        line += "; automatic sync is off: press “Sync manually” to apply them"
-    return line + "."
+    line = "; ".join(parts)
+    if not counts["auto_sync"]:
+        line += ": automatic sync is off, press “Sync manually” to apply them"
+    return line[0].upper() + line[1:] + "."

@@ -14,3 +14,11 @@ ALTER TABLE error_reports ADD COLUMN code text;
 ALTER TABLE error_reports ADD COLUMN resolved_at timestamptz;
 -- A batch that went through looks up the unresolved reports of its records.
 CREATE INDEX error_reports_unresolved ON error_reports (tenant_id, record_id) WHERE status <> 'resolved';
+
+-- Changes that arrived while automatic sync is off (Copernica webhooks): not stored, only
+-- counted, so the status bar can say that changes wait for "Sync manually"; a run forgets them.
+CREATE TABLE waiting_changes (
+    tenant_id       bigint PRIMARY KEY REFERENCES tenants ON DELETE CASCADE,
+    changes         integer NOT NULL DEFAULT 1,
+    since           timestamptz NOT NULL DEFAULT now()
+);

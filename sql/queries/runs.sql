@@ -33,14 +33,32 @@ SELECT
     (SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state = 'held') AS held_jobs,
     (SELECT auto_sync FROM tenants WHERE id = $1) AS auto_sync,
     (SELECT direction FROM tenants WHERE id = $1) AS direction,
+    (SELECT changes FROM waiting_changes WHERE tenant_id = $1) AS held_back,
+    (SELECT since FROM waiting_changes WHERE tenant_id = $1) AS held_back_since,
     (SELECT max(finished_at) FROM sync_runs WHERE tenant_id = $1 AND state = 'done') AS last_success,
     (SELECT max(synced_at) FROM links WHERE tenant_id = $1) AS last_change,
     (SELECT count(*) FROM error_reports WHERE tenant_id = $1 AND status = 'open') AS open_errors;
 
+-- name: note_waiting_change
+-- Profile $2 changed at $3 while automatic sync is off: one more waits for "Sync manually" - unless
+-- it is the echo of a run's write (a run is under way, or the link is not older than the change).
+INSERT INTO waiting_changes (tenant_id)
+SELECT $1
+WHERE NOT EXISTS (SELECT 1 FROM sync_runs WHERE tenant_id = $1 AND state IN ('queued', 'running'))
+  AND NOT EXISTS (SELECT 1 FROM links WHERE tenant_id = $1 AND copernica_id = $2
+                  AND synced_at >= $3::timestamptz)
+ON CONFLICT (tenant_id) DO UPDATE SET changes = waiting_changes.changes + 1;
+
+-- name: forget_waiting_changes
+-- A run compares everything that changed: what waited is in it.
+DELETE FROM waiting_changes WHERE tenant_id = $1;
+
 -- name: run_pending
--- Of the sync jobs the comparison of a run queued up to $2 (its progress_at), those not applied yet.
+-- Of the sync jobs the comparison of a run queued up to $2 (its progress_at), those not applied
+-- yet: the work of runs (priority 1), not the real-time changes that arrive meanwhile.
 SELECT count(*) FROM jobs
-WHERE tenant_id = $1 AND kind = 'sync' AND state IN ('waiting', 'running') AND created_at <= $2;
+WHERE tenant_id = $1 AND kind = 'sync' AND state IN ('waiting', 'running') AND priority = 1
+  AND created_at <= $2;
 
 -- name: run_summary
 -- What a finished run did, from the audit log and the error reports of its time.

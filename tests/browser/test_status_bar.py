@@ -1,0 +1,123 @@
+"""The status bar tells the truth, in a real Chromium: during a first sync of 5,000 contacts
+its "done" grows steadily from near 0 to the total; a failing Salesforce shows within 10 s;
+with automatic sync off, a change that waits is shown."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bench.harness import seed
+from bridge.app import create_app
+from bridge.sync.runs import request_sync
+from bridge.tenants import update_tenant
+from bridge.web.keys import QUEUE
+from tests.e2e.sync_helpers import create_profile, quiet, set_tenant
+from tests.fixtures.bridge import QUICK_SYNC, RunningBridge
+from tests.fixtures.shutdown import close_server, start
+
+pytestmark = [pytest.mark.browser]
+
+CONTACTS = 5_000
+
+
+async def login(page, bridge) -> None:
+    await page.goto(f"{bridge.url}/sfcp")
+    await page.get_by_label("E-mail address").fill(bridge.email)
+    await page.get_by_label("Password").fill("a-long-test-password")
+    await page.get_by_role("button", name="Login").click()
+    await page.locator("#status-bar").wait_for()
+
+
+@pytest.fixture
+async def seeded_bridge(bridge_setup: RunningBridge) -> AsyncIterator[RunningBridge]:
+    """5,000 contacts in Salesforce before the bridge starts; automatic sync off until the test
+    starts the first full sync, with the page already watching."""
+    from aiohttp.test_utils import TestServer
+
+    await seed(bridge_setup.salesforce.url, CONTACTS)
+    async with bridge_setup.pool.acquire() as conn:
+        tenant = await update_tenant(conn, bridge_setup.tenant.id, auto_sync=False)
+    app = create_app(bridge_setup.settings, sync_options=QUICK_SYNC)
+    server = await start(TestServer(app, host="127.0.0.1", port=bridge_setup.settings.port))
+    try:
+        yield dataclasses.replace(bridge_setup, app=app, tenant=tenant)
+    finally:
+        await close_server(server, "the bridge")
+
+
+async def _bar(page) -> tuple[str, int | None, int | None]:
+    state = page.locator("#run-state")
+    done, total = await state.get_attribute("data-done"), await state.get_attribute("data-total")
+    return (
+        await state.get_attribute("data-state") or "",
+        int(done) if done else None,
+        int(total) if total else None,
+    )
+
+
+@pytest.mark.timeout(1500)
+async def test_a_first_sync_of_5000_contacts_grows_from_near_0_to_the_total(page, seeded_bridge):
+    bridge = seeded_bridge
+    await login(page, bridge)
+    run_id = await request_sync(bridge.app[QUEUE], bridge.tenant.id, "full", "test")
+    async with bridge.pool.acquire() as conn:  # real time on: the run's echoes come in meanwhile
+        await update_tenant(conn, bridge.tenant.id, auto_sync=True)
+    samples: list[tuple[str, int | None, int | None]] = []
+    deadline = time.monotonic() + 1200  # a loaded machine: minutes, not a speed to assert
+    while time.monotonic() < deadline:
+        sample = await _bar(page)
+        if not samples or sample != samples[-1]:
+            samples.append(sample)
+        if sample[0] == "done":
+            break
+        await asyncio.sleep(0.3)
+    assert samples[-1] == ("done", CONTACTS, CONTACTS), samples[-10:]
+    assert f"Run #{run_id} (full sync) finished" in await page.locator("#run-state").inner_text()
+    counted = [(done, total) for state, done, total in samples if state == "running" and total]
+    assert counted, samples
+    assert counted[0][0] <= CONTACTS // 10, counted[:5]  # it starts near 0…
+    dones = [done for done, _ in counted] + [CONTACTS]
+    assert dones == sorted(dones), samples  # …and only grows…
+    assert len(set(dones)) >= 4, samples  # …step by step, not at once
+    summary = await page.locator("#run-state").inner_text()
+    assert f"{CONTACTS:,} compared, {CONTACTS:,} updated in Copernica, 0 in Salesforce" in summary
+
+
+async def test_a_failing_salesforce_shows_within_10_seconds(page, bridge):
+    await login(page, bridge)
+    await quiet(bridge)
+    await bridge.salesforce.admin(
+        "POST", "/faults", {"path": "/services/data/*", "status": 503, "times": None}
+    )
+    try:
+        failing_since = time.monotonic()
+        await create_profile(bridge, LastName="Waiting", Email="waiting@example.org")
+        trouble = page.locator("#problem-text")
+        await trouble.filter(has_text="Salesforce failing since").wait_for(timeout=10_000)
+        assert time.monotonic() - failing_since <= 10.5
+        assert "retrying (attempt" in await trouble.inner_text()
+        waiting = await page.locator("#waiting-changes").inner_text()
+        assert "retrying after an error" in waiting or "waiting" in waiting
+    finally:
+        await bridge.salesforce.admin("DELETE", "/faults")
+    await page.locator("#problems").wait_for(state="hidden", timeout=60_000)
+
+
+async def test_with_auto_sync_off_a_waiting_change_is_shown(page, bridge):
+    await quiet(bridge)
+    await set_tenant(bridge, auto_sync=False)
+    await login(page, bridge)
+    assert "Automatic sync is off" in await page.locator("#realtime-state").inner_text()
+    await create_profile(bridge, LastName="Held back", Email="held@example.org")
+    waiting = page.locator("#waiting-changes")
+    await waiting.filter(has_text="1 Copernica change waiting since").wait_for(timeout=15_000)
+    assert "automatic sync is off" in await waiting.inner_text()
+    assert "Sync manually" in await waiting.inner_text()
+    await page.get_by_role("button", name="Sync manually").click()
+    await page.locator('#run-state[data-state="done"]').wait_for(timeout=60_000)
+    assert await waiting.inner_text() == "No changes waiting."
