@@ -135,7 +135,7 @@ CHANGES = 5000
 KILLS = 3
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 async def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(bridge_setup):
     setup = bridge_setup
     rng = random.Random(5)
@@ -182,7 +182,9 @@ async def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(br
                 await bridge.start()
             await asyncio.gather(*(change(made + i) for i in range(25)))
             made += 25
-        await quiet(setup, within=180)
+        # Generous: on a machine that a CPU hog shares, the backlog of 5,000 changes (and a
+        # killed process's leases running out) took more than 180 s to drain.
+        await quiet(setup, within=360)
         async with setup.pool.acquire() as conn:
             held = await conn.fetch("SELECT key, last_error FROM jobs WHERE state = 'held'")
         assert not held, [tuple(h) for h in held]
