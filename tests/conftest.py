@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
+import shlex
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +18,7 @@ import pytest
 
 from bridge.db import EmbeddedPostgres, create_pool, migrate
 from bridge.tenants import Tenant, create_tenant
+from tests.fixtures.shutdown import bounded, close_test_pool
 
 pytest_plugins = [
     "tests.fixtures.salesforce",
@@ -48,9 +49,14 @@ async def server_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         # test database at once (dropping dozens one by one took 45 s under load).
         # Its data goes too, so an immediate stop will do: no shutdown checkpoint of dozens
         # of test databases (that alone took seconds under load).
-        await asyncio.to_thread(_stop_immediately, embedded.pgdata)
-        await embedded.stop()
-        await asyncio.to_thread(shutil.rmtree, folder, True)
+        await bounded(asyncio.to_thread(_stop_immediately, embedded.pgdata), "the embedded PostgreSQL")
+        await bounded(embedded.stop(), "the embedded PostgreSQL's handle")
+        # Removing the files of dozens of test databases took up to half a minute under load:
+        # a process of its own does it after the run.
+        remover = await asyncio.create_subprocess_exec(
+            "sh", "-c", f"rm -rf {shlex.quote(str(folder))} &"
+        )
+        await remover.wait()  # the shell only starts it
 
 
 def _stop_immediately(pgdata: Path) -> None:
@@ -97,7 +103,7 @@ async def database_url(fresh_database: str) -> str:
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, max_size=20)
     yield pool
-    await pool.close()
+    await close_test_pool(pool, "the session pool")
 
 
 @pytest.fixture
