@@ -26,7 +26,7 @@ ALTER TABLE jobs ADD COLUMN priority smallint NOT NULL DEFAULT 0 CHECK (priority
 ALTER TABLE jobs ADD COLUMN claim bigint;
 CREATE SEQUENCE job_claims;
 CREATE INDEX jobs_tenant_ready ON jobs (tenant_id, kind, priority, run_at) WHERE state = 'waiting';
-CREATE INDEX jobs_tenant_running ON jobs (tenant_id, kind) WHERE state = 'running';
+CREATE INDEX jobs_tenant_running ON jobs (tenant_id, kind, key) WHERE state = 'running';
 
 -- When each tenant last had jobs of a kind claimed: tenants take turns.
 CREATE TABLE job_turns (

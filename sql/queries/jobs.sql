@@ -19,25 +19,40 @@ SELECT pg_notify('bridge_jobs', $1);
 -- The tenant whose turn it is to have jobs of kind $1 claimed ($2: that tenant only, NULL: any):
 -- the one with the most urgent ready job (real-time changes before the work of runs), then the
 -- one served longest ago; none that runs $3 batches of the kind already, none in $4 (tried in
--- this claim). The transaction-level lock keeps claimers that look at once on different tenants
--- (lazily: the outer filter runs in turn order, up to the first lock it gets).
-SELECT tenant_id FROM (
+-- this claim). Each tenant's most urgent job is read from an index, in two probes (waiting and
+-- due; running with an expired lease), without the rule of one writer per record: claim_jobs
+-- applies the whole rule, and a tenant it finds nothing for is tried no more in this claim.
+-- A transaction-level lock per tenant and kind makes claimers that look at once take different
+-- tenants, in turn order (the filter runs lazily, up to the first lock it gets); when every one
+-- is being claimed by others, it waits for the first in turn.
+WITH turns AS MATERIALIZED (
     SELECT t.id AS tenant_id
     FROM tenants t
     CROSS JOIN LATERAL (
-        SELECT c.priority FROM claimable_jobs c
-        WHERE c.tenant_id = t.id AND c.kind = $1
-        ORDER BY c.priority LIMIT 1
+        SELECT min(urgent.priority) AS priority FROM (
+            (SELECT j.priority FROM jobs j
+             WHERE j.tenant_id = t.id AND j.kind = $1 AND j.state = 'waiting' AND j.run_at <= now()
+             ORDER BY j.priority LIMIT 1)
+            UNION ALL
+            (SELECT j.priority FROM jobs j
+             WHERE j.tenant_id = t.id AND j.kind = $1 AND j.state = 'running'
+               AND j.locked_until < now()
+             ORDER BY j.priority LIMIT 1)
+        ) urgent
     ) best
     LEFT JOIN job_turns turn ON turn.tenant_id = t.id AND turn.kind = $1
-    WHERE ($2::bigint IS NULL OR t.id = $2) AND t.id <> ALL($4::bigint[])
+    WHERE best.priority IS NOT NULL AND ($2::bigint IS NULL OR t.id = $2)
+      AND t.id <> ALL($4::bigint[])
       AND (SELECT count(DISTINCT j.claim) FROM jobs j
            WHERE j.tenant_id = t.id AND j.kind = $1 AND j.state = 'running'
              AND j.locked_until >= now()) < $3
     ORDER BY best.priority, turn.served_at NULLS FIRST, t.id
-    OFFSET 0
-) turns
-WHERE pg_try_advisory_xact_lock(hashtext('claim:' || $1), turns.tenant_id::integer)
+)
+(SELECT tenant_id FROM turns
+ WHERE pg_try_advisory_xact_lock(hashtext('claim:' || $1), tenant_id::integer) LIMIT 1)
+UNION ALL
+(SELECT tenant_id FROM turns
+ WHERE pg_advisory_xact_lock(hashtext('claim:' || $1), tenant_id::integer) IS NOT NULL LIMIT 1)
 LIMIT 1;
 
 -- name: claim_jobs
