@@ -14,10 +14,14 @@ Salesforce record links the contact by its lookup, which shows the contact's nam
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import asyncpg
 
 from bridge.db import QUERIES, Conn, Pool
 from bridge.errors import without_values
+from bridge.salesforce.client import SalesforceClient
 from bridge.salesforce.objects import SYNC_ERROR
 from bridge.sync.context import TenantContext
 from bridge.sync.jobs import Failure, Job, JobQueue
@@ -25,6 +29,7 @@ from bridge.vocabulary import ADVICE, PUSH_ERRORS, SYNC, Category, OneWay, Opera
 
 NAMES: dict[str, str] = {"salesforce": "Salesforce", "copernica": "Copernica"}
 PUSH_BATCH = 200  # records per sObject Collections call
+_CONTACT_ID = re.compile(r"^003[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")
 
 
 async def record_error(
@@ -136,6 +141,31 @@ async def error_reports(
     conn: Conn, tenant_id: int, limit: int = 50
 ) -> list[asyncpg.Record]:
     return await conn.fetch(QUERIES["error_reports"], tenant_id, limit)
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A contact a report names, as Salesforce has it now: its name and its record page."""
+
+    name: str
+    url: str
+
+
+async def contacts_of(
+    salesforce: SalesforceClient, reports: list[asyncpg.Record]
+) -> dict[str, Contact]:
+    """The contacts the reports name, by record id, read from Salesforce when shown (a name is
+    the customer's data: reports never keep it). Contacts gone since are left out."""
+    ids = sorted({r["record_id"] for r in reports if _CONTACT_ID.match(r["record_id"] or "")})
+    if not ids:
+        return {}
+    base = (await salesforce.session()).instance_url.rstrip("/")
+    soql = f"SELECT Id, Name FROM Contact WHERE Id IN ({', '.join(repr(i) for i in ids)})"
+    found: dict[str, Contact] = {}
+    async for record in salesforce.query(soql):
+        contact = Contact(record.get("Name") or record["Id"], f"{base}/{record['Id']}")
+        found[record["Id"]] = found[record["Id"][:15]] = contact  # 15 or 18 characters
+    return {i: found[i] for i in ids if i in found}
 
 
 async def requeue_report(queue: JobQueue, tenant_id: int, report_id: int) -> bool:

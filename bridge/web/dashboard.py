@@ -1,15 +1,18 @@
-"""The dashboard (``/dashboard``): changes per hour over 48 h by direction, API usage against
-the limits of both platforms, held jobs and the stream's state."""
+"""The dashboard (``/dashboard``): the status bar, changes per hour over 48 h by direction, API
+usage against the limits of both platforms, the stream's state, the latest error reports (with
+the contacts they name, read from Salesforce) and the held jobs."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
 from bridge.db import QUERIES
-from bridge.sync import runs
-from bridge.web import chart
+from bridge.sync import reports, runs
+from bridge.vocabulary import ADVICE
+from bridge.web import chart, platforms
 from bridge.web.guard import current, login_required
 from bridge.web.keys import POOL, QUEUE
 from bridge.web.render import render
@@ -18,6 +21,7 @@ routes = web.RouteTableDef()
 
 # Copernica publishes no daily call limit; its throttling shows as 429 Too Many Requests.
 PLATFORMS = (("salesforce", "Salesforce"), ("copernica", "Copernica"))
+REPORTS_SHOWN = 20
 
 
 @routes.get("/dashboard")
@@ -28,6 +32,7 @@ async def dashboard(request: web.Request) -> web.Response:
         rows = await conn.fetch(QUERIES["changes_per_hour"], tenant_id, 48)
         usage = {r["platform"]: r for r in await conn.fetch(QUERIES["api_usage_today"], tenant_id)}
         status = await runs.status(conn, tenant_id)
+        errors = await reports.error_reports(conn, tenant_id, REPORTS_SHOWN)
     held = await request.app[QUEUE].held(tenant_id, 50)
     figure = chart.build(
         [(r["hour"], r["direction"], r["changes"]) for r in rows], datetime.now(UTC)
@@ -46,5 +51,17 @@ async def dashboard(request: web.Request) -> web.Response:
         })
     return render(request, "dashboard.html", {
         "chart": figure, "directions": chart.DIRECTIONS, "api": api, "held": held,
-        "status": status,
+        "status": status, "errors": errors, "advice": ADVICE,
+        "contacts": await _contacts(request, tenant_id, errors),
     })
+
+
+async def _contacts(
+    request: web.Request, tenant_id: int, errors: list[Any]
+) -> dict[str, reports.Contact]:
+    """The contacts the reports name; none (the ids alone) when Salesforce cannot say now."""
+    try:
+        client = await platforms.salesforce(request, tenant_id)
+        return await platforms.bounded(reports.contacts_of(client, errors))
+    except platforms.FAILURES:
+        return {}

@@ -3,11 +3,13 @@ sentence a person can act on; resolved by itself when the record syncs, in the b
 the Copernica_Sync_Error__c record in Salesforce; requeueing never adds a second report."""
 
 import asyncio
+import re
 
 from bridge.sync.reports import error_reports, requeue_report
 from bridge.web.keys import QUEUE
 from tests.e2e.sync_helpers import create_contact, eventually, profile_of, quiet
 from tests.e2e.test_sync_errors import _pushed
+from tests.fixtures.browser import WebUser
 
 INVALID = "not-an-address"  # Salesforce refuses it: INVALID_EMAIL_ADDRESS
 
@@ -48,6 +50,17 @@ async def test_a_report_closes_by_itself_when_the_record_syncs(bridge):
     assert "Error code: INVALID_EMAIL_ADDRESS" in record["Details__c"]
     assert "What to do: correct the record" in record["Details__c"]
     assert INVALID not in record["Details__c"]
+    # the dashboard names the contact (read from Salesforce now, never stored) and links it
+    user = WebUser(bridge.url)
+    try:
+        await user.login(bridge.email)
+        status, page = await user.get("/dashboard")
+    finally:
+        await user.close()
+    assert status == 200
+    row = re.search(rf'<tr id="report-{report["id"]}">.*?</tr>', page, re.S).group(0)
+    assert f'href="{bridge.salesforce.url}/{sf_id}"' in row and ">Lovelace</a>" in row
+    assert "INVALID_EMAIL_ADDRESS on Email" in row and "What to do: correct the record" in row
 
     # the user corrects the address in Copernica: the record syncs, the report closes
     await bridge.copernica.admin("PUT", f"profiles/{cp_id}", {"fields": {"Email": "ada@lovelace.org"}})
