@@ -221,8 +221,9 @@ async def reset_request(request: web.Request) -> web.Response:
     form = await request.post()
     email = str(form.get("email", "")).strip()
     if "@" not in email:
-        return render(request, "reset_request.html",
-                      {"error": "Fill in the e-mail address you log in with."}, status=400)
+        return render(request, "reset_request.html", {
+            "error": "Fill in the e-mail address you log in with.", "email": email,
+        }, status=400)
     tasks: set[asyncio.Task[None]] = request.app[BACKGROUND]
     task = asyncio.create_task(_send_reset(request.app, email))
     tasks.add(task)

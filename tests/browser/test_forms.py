@@ -102,6 +102,8 @@ async def test_every_form_answers_inside_the_viewport(page, web_bridge):
                      "/sfcp/emailings", "/account/password", "/account/sign-out-everywhere"):
         assert any(w.startswith(expected + " ") for w in whats), (expected, whats)
     assert any(w.startswith("/sfcp/errors/N/requeue ") for w in whats), whats
+    assert any(p == "/config" and w == "/sfcp/sync Sync manually" and "added to the queue" in t
+               for p, w, t in answered), answered  # the config page's own "Sync manually"
 
 
 async def test_what_was_typed_is_kept_after_an_error_but_never_a_secret(page, web_bridge):
