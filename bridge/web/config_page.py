@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from bridge import tenants
 from bridge.copernica.client import DEFAULT_HOST
@@ -265,7 +266,7 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
 
 
 def _not_saved(request: web.Request, section: str, had_access: bool, why: str,
-               form: Any) -> web.HTTPSeeOther:
+               form: MultiMapping[Any]) -> web.HTTPSeeOther:
     """The answer when new access details fail their test: nothing was replaced."""
     name = section.capitalize()
     kept = (" The saved access stays in use." if had_access

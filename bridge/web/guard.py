@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from bridge import logs
 from bridge.security import csrf
@@ -292,7 +293,8 @@ def take_flash(request: web.Request) -> Flash | None:
 
 
 def redirect(request: web.Request, location: str, message: str | None = None,
-             kind: str = "ok", *, typed: Any = None, anyway: bool = False) -> web.HTTPSeeOther:
+             kind: str = "ok", *, typed: MultiMapping[Any] | None = None,
+             anyway: bool = False) -> web.HTTPSeeOther:
     """Back to a page, with ``message`` as its answer. A fragment names the section of the form
     used (``/config#salesforce``): the message shows there and the page scrolls to it. After
     an error, pass the posted form as ``typed`` to keep what the user typed (secrets aside)."""
