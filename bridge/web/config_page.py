@@ -212,7 +212,7 @@ async def save_copernica(request: web.Request) -> web.StreamResponse:
         raise redirect(request, "/config#copernica", message, "error", typed=form)
     creds = CopernicaCredentials(api_token=token or stored.api_token, hostname=hostname)
     try:
-        identity: dict[str, Any] | None = await platforms.check_copernica(creds, settings)
+        identity: dict[str, Any] | None = await platforms.check_copernica(request, session.tenant_id, creds)
     except platforms.FAILURES as exc:
         if form.get("anyway") != "yes":
             raise _not_saved(request, "copernica", stored is not None,
@@ -322,7 +322,7 @@ async def save_salesforce(request: web.Request) -> web.StreamResponse:
         raise redirect(request, "/config#salesforce", message, "error", typed=form)
     tested = True
     try:
-        await platforms.check_salesforce(creds, settings)
+        await platforms.check_salesforce(request, session.tenant_id, creds)
     except platforms.FAILURES as exc:
         if form.get("anyway") != "yes":
             raise _not_saved(request, "salesforce", stored is not None,

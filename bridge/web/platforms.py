@@ -11,7 +11,6 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
-from bridge.config import Settings
 from bridge.copernica.client import CopernicaClient
 from bridge.errors import ApiError, BridgeError
 from bridge.retry import RetryPolicy
@@ -57,17 +56,23 @@ async def salesforce(request: web.Request, tenant_id: int) -> SalesforceClient:
     return await request.app[PLATFORMS].salesforce(tenant_id)
 
 
-async def check_copernica(credentials: CopernicaCredentials, settings: Settings) -> dict[str, Any]:
+async def check_copernica(request: web.Request, tenant_id: int,
+                          credentials: CopernicaCredentials) -> dict[str, Any]:
     """Log in with credentials not saved yet and read the account (``FAILURES`` when that fails):
-    new details must work before they replace the saved ones."""
-    client = copernica_client(credentials, settings, retry=CHECK_RETRY, timeout=UI_TIMEOUT)
+    new details must work before they replace the saved ones. Its calls count as the tenant's."""
+    clients = request.app[PLATFORMS]
+    client = copernica_client(credentials, clients.settings, clients.usage.sink(tenant_id),
+                              retry=CHECK_RETRY, timeout=UI_TIMEOUT)
     async with client:
         return await bounded(client.identity())
 
 
-async def check_salesforce(credentials: SalesforceCredentials, settings: Settings) -> None:
+async def check_salesforce(request: web.Request, tenant_id: int,
+                           credentials: SalesforceCredentials) -> None:
     """Log in with credentials not saved yet and describe Contact (``FAILURES`` when that fails)."""
-    client = salesforce_client(credentials, settings, retry=CHECK_RETRY, timeout=UI_TIMEOUT)
+    clients = request.app[PLATFORMS]
+    client = salesforce_client(credentials, clients.settings, clients.usage.sink(tenant_id),
+                               retry=CHECK_RETRY, timeout=UI_TIMEOUT)
     async with client:
         await bounded(client.describe("Contact"))
 
