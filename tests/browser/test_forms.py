@@ -41,6 +41,11 @@ FORMS = """() => [...document.forms].map(f => f.getAttribute('action').replace(/
                  ' ' + (f.querySelector('[type=submit]')?.textContent.trim() || ''))"""
 
 
+@pytest.fixture(autouse=True)
+def patient(page) -> None:
+    page.set_default_navigation_timeout(30_000)  # a save calls both platforms: a busy machine
+
+
 async def login(page, bridge, path: str, email: str | None = None) -> None:
     await page.goto(f"{bridge.url}{path}")
     if await page.get_by_label("E-mail address").count():
