@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,7 @@ from bridge.app import create_app
 from bridge.sync.runs import request_sync
 from bridge.tenants import update_tenant
 from bridge.web.keys import QUEUE
-from tests.e2e.sync_helpers import create_profile, quiet, set_tenant
+from tests.e2e.sync_helpers import create_profile, eventually, quiet, set_tenant
 from tests.fixtures.bridge import QUICK_SYNC, RunningBridge
 from tests.fixtures.shutdown import close_server, start
 
@@ -50,14 +51,12 @@ async def seeded_bridge(bridge_setup: RunningBridge) -> AsyncIterator[RunningBri
         await close_server(server, "the bridge")
 
 
-async def _bar(page) -> tuple[str, int | None, int | None]:
-    state = page.locator("#run-state")
-    done, total = await state.get_attribute("data-done"), await state.get_attribute("data-total")
-    return (
-        await state.get_attribute("data-state") or "",
-        int(done) if done else None,
-        int(total) if total else None,
-    )
+async def _bar(page) -> tuple[str, int | None, int | None, str]:
+    """What the run's line shows: state, done, total (as the script set them) and its text."""
+    return tuple(await page.locator("#run-state").evaluate(
+        """e => [e.dataset.state, e.dataset.done ? Number(e.dataset.done) : null,
+                 e.dataset.total ? Number(e.dataset.total) : null, e.textContent]"""
+    ))
 
 
 @pytest.mark.timeout(1500)
@@ -67,7 +66,7 @@ async def test_a_first_sync_of_5000_contacts_grows_from_near_0_to_the_total(page
     run_id = await request_sync(bridge.app[QUEUE], bridge.tenant.id, "full", "test")
     async with bridge.pool.acquire() as conn:  # real time on: the run's echoes come in meanwhile
         await update_tenant(conn, bridge.tenant.id, auto_sync=True)
-    samples: list[tuple[str, int | None, int | None]] = []
+    samples: list[tuple[str, int | None, int | None, str]] = []
     deadline = time.monotonic() + 1200  # a loaded machine: minutes, not a speed to assert
     while time.monotonic() < deadline:
         sample = await _bar(page)
@@ -76,21 +75,34 @@ async def test_a_first_sync_of_5000_contacts_grows_from_near_0_to_the_total(page
         if sample[0] == "done":
             break
         await asyncio.sleep(0.3)
-    assert samples[-1] == ("done", CONTACTS, CONTACTS), samples[-10:]
-    assert f"Run #{run_id} (full sync) finished" in await page.locator("#run-state").inner_text()
-    counted = [(done, total) for state, done, total in samples if state == "running" and total]
+    assert samples[-1][:3] == ("done", CONTACTS, CONTACTS), samples[-10:]
+    assert f"Run #{run_id} (full sync) finished" in samples[-1][3]
+    counted = [(done, total) for state, done, total, _ in samples if state == "running" and total]
     assert counted, samples
     assert counted[0][0] <= CONTACTS // 10, counted[:5]  # it starts near 0…
     dones = [done for done, _ in counted] + [CONTACTS]
     assert dones == sorted(dones), samples  # …and only grows…
     assert len(set(dones)) >= 4, samples  # …step by step, not at once
-    summary = await page.locator("#run-state").inner_text()
+    texts = [text for state, *_, text in samples if state == "running"]
+    assert any(re.search(r"of 5,000 done, (about \d+ min|less than a minute) left", t) for t in texts)
+    summary = samples[-1][3]
     assert f"{CONTACTS:,} compared, {CONTACTS:,} updated in Copernica, 0 in Salesforce" in summary
+
+
+async def _statistics_job(bridge) -> int:
+    async with bridge.pool.acquire() as conn:
+        return await conn.fetchval(
+            "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND kind = 'statistics'",
+            bridge.tenant.id,
+        )
 
 
 async def test_a_failing_salesforce_shows_within_10_seconds(page, bridge):
     await login(page, bridge)
     await quiet(bridge)
+    # the daily statistics job waits a day: it is no waiting change
+    assert await eventually(lambda: _statistics_job(bridge), 20) == 1
+    await page.locator("#waiting-changes", has_text="No changes waiting.").wait_for()
     await bridge.salesforce.admin(
         "POST", "/faults", {"path": "/services/data/*", "status": 503, "times": None}
     )
