@@ -8,8 +8,9 @@ Its Salesforce record follows at the next push (``push_reports``).
 
 A report says in a sentence what failed, on which record, and why (``message``); the platform's
 own words (``cause``, which tells causes apart) and error code come with it. Reports are kept
-and pushed to Salesforce, so no customer value goes in: records are named by their ids (the
-Salesforce record links the contact by its lookup, which shows the contact's name there).
+and pushed to Salesforce, so no customer value goes in: records are named by their ids. The
+Salesforce record links the contact by its lookup (Salesforce shows the name); the bridge's
+pages read names and record links from Salesforce when they show reports (``contacts_of``).
 """
 
 from __future__ import annotations
