@@ -195,7 +195,7 @@ async def test_a_password_change_ends_outstanding_reset_links_and_other_sessions
         await web_user.get("/config")
         status, text = await web_user.post("/account/password", {
             "current_password": PASSWORD, "new_password": "changed-password-1",
-            "repeat_password": "changed-password-1", "back": "/config",
+            "repeat_password": "changed-password-1",
         })
         assert status == 200 and "Your password has been changed" in text
         assert (await web_user.get(link))[0] == 404
@@ -212,7 +212,7 @@ async def test_guessing_the_current_password_is_throttled_too(web_bridge, web_us
     for n in range(throttle.FREE_PAIR + 4):  # the waits double after the free tries
         _, text = await web_user.post("/account/password", {
             "current_password": f"guess-{n}", "new_password": "changed-password-1",
-            "repeat_password": "changed-password-1", "back": "/config",
+            "repeat_password": "changed-password-1",
         })
         answers.append("throttled" if "Too many wrong passwords" in text else
                        "wrong" if "The current password is wrong" in text else text)

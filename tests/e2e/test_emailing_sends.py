@@ -50,7 +50,7 @@ async def test_a_send_is_recorded_and_never_sent_twice(
     )
     emailings = bridge.copernica.state.account.emailings
     key, _ = await send_form(user)
-    form = {"content": "ms:1", "target": f"database:{database}", "send_key": key}
+    form = {"content": "ms:1", "target": f"database:{database}", "send_key": key, "confirm": "yes"}
     _, page = await user.post("/sfcp/emailings", form)
     [(state, emailing_id)] = await sends(bridge)
     assert state == "sent" and emailing_id in emailings
@@ -87,7 +87,7 @@ async def test_refused_sends_are_not_kept_and_nested_selections_are_targets(
     assert f'value="view:{inner["ID"]}">Selection: Leads › Hot</option>' in page
     await bridge.copernica.admin("POST", "faults", {"status": 500, "count": 1, "method": "POST"})
     await bridge.copernica.admin("POST", "variants", {"send_paths": "new"})  # a renamed API
-    form = {"content": "publisher:1", "target": f"view:{inner['ID']}", "send_key": key}
+    form = {"content": "publisher:1", "target": f"view:{inner['ID']}", "send_key": key, "confirm": "yes"}
     _, page = await user.post("/sfcp/emailings", form)
     assert "Copernica did not say whether the emailing went out" in page  # the 500
     assert [s for s, _ in await sends(bridge)] == ["unknown"]
