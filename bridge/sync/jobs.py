@@ -171,25 +171,26 @@ class JobQueue:
             await c.execute(QUERIES["notify_jobs"], kind)
 
     async def claim(self, kind: str, limit: int = 1, *, tenant_id: int | None = None) -> list[Job]:
-        """Up to ``limit`` ready jobs of one tenant (``tenant_id``, or the one whose turn it is),
-        most urgent first. A tenant that reached ``tenant_workers`` as we took its lock is
-        skipped for the next in turn."""
+        """Up to ``limit`` ready jobs of one tenant (``tenant_id``, or the one whose turn it is)
+        and of one priority, its most urgent. A tenant with nothing to claim after all (it
+        reached ``tenant_workers`` as we took its lock, its jobs wait for their records' running
+        ones) is skipped for the next in turn."""
         tried: list[int] = []
         async with self.pool.acquire() as conn:
             while True:
                 async with conn.transaction():
-                    turn = await conn.fetchval(
+                    turn = await conn.fetchrow(
                         QUERIES["claim_turn"], kind, tenant_id, self.tenant_workers, tried
                     )
                     if turn is None:
                         return []
                     rows = await conn.fetch(
-                        QUERIES["claim_jobs"], kind, limit, self.lease, self.worker, turn,
-                        self.tenant_workers,
+                        QUERIES["claim_jobs"], kind, limit, self.lease, self.worker,
+                        turn["tenant_id"], self.tenant_workers, turn["priority"],
                     )
                 if rows:
                     break
-                tried.append(turn)
+                tried.append(turn["tenant_id"])
         jobs = [Job(**dict(row)) for row in rows]
         jobs.sort(key=lambda job: job.id)
         return jobs

@@ -120,14 +120,14 @@ class StreamSupervisor:
         sent = asyncio.get_running_loop().time()
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                await conn.execute(QUERIES["beat_heartbeat"], self.owner)
+                await conn.execute(QUERIES["beat_heartbeat"], self.owner, self.lease_ttl)
                 renewed = await conn.fetch(QUERIES["renew_stream_leases"], self.owner, self.lease_ttl)
             self._renewed(sent)
             taken = self._held - {r["tenant_id"] for r in renewed}
             self._held -= taken
             rows = await conn.fetch(QUERIES["syncable_tenants"])
-            live = [r["id"] for r in await conn.fetch(QUERIES["live_processes"], self.lease_ttl)]
-            await conn.execute(QUERIES["forget_dead_processes"], self.lease_ttl)
+            live = [r["id"] for r in await conn.fetch(QUERIES["live_processes"])]
+            await conn.execute(QUERIES["forget_dead_processes"], self.queue.lease)
         if taken:  # only when this process could not stop them in time
             log.error("stream leases of tenants %s were taken by another process", sorted(taken))
             await self._stop(taken)

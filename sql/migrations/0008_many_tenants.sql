@@ -1,12 +1,14 @@
 -- Many tenants, many processes (bridge/sync/streams.py; claim_turn and claim_jobs in
 -- sql/queries/jobs.sql).
 
--- The live bridge processes that stream: each beats its heartbeat every few seconds. A process
--- whose heartbeat is older than a lease is dead; a clean shutdown deletes its row.
+-- The live bridge processes that stream: each beats its heartbeat every few seconds, which keeps
+-- it alive for a lease more. One not beating until then is dead (its row stays a while: its
+-- claimed jobs then count against no tenant's workers); a clean shutdown deletes its row.
 CREATE TABLE bridge_processes (
     id              text PRIMARY KEY,                  -- host:pid (bridge.sync.jobs.worker_name)
     started_at      timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at    timestamptz NOT NULL DEFAULT now()
+    heartbeat_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz NOT NULL
 );
 
 -- Which process streams a tenant's CDC changes: one lease per tenant, renewed by its owner in

@@ -16,17 +16,18 @@ RETURNING id, (xmax = 0) AS inserted;
 SELECT pg_notify('bridge_jobs', $1);
 
 -- name: claim_turn
--- The tenant whose turn it is to have jobs of kind $1 claimed ($2: that tenant only, NULL: any):
--- the one with the most urgent ready job (real-time changes before the work of runs), then the
--- one served longest ago; none that runs $3 batches of the kind already, none in $4 (tried in
--- this claim). Each tenant's most urgent job is read from an index, in two probes (waiting and
+-- The tenant whose turn it is to have jobs of kind $1 claimed ($2: that tenant only, NULL: any),
+-- and the priority of its most urgent ready job: the tenant with the most urgent one (real-time
+-- changes before the work of runs), then the one served longest ago; none that runs $3 batches
+-- of the kind already (a dead process's do not count: they are claimable once their lease
+-- ends), none in $4 (tried in this claim). Each tenant's most urgent job is read from an index, in two probes (waiting and
 -- due; running with an expired lease), without the rule of one writer per record: claim_jobs
 -- applies the whole rule, and a tenant it finds nothing for is tried no more in this claim.
 -- A transaction-level lock per tenant and kind makes claimers that look at once take different
 -- tenants, in turn order (the filter runs lazily, up to the first lock it gets); when every one
 -- is being claimed by others, it waits for the first in turn.
 WITH turns AS MATERIALIZED (
-    SELECT t.id AS tenant_id
+    SELECT t.id AS tenant_id, best.priority
     FROM tenants t
     CROSS JOIN LATERAL (
         SELECT min(urgent.priority) AS priority FROM (
@@ -45,28 +46,34 @@ WITH turns AS MATERIALIZED (
       AND t.id <> ALL($4::bigint[])
       AND (SELECT count(DISTINCT j.claim) FROM jobs j
            WHERE j.tenant_id = t.id AND j.kind = $1 AND j.state = 'running'
-             AND j.locked_until >= now()) < $3
+             AND j.locked_until >= now()
+             AND NOT EXISTS (SELECT 1 FROM bridge_processes p
+                             WHERE p.id = j.locked_by AND p.expires_at < now())) < $3
     ORDER BY best.priority, turn.served_at NULLS FIRST, t.id
 )
-(SELECT tenant_id FROM turns
+(SELECT tenant_id, priority FROM turns
  WHERE pg_try_advisory_xact_lock(hashtext('claim:' || $1), tenant_id::integer) LIMIT 1)
 UNION ALL
-(SELECT tenant_id FROM turns
+(SELECT tenant_id, priority FROM turns
  WHERE pg_advisory_xact_lock(hashtext('claim:' || $1), tenant_id::integer) IS NOT NULL LIMIT 1)
 LIMIT 1;
 
 -- name: claim_jobs
--- Up to $2 ready jobs of kind $1 of tenant $5 (claim_turn's pick, in the same transaction), most
--- urgent first, under a lease, as one claim; none when the tenant runs $6 batches of the kind
--- already (counted again now that the lock is held). Which jobs are ready is the view
+-- Up to $2 ready jobs of kind $1 and priority $7 of tenant $5 (claim_turn's pick, in the same
+-- transaction), under a lease, as one claim: a batch of real-time changes is not held up by the
+-- work of a run in the same batch. None when the tenant runs $6 batches of the kind already
+-- (counted again now that the lock is held). Which jobs are ready is the view
 -- claimable_jobs (migrations 0004, 0008). The tenant's turn moves to the back.
 WITH busy AS (
-    SELECT count(DISTINCT claim) AS batches FROM jobs
-    WHERE tenant_id = $5 AND kind = $1 AND state = 'running' AND locked_until >= now()
+    SELECT count(DISTINCT j.claim) AS batches FROM jobs j
+    WHERE j.tenant_id = $5 AND j.kind = $1 AND j.state = 'running' AND j.locked_until >= now()
+      AND NOT EXISTS (SELECT 1 FROM bridge_processes p
+                      WHERE p.id = j.locked_by AND p.expires_at < now())
 ), picked AS (
     SELECT c.id FROM claimable_jobs c
-    WHERE c.kind = $1 AND c.tenant_id = $5 AND (SELECT batches FROM busy) < $6
-    ORDER BY c.priority, c.run_at, c.id
+    WHERE c.kind = $1 AND c.tenant_id = $5 AND c.priority = $7
+      AND (SELECT batches FROM busy) < $6
+    ORDER BY c.run_at, c.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), this_claim AS (

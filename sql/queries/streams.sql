@@ -1,9 +1,9 @@
 -- Who streams which tenant's CDC changes (bridge/sync/streams.py; tables of migration 0008).
 
 -- name: beat_heartbeat
--- Process $1 is alive (and registered, the first time).
-INSERT INTO bridge_processes (id) VALUES ($1)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+-- Process $1 is alive for $2 seconds more (and registered, the first time).
+INSERT INTO bridge_processes (id, expires_at) VALUES ($1, now() + make_interval(secs => $2))
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), expires_at = excluded.expires_at;
 
 -- name: renew_stream_leases
 -- Every lease of process $1 lasts $2 more seconds; the tenants it still holds.
@@ -12,12 +12,13 @@ WHERE owner = $1
 RETURNING tenant_id;
 
 -- name: live_processes
--- The processes whose heartbeat is younger than a lease ($1 seconds), in a fixed order.
-SELECT id FROM bridge_processes WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY id;
+-- The processes alive now, in a fixed order.
+SELECT id FROM bridge_processes WHERE expires_at > now() ORDER BY id;
 
 -- name: forget_dead_processes
--- Processes silent for longer than a lease ($1 seconds) are dead: their leases have expired and go.
-DELETE FROM bridge_processes WHERE heartbeat_at < now() - make_interval(secs => $1);
+-- Processes dead for $1 seconds (the lease of a claimed job: their jobs are claimable again) go,
+-- with their stream leases (expired long since).
+DELETE FROM bridge_processes WHERE expires_at < now() - make_interval(secs => $1);
 
 -- name: take_stream_leases
 -- Up to $3 of the tenants $2 whose stream nobody holds (no lease, or an expired one) go to process

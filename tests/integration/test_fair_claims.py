@@ -58,7 +58,8 @@ async def test_inside_one_tenant_real_time_changes_go_before_its_full_sync(pool,
     # a full sync's job of a record that then changes in real time is real time now
     await queue.enqueue(tenant, kind, "sf:250", {"sf_at": 2.0})
     batch = await queue.claim(kind, 10)
-    assert {job.key for job in batch} >= {"cp:hook", "sf:250"}
+    assert {job.key for job in batch} == {"cp:hook", "sf:250"}  # not held up by a bulk batch
+    assert len(await queue.claim(kind, 10)) == 10  # then the full sync's work
     async with pool.acquire() as conn:
         priorities = dict(await conn.fetch(
             "SELECT key, priority FROM jobs WHERE tenant_id = $1 AND key = ANY($2::text[])",
@@ -93,3 +94,18 @@ async def test_one_tenant_never_has_more_workers_than_its_limit(database_url, po
     finally:
         for p in pools:
             await p.close()
+
+
+async def test_a_dead_process_s_batches_do_not_count_against_the_tenant(pool, kind):
+    tenant = await _new_tenant(pool)
+    await JobQueue(pool).enqueue_many(tenant, kind, [(f"sf:{n}", {}) for n in range(100)])
+    dead = JobQueue(pool, worker=f"dead-{kind}", tenant_workers=2)
+    alive = JobQueue(pool, worker=f"alive-{kind}", tenant_workers=2)
+    assert len(await dead.claim(kind, 10)) == len(await dead.claim(kind, 10)) == 10
+    assert await alive.claim(kind, 10) == []  # the tenant has its two workers
+    async with pool.acquire() as conn:  # that process stopped beating its heartbeat
+        await conn.execute(
+            "INSERT INTO bridge_processes (id, expires_at) VALUES ($1, now() - interval '1 s')",
+            dead.worker,
+        )
+    assert len(await alive.claim(kind, 10)) == 10  # its batches wait for their leases alone
