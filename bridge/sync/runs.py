@@ -226,14 +226,14 @@ def _summary_text(compared: int, summary: asyncpg.Record) -> str:
 def _realtime_line(auto_sync: bool, direction: str, streams: list[asyncpg.Record]) -> str:
     if not auto_sync:
         return "Automatic sync is off: nothing moves until someone presses “Sync manually”."
-    webhooks = "Copernica changes arrive by webhook" if direction != "sf_to_cp" else ""
+    webhooks = "Copernica changes arrive by webhook"
     if direction == "cp_to_sf":
-        return f"Real time: {webhooks}."
+        return f"{webhooks}."
     owned = [s for s in streams if s["owner"]]
     stream = (
-        "listening to Salesforce changes" if owned else "not connected to Salesforce's changes yet"
+        "Listening to Salesforce changes" if owned else "Not connected to Salesforce's changes yet"
     )
-    return f"Real time: {stream}{'; ' + webhooks if webhooks else ''}."
+    return f"{stream}; {webhooks}." if direction == "both" else f"{stream}."
 
 
 def _waiting_line(counts: asyncpg.Record) -> str:

@@ -52,7 +52,7 @@ async def dashboard(request: web.Request) -> web.Response:
     return render(request, "dashboard.html", {
         "chart": figure, "directions": chart.DIRECTIONS, "api": api, "held": held,
         "status": status, "errors": errors, "advice": ADVICE,
-        "contacts": await _contacts(request, tenant_id, errors),
+        "contacts": await _contacts(request, tenant_id, errors), "record_name": reports.record_name,
     })
 
 
