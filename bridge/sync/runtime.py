@@ -85,8 +85,8 @@ class SyncOptions:
     reconcile_every: timedelta = timedelta(hours=1)
     statistics_every: float = 24 * 3600.0  # seconds between two emailing statistics runs
     scheduler_interval: float = 60.0
-    takeover_interval: float = 2.0  # seconds between two looks at the stream leases
-    lease_ttl: float = 6.0  # seconds a stream lease lasts: a dead process's streams move then
+    takeover_interval: float = 1.5  # seconds between two looks at the stream leases
+    lease_ttl: float = 5.0  # seconds a stream lease lasts: a dead process's streams move then
     audit_retention_days: int = 30
     streams: bool = True  # own CDC streams (off for a one-off `bridge sync`)
     schedule: bool = True  # queue the hourly reconciles and the catch-ups (off for `bridge sync`)

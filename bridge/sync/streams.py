@@ -82,8 +82,8 @@ class StreamSupervisor:
     owner: str
     supervisor: Supervisor
     metrics: Metrics
-    takeover_interval: float = 2.0  # seconds between two looks (heartbeat, renewal, balance)
-    lease_ttl: float = 6.0  # seconds a lease lasts without renewal
+    takeover_interval: float  # seconds between two looks (heartbeat, renewal, balance)
+    lease_ttl: float  # seconds a lease lasts without renewal
     on_reconnect: Callable[[int], Awaitable[None]] | None = None
     _held: set[int] = field(default_factory=set)  # tenants whose lease this process holds
     _lost: set[int] = field(default_factory=set)  # tenants whose stream broke in this process
@@ -97,11 +97,6 @@ class StreamSupervisor:
     @staticmethod
     def task_name(tenant_id: int) -> str:
         return f"stream:{tenant_id}"
-
-    @property
-    def held(self) -> frozenset[int]:
-        """The tenants this process holds the stream lease of."""
-        return frozenset(self._held)
 
     async def run(self) -> None:
         """Look every ``takeover_interval`` seconds: heartbeat, leases, balance, one supervised

@@ -9,7 +9,9 @@ import asyncio
 import secrets
 import signal
 import socket
+import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import pytest
@@ -148,6 +150,25 @@ async def _changes_land(setup, hosted: list[Hosted], label: str) -> None:
     await eventually(landed, 180)
 
 
+async def _tenant_list(setup) -> Counter[str]:
+    """How many tenants `bridge tenant list` shows streamed by each process (and that each row
+    shows a queue depth)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge.cli", "tenant", "list", env=setup.environment(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    header, *rows = out.decode().splitlines()
+    assert "queue" in header and "stream owner" in header
+    owners: Counter[str] = Counter()
+    for row in rows:
+        _, _, _, _, _, queue, owner, *_ = row.split()
+        assert queue.isdigit()
+        owners[owner] += 1
+    return owners
+
+
 @pytest.mark.timeout(900)
 async def test_fifty_tenants_on_two_then_three_processes(bridge_setup):
     setup = bridge_setup
@@ -168,6 +189,8 @@ async def test_fifty_tenants_on_two_then_three_processes(bridge_setup):
         assert sorted(owners.values()) in ([25, 25], [24, 26])
         await eventually(lambda: _subscribed(setup, hosted), 90)
         await _changes_land(setup, hosted, "Fifty")  # a change in every tenant lands
+        listed = await _tenant_list(setup)
+        assert sorted(listed.values()) == sorted(owners.values())  # as the leases say
         at_fifty = [await _connections(setup, p) for p in (first, second)]
         print(f"\nPostgreSQL connections per process: {at_ten} at {FIRST} tenants, "
               f"{at_fifty} at {TENANTS}")
