@@ -5,7 +5,6 @@ the contacts they name, read from Salesforce) and the held jobs."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -52,16 +51,6 @@ async def dashboard(request: web.Request) -> web.Response:
     return render(request, "dashboard.html", {
         "chart": figure, "directions": chart.DIRECTIONS, "api": api, "held": held,
         "status": status, "errors": errors, "advice": ADVICE,
-        "contacts": await _contacts(request, tenant_id, errors), "record_name": reports.record_name,
+        "contacts": await platforms.contacts_named(request, tenant_id, errors), "record_name": reports.record_name,
     })
 
-
-async def _contacts(
-    request: web.Request, tenant_id: int, errors: list[Any]
-) -> dict[str, reports.Contact]:
-    """The contacts the reports name; none (the ids alone) when Salesforce cannot say now."""
-    try:
-        client = await platforms.salesforce(request, tenant_id)
-        return await platforms.bounded(reports.contacts_of(client, errors))
-    except platforms.FAILURES:
-        return {}

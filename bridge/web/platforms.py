@@ -15,6 +15,7 @@ from bridge.copernica.client import CopernicaClient
 from bridge.errors import ApiError, BridgeError
 from bridge.retry import RetryPolicy
 from bridge.salesforce.client import SalesforceClient
+from bridge.sync import reports
 from bridge.tenants import (
     CopernicaCredentials,
     SalesforceCredentials,
@@ -151,3 +152,14 @@ async def create_database(
 
 # What a page catches from a platform call and turns into a message for the user.
 FAILURES: tuple[type[BaseException], ...] = (ApiError, BridgeError, TimeoutError, OSError)
+
+
+async def contacts_named(
+    request: web.Request, tenant_id: int, errors: list[Any]
+) -> dict[str, reports.Contact]:
+    """The contacts error reports name; none (the ids alone) when Salesforce cannot say now."""
+    try:
+        client = await salesforce(request, tenant_id)
+        return await bounded(reports.contacts_of(client, errors))
+    except FAILURES:
+        return {}

@@ -60,6 +60,8 @@ async def tab(request: web.Request) -> web.Response:
     if context["manage"]:
         await _copernica_sections(request, tenant, sends, context)
         await _salesforce_fields(request, tenant, context)
+    context["contacts"] = await platforms.contacts_named(request, tenant.id, errors)
+    context["record_name"] = reports.record_name
     context["is_admin"] = session.role == "admin"
     return render(request, "tab.html", context)
 

@@ -50,17 +50,19 @@ async def test_a_report_closes_by_itself_when_the_record_syncs(bridge):
     assert "Error code: INVALID_EMAIL_ADDRESS" in record["Details__c"]
     assert "What to do: correct the record" in record["Details__c"]
     assert INVALID not in record["Details__c"]
-    # the dashboard names the contact (read from Salesforce now, never stored) and links it
+    # the dashboard and the tab name the contact (read from Salesforce now, never stored) and link it
     user = WebUser(bridge.url)
     try:
         await user.login(bridge.email)
-        status, page = await user.get("/dashboard")
+        status, dashboard = await user.get("/dashboard")
+        tab_status, tab = await user.get("/sfcp")
     finally:
         await user.close()
-    assert status == 200
-    row = re.search(rf'<tr id="report-{report["id"]}">.*?</tr>', page, re.S).group(0)
-    assert f'href="{bridge.salesforce.url}/{sf_id}"' in row and ">Lovelace</a>" in row
-    assert "INVALID_EMAIL_ADDRESS on Email" in row and "What to do: correct the record" in row
+    assert status == tab_status == 200
+    for page, row_id in ((dashboard, f"report-{report['id']}"), (tab, f"error-{report['id']}")):
+        row = re.search(rf'<tr id="{row_id}">.*?</tr>', page, re.S).group(0)
+        assert f'href="{bridge.salesforce.url}/{sf_id}"' in row and ">Lovelace</a>" in row
+        assert "INVALID_EMAIL_ADDRESS on Email" in row and "What to do: correct the record" in row
 
     # the user corrects the address in Copernica: the record syncs, the report closes
     await bridge.copernica.admin("PUT", f"profiles/{cp_id}", {"fields": {"Email": "ada@lovelace.org"}})
