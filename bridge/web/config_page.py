@@ -33,6 +33,7 @@ from bridge.salesforce.auth import (
     is_my_domain,
     load_private_key,
 )
+from bridge.sync import runs
 from bridge.sync.jobs import requeue_fixed
 from bridge.tenants import (
     CopernicaCredentials,
@@ -52,7 +53,7 @@ from bridge.vocabulary import (
 )
 from bridge.web import platforms
 from bridge.web.guard import admin_required, current, redirect
-from bridge.web.keys import PLATFORMS, POOL, SETTINGS, VAULT
+from bridge.web.keys import PLATFORMS, POOL, QUEUE, SETTINGS, VAULT
 from bridge.web.render import render
 
 log = logging.getLogger(__name__)
@@ -364,13 +365,24 @@ async def save_sync(request: web.Request) -> web.StreamResponse:
     if direction not in DIRECTIONS:
         raise redirect(request, "/config#sync", "Choose a data sync direction.", "error",
                        typed=form)
-    async with request.app[POOL].acquire() as conn:
+    auto_sync = form.get("auto_sync") == "yes"
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        was_on = (await load_tenant(conn, session.tenant_id)).auto_sync
         await update_tenant(
             conn, session.tenant_id, direction=direction,
-            apply_deletes=form.get("apply_deletes") == "yes",
-            auto_sync=form.get("auto_sync") == "yes",
+            apply_deletes=form.get("apply_deletes") == "yes", auto_sync=auto_sync,
         )
-    raise redirect(request, "/config#sync", "Sync settings saved.")
+        # What changed while automatic sync was off waits for a run: it starts now, not at
+        # the next hourly reconcile.
+        run_id = None
+        if auto_sync and not was_on:
+            run_id = await runs.request_catch_up(
+                request.app[QUEUE], session.tenant_id, "automatic sync switched on", conn=conn
+            )
+    message = "Sync settings saved."
+    if run_id is not None:
+        message += f" Run {run_id} brings over what changed while automatic sync was off."
+    raise redirect(request, "/config#sync", message)
 
 
 @routes.post("/config/test/{side:copernica|salesforce}")

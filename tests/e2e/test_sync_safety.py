@@ -15,6 +15,7 @@ from tests.e2e.sync_helpers import (
     quiet,
     set_tenant,
 )
+from tests.fixtures.browser import WebUser
 
 
 async def _sync_now(bridge) -> None:
@@ -89,6 +90,26 @@ async def test_with_auto_sync_off_nothing_moves_until_sync_now(bridge):
     await _sync_now(bridge)
     assert await profile_of(bridge, new_contact) is not None
     assert await _title_of_contact(bridge, sf_id) == "Changed in Copernica"
+
+
+async def test_switching_automatic_sync_back_on_brings_over_what_waited(bridge):
+    sf_id, cp_id = await _linked_pair(bridge, Title="Before")
+    await set_tenant(bridge, auto_sync=False)
+    await bridge.copernica.admin("PUT", f"profiles/{cp_id}", {"fields": {"Title": "While off"}})
+    user = WebUser(bridge.url)
+    try:
+        await user.login(bridge.email)
+        status, page = await user.post(
+            "/config/sync", {"direction": "both", "auto_sync": "yes", "apply_deletes": "yes"}
+        )
+    finally:
+        await user.close()
+    assert status == 200 and "brings over what changed while automatic sync was off" in page
+
+    async def arrived():
+        return await _title_of_contact(bridge, sf_id) == "While off"
+
+    await eventually(arrived, 30)  # nobody pressed "Sync manually"
 
 
 async def test_a_dropped_stream_resubscribes_and_misses_nothing(bridge):
