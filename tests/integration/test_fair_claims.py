@@ -109,3 +109,14 @@ async def test_a_dead_process_s_batches_do_not_count_against_the_tenant(pool, ki
             dead.worker,
         )
     assert len(await alive.claim(kind, 10)) == 10  # its batches wait for their leases alone
+
+
+async def test_a_tenants_real_time_change_does_not_wait_for_its_own_full_sync(pool, kind):
+    tenant = await _new_tenant(pool)
+    queue = JobQueue(pool, tenant_workers=2)
+    await queue.enqueue_many(tenant, kind, [(f"sf:{n}", {}) for n in range(100)])
+    assert len(await queue.claim(kind, 10)) == len(await queue.claim(kind, 10)) == 10
+    await queue.enqueue(tenant, kind, "sf:rt", {"sf_at": 1.0})
+    [change] = await queue.claim(kind, 10)  # beside the two full-sync batches
+    assert change.key == "sf:rt"
+    assert await queue.claim(kind, 10) == []  # the full sync stays at its two workers
