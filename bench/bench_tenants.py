@@ -159,32 +159,45 @@ async def _streaming(setup_pool, tenants: list[Hosted], processes: int) -> bool:
 
 
 async def run() -> None:
+    postgres, pair = Postgres(), SandboxPair()
+    await postgres.start()
+    try:
+        await pair.start()
+        url = await postgres.new_database()
+        pool = await create_pool(url, max_size=4)
+        try:
+            await _measure(pair, url, pool)
+        finally:
+            await pool.close()
+    finally:
+        await pair.stop()
+        await postgres.stop()
+
+
+async def _measure(pair: SandboxPair, url: str, pool) -> None:
+    assert pair.info is not None
     count = _setting("BENCH_TENANTS", 50)
     processes = _setting("BENCH_PROCESSES", 2)
     rate = float(_setting("BENCH_TENANT_RATE", 20))
     seconds = float(_setting("BENCH_TENANT_SECONDS", 20))
     full_sync = _setting("BENCH_TENANT_FULL_SYNC", 20000)
-    postgres, pair = Postgres(), SandboxPair()
-    await postgres.start()
-    info = await pair.start()
-    bridges: list[Bridge] = []
-    try:
-        url = await postgres.new_database()
-        ports = [free_port() for _ in range(processes)]  # the first one's gets the webhooks
-        settings = info.settings(Settings(
-            database_url=url, secret_keys=(generate_key(),),
-            public_url=f"http://127.0.0.1:{ports[0]}", log_level="WARNING",
+    ports = [free_port() for _ in range(processes)]  # the first one's gets the webhooks
+    settings = pair.info.settings(Settings(
+        database_url=url, secret_keys=(generate_key(),),
+        public_url=f"http://127.0.0.1:{ports[0]}", log_level="WARNING",
+    ))
+    tenants: list[Hosted] = []
+    while len(tenants) < count:
+        tenants += await asyncio.gather(*(
+            _host(pair, pool, settings, len(tenants) + n)
+            for n in range(min(10, count - len(tenants)))
         ))
-        pool = await create_pool(url, max_size=4)
-        tenants: list[Hosted] = []
-        while len(tenants) < count:
-            tenants += await asyncio.gather(*(
-                _host(pair, pool, settings, len(tenants) + n)
-                for n in range(min(10, count - len(tenants)))
-            ))
-        for port in ports:
-            own = dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}")
-            bridges.append(Bridge(Setup(url, own, tenants[0].tenant, pool, port)))
+    bridges = [
+        Bridge(Setup(url, dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}"),
+                     tenants[0].tenant, pool, port))
+        for port in ports
+    ]
+    try:
         await asyncio.gather(*(b.start(ready_within=120) for b in bridges))
         settled = time.perf_counter()
         while not await _streaming(pool, tenants, processes):
@@ -208,8 +221,6 @@ async def run() -> None:
             await _beside_a_full_sync(pair, pool, tenants[0], tenants[1], full_sync, seconds)
     finally:
         await asyncio.gather(*(b.stop() for b in bridges))
-        await pair.stop()
-        await postgres.stop()
 
 
 async def _beside_a_full_sync(
