@@ -21,9 +21,10 @@ SELECT pg_notify('bridge_jobs', $1);
 -- changes before the work of runs), then the one served longest ago; none that runs $3 batches
 -- of the kind as urgent or more already (a tenant's real-time changes do not wait for its own
 -- full sync's batches; a dead process's do not count: they are claimable once their lease
--- ends), none in $4 (tried in this claim). Each tenant's most urgent job is read from an index, in two probes (waiting and
--- due; running with an expired lease), without the rule of one writer per record: claim_jobs
--- applies the whole rule, and a tenant it finds nothing for is tried no more in this claim.
+-- ends), none in $4 (tried in this claim). Each tenant's most urgent job is read from an index,
+-- in two probes (waiting and due; running with an expired lease), without the rule of one writer
+-- per record: claim_jobs applies the whole rule, and a tenant it finds nothing for is tried no
+-- more in this claim.
 -- A transaction-level lock per tenant and kind makes claimers that look at once take different
 -- tenants, in turn order (the filter runs lazily, up to the first lock it gets); when every one
 -- is being claimed by others, it waits for the first in turn.
