@@ -11,7 +11,8 @@ account in the sandboxes, on several `bridge serve` processes against one Postgr
 Latency is timed inside the sandboxes (they run in this process), as in ``bench_sync``. Numbers
 only, no assertions. ``BENCH_TENANTS`` (default 50), ``BENCH_PROCESSES`` (2),
 ``BENCH_TENANT_RATE`` (edits per second in all, 20), ``BENCH_TENANT_SECONDS`` (20) and
-``BENCH_TENANT_FULL_SYNC`` (contacts of the full sync, 20000; 0: skip phase 2) size it.
+``BENCH_TENANT_FULL_SYNC`` (contacts of the full sync, 20000; 0: skip phase 2) size it; the
+bridge processes get the environment, ``BRIDGE_TENANT_WORKERS`` included.
 """
 
 from __future__ import annotations
