@@ -32,14 +32,6 @@ from tests.fixtures.browser import WebUser
 from tests.fixtures.listener import Listener, recording_listener
 
 
-@pytest.fixture
-async def admin(bridge: RunningBridge) -> AsyncIterator[WebUser]:
-    user = WebUser(bridge.url)
-    await user.login(bridge.email)
-    yield user
-    await user.close()
-
-
 async def streaming_clients(bridge: RunningBridge) -> set[str]:
     """The CometD clients subscribed to Contact changes."""
     clients = (await bridge.salesforce.admin("GET", "/streaming"))["clients"]

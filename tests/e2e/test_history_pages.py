@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator
 
-import pytest
 from markupsafe import escape
 
 from bridge.copernica.client import CopernicaClient
@@ -18,12 +16,9 @@ from bridge.sync.runs import get_run
 from bridge.tenants import (
     create_tenant,
     create_user,
-    load_salesforce_credentials,
-    salesforce_client,
     update_tenant,
 )
 from bridge.vocabulary import CONFLICT_RULES
-from bridge.web.keys import VAULT
 from tests.e2e.sync_helpers import (
     contacts,
     create_contact,
@@ -34,14 +29,6 @@ from tests.e2e.sync_helpers import (
 )
 from tests.fixtures.bridge import PASSWORD, RunningBridge
 from tests.fixtures.browser import WebUser
-
-
-@pytest.fixture
-async def admin(bridge: RunningBridge) -> AsyncIterator[WebUser]:
-    user = WebUser(bridge.url)
-    await user.login(bridge.email)
-    yield user
-    await user.close()
 
 
 async def other_tenant_user(bridge: RunningBridge, role: str = "admin") -> WebUser:
@@ -253,42 +240,6 @@ async def test_the_field_keeping_the_salesforce_id_cannot_be_removed(
     assert "keeps the Salesforce Id of each profile" in page
     async with CopernicaClient.for_sandbox(bridge.copernica.url) as client:
         assert "SalesforceId" in {f.name async for f in client.fields(database)}
-
-
-async def test_refresh_statistics_brings_them_to_salesforce_now_and_the_tab_labels_them(
-    bridge: RunningBridge, admin: WebUser
-) -> None:
-    for n in range(2):
-        sf_id = await create_contact(bridge, LastName=f"Reader {n}", Email=f"reader{n}@x.org")
-        await eventually(lambda sf_id=sf_id: profile_of(bridge, sf_id), 20)
-    database = bridge.tenant.copernica_database
-    async with CopernicaClient.for_sandbox(bridge.copernica.url) as copernica:
-        template = [t async for t in copernica.templates()][0]
-        emailing_id = await copernica.send_emailing(template.id, database)
-        figures = await copernica.emailing_statistics(emailing_id)
-    async with bridge.pool.acquire() as conn:
-        await conn.execute(
-            QUERIES["record_emailing_send"], bridge.tenant.id, "ms", emailing_id, template.id,
-            template.name, "database", int(database), "Sandbox", bridge.email,
-        )
-    _, page = await admin.get("/sfcp")
-    assert "Opens <span class=\"meta\">unique / total</span>" in page
-    assert f"<td>{figures.unique_impressions} / {figures.impressions}</td>" in page
-    assert f"<td>{figures.unique_clicks} / {figures.clicks}</td>" in page
-    _, page = await admin.post("/sfcp/statistics")
-    assert "Refreshing the statistics" in page
-
-    async def recorded():
-        async with bridge.pool.acquire() as conn:
-            creds = await load_salesforce_credentials(conn, bridge.app[VAULT], bridge.tenant.id)
-        async with salesforce_client(creds, bridge.settings) as client:
-            return [r async for r in client.query(
-                "SELECT Emailing_Id__c, Clicks__c FROM Copernica_Emailing__c")]
-
-    [record] = await eventually(recorded, 30)  # not a day later
-    assert record["Emailing_Id__c"] == f"ms-{emailing_id}" and record["Clicks__c"] == figures.clicks
-    status, _ = await admin.post("/sfcp/statistics", token="forged")
-    assert status == 403
 
 
 async def test_the_pages_need_a_login_and_the_database_pages_the_direction_both(
