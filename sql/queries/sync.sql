@@ -100,12 +100,6 @@ WITH l AS (DELETE FROM links WHERE tenant_id = $1),
      w AS (DELETE FROM watermarks WHERE tenant_id = $1)
 DELETE FROM sync_runs WHERE tenant_id = $1;
 
--- name: try_stream_lock
-SELECT pg_try_advisory_lock($1, $2);
-
--- name: release_stream_lock
-SELECT pg_advisory_unlock($1, $2);
-
 -- name: ping
 SELECT 1;
 

@@ -29,8 +29,11 @@ def test_every_variable_is_read():
             "MAIL_FROM": "bridge@example.com",
             "LOG_LEVEL": "debug",
             "LOG_FORMAT": "JSON",
+            "BRIDGE_DB_POOL_SIZE": "24",
+            "BRIDGE_TENANT_WORKERS": "1",
         }
     )
+    assert (settings.db_pool_size, settings.tenant_workers) == (24, 1)
     assert settings.secret_keys == (key1, key2)
     assert settings.public_url == "https://bridge.example.com"
     assert settings.port == 9000
@@ -53,6 +56,8 @@ def test_every_variable_is_read():
         ("LOG_FORMAT", "xml"),
         ("FRAME_ANCESTORS", "evil.example; script-src *"),
         ("COPERNICA_SANDBOX_URL", "localhost:8802"),
+        ("BRIDGE_DB_POOL_SIZE", "3"),  # too few for a process's own tasks
+        ("BRIDGE_TENANT_WORKERS", "0"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable, value):
