@@ -23,6 +23,8 @@ from bridge.sync.mapping import Mapping, build_mapping
 from bridge.tenants import Tenant, load_tenant
 from bridge.vocabulary import LINK_FIELD_FALLBACK
 
+MAPPING_TTL = 300.0  # seconds a mapping is used before it is built anew
+
 
 @dataclass
 class TenantContext:
@@ -46,12 +48,24 @@ class TenantContext:
             )
         return self.tenant.copernica_database
 
-    async def mapping(self, ttl: float = 300.0) -> Mapping:
+    async def mapping(self, ttl: float = MAPPING_TTL) -> Mapping:
         async with self._mapping_lock:  # workers of one tenant share it: build it once
             if self._mapping is None or time.monotonic() - self._mapping_at > ttl:
                 self._mapping = await self._build_mapping()
                 self._mapping_at = time.monotonic()
             return self._mapping
+
+    def cached_mapping(self, tenant: Tenant) -> Mapping | None:
+        """The mapping the workers use now, without an API call: None when there is none yet,
+        it is due for a rebuild, or ``tenant`` (read since) names another database or link field."""
+        if (
+            self._mapping is None
+            or time.monotonic() - self._mapping_at > MAPPING_TTL
+            or (tenant.copernica_database, tenant.link_field)
+            != (self.tenant.copernica_database, self.tenant.link_field)
+        ):
+            return None
+        return self._mapping
 
     def update(self, tenant: Tenant, salesforce: SalesforceClient, copernica: CopernicaClient) -> None:
         """Take the tenant's current settings and clients; a mapping they change is rebuilt."""
@@ -97,6 +111,12 @@ class Contexts:
     @property
     def usage(self) -> UsageCounter:
         return self.platforms.usage
+
+    def cached_mapping(self, tenant: Tenant) -> Mapping | None:
+        """The tenant's mapping if this process's workers hold a current one (see
+        ``TenantContext.cached_mapping``)."""
+        context = self._contexts.get(tenant.id)
+        return context.cached_mapping(tenant) if context is not None else None
 
     async def get(self, tenant_id: int) -> TenantContext:
         """The tenant's context, up to date (``NotConfigured`` while credentials are missing)."""

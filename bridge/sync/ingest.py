@@ -12,7 +12,10 @@ metric measures from there to the write on the other side.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
+
+from asyncpg import Record
 
 from bridge.copernica.webhooks import ProfileEvent, WebhookEvent
 from bridge.db import QUERIES, Conn
@@ -25,10 +28,12 @@ from bridge.salesforce.stream import (
 )
 from bridge.sync.engine import copernica_key, salesforce_key, valid_salesforce_id
 from bridge.sync.jobs import JobQueue
+from bridge.sync.mapping import Mapping, fingerprint, from_copernica
 from bridge.sync.runs import note_waiting_change, request_sync
 from bridge.tenants import Tenant
 from bridge.vocabulary import SYNC
 
+Intake = Literal["stored", "ignored", "echo"]  # what became of a Copernica webhook
 
 async def ingest_salesforce(
     conn: Conn,
@@ -69,22 +74,31 @@ async def ingest_salesforce(
 
 
 async def ingest_copernica(
-    conn: Conn, queue: JobQueue, tenant: Tenant, event: WebhookEvent
-) -> bool:
-    """Queue the profile a webhook announced; False when the event is not for this bridge
-    (another database, not a profile, a direction switched off, auto-sync off).
+    conn: Conn, queue: JobQueue, tenant: Tenant, event: WebhookEvent,
+    mapping: Mapping | None = None,
+) -> Intake:
+    """Queue the profile a webhook announced ("stored"); "ignored" when the event is not for
+    this bridge (another database, not a profile, a direction switched off, auto-sync off);
+    "echo" when, by ``mapping`` (the workers' current one), the profile's fields are exactly
+    what both sides last agreed on: the bridge's own write coming back, nothing to do.
 
     Deletes are queued whatever the direction: they only drop the link.
     """
     if not isinstance(event, ProfileEvent) or str(event.database_id) != tenant.copernica_database:
-        return False
+        return "ignored"
     if event.type != "delete" and not tenant.cp_to_sf:
-        return False
+        return "ignored"
     cp_id = str(event.profile_id)
     if not tenant.auto_sync:  # not applied; the status bar says it waits for "Sync manually"
         await note_waiting_change(conn, tenant.id, cp_id, _changed_at(event, tenant.copernica_timezone))
-        return False
-    linked = await conn.fetchval(QUERIES["link_for_copernica"], tenant.id, cp_id)
+        return "ignored"
+    link = await conn.fetchrow(QUERIES["link_for_copernica"], tenant.id, cp_id)
+    if (
+        link is not None and mapping is not None and event.type != "delete"
+        and _agreed(mapping, tenant.fingerprint_key.encode(), link, event.fields)
+    ):
+        return "echo"
+    linked = link["salesforce_id"] if link is not None else None
     payload: dict[str, str | float] = {"cp_id": cp_id}
     if linked:
         payload["sf_id"] = linked
@@ -93,7 +107,20 @@ async def ingest_copernica(
         payload["cp_at"] = changed
     key = salesforce_key(linked) if linked else copernica_key(cp_id)
     await queue.enqueue(tenant.id, SYNC, key, payload, conn=conn)
-    return True
+    return "stored"
+
+
+def _agreed(mapping: Mapping, key: bytes, link: Record, fields: dict[str, str]) -> bool:
+    """Whether the engine would certainly find nothing to do on Copernica's side: the link is
+    live, the payload carries the link field (holding the linked contact) and every mapped
+    field, each fingerprinting to the agreed one. Anything short of that is not an echo."""
+    carried = {name.lower(): value for name, value in fields.items()}
+    if link["sf_deleted_at"] is not None or carried.get(mapping.link_field.lower()) != link["salesforce_id"]:
+        return False
+    if any(fm.cp_name.lower() not in carried for fm in mapping.fields):
+        return False
+    values, agreed = from_copernica(mapping, fields), link["agreed"]
+    return all(agreed.get(fm.sf_name) == fingerprint(key, fm, values[fm.sf_name]) for fm in mapping.fields)
 
 
 def _changed_at(event: ProfileEvent, timezone: str) -> float | None:

@@ -2,7 +2,8 @@
 
 A delivery is verified (digest, date, HTTP signature, ``Host`` = the bridge's public host,
 ``X-Copernica-ID`` = the tenant's Copernica account), stored as a job, and only then answered
-2xx, so a 2xx means the change is in PostgreSQL. A delivery accepted before and sent again while
+2xx, so a 2xx means the change is in PostgreSQL. An echo of the bridge's own write (its fields
+are what the link agreed on, by the workers' cached mapping) is answered without a job. A delivery accepted before and sent again while
 its ``Date`` is still acceptable is a replay: refused (409) with nothing stored. The delivery's
 key is remembered in the transaction that stores its job, so a delivery whose job could not be
 stored may come again.
@@ -33,7 +34,7 @@ from bridge.db import QUERIES
 from bridge.sync.ingest import ingest_copernica
 from bridge.tenants import Tenant
 from bridge.vocabulary import WEBHOOK_PATH
-from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS, WEBHOOK_KEYS
+from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS, SYNC, WEBHOOK_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,15 @@ async def receive(request: web.Request) -> web.Response:
                  rejected.status, rejected.reason)
         _report_first(tenant, rejected, request.headers)
         return web.json_response({"error": rejected.reason}, status=rejected.status)
+    sync = request.app.get(SYNC)  # a web-only process has no workers, hence no mapping
+    mapping = sync.contexts.cached_mapping(tenant) if sync is not None else None
     async with request.app[POOL].acquire() as conn, conn.transaction():
         fresh = await conn.fetchval(
             QUERIES["claim_webhook_delivery"], tenant.id, delivery_key(request.headers),
             REPLAY_WINDOW,
         )
-        stored = fresh is not None and await ingest_copernica(
-            conn, request.app[QUEUE], tenant, event
+        intake = "ignored" if fresh is None else await ingest_copernica(
+            conn, request.app[QUEUE], tenant, event, mapping
         )
         if random.random() < CLEANUP_SHARE:
             await conn.execute(QUERIES["forget_expired_webhook_deliveries"])
@@ -95,8 +98,10 @@ async def receive(request: web.Request) -> web.Response:
         replayed = WebhookRejected(409, "this delivery was received before (a replay)")
         _report_first(tenant, replayed, request.headers)
         return web.json_response({"error": replayed.reason}, status=replayed.status)
-    deliveries.inc(outcome="stored" if stored else "ignored")
-    return web.json_response({"status": "stored" if stored else "ignored"})
+    if intake == "echo":  # the bridge's own write coming back: no job, no API call
+        request.app[METRICS].echoes.labels(platform="copernica").inc()
+    deliveries.inc(outcome=intake)
+    return web.json_response({"status": intake})
 
 
 def _report_first(tenant: Tenant, rejected: WebhookRejected, headers: Mapping[str, str]) -> None:

@@ -7,7 +7,8 @@ SELECT * FROM links WHERE tenant_id = $1 AND salesforce_id = ANY($2::text[]);
 SELECT * FROM links WHERE tenant_id = $1 AND copernica_id = ANY($2::text[]);
 
 -- name: link_for_copernica
-SELECT salesforce_id FROM links WHERE tenant_id = $1 AND copernica_id = $2;
+-- With the agreement, so that a webhook echoing it is dropped at the door.
+SELECT salesforce_id, agreed, sf_deleted_at FROM links WHERE tenant_id = $1 AND copernica_id = $2;
 
 -- name: unlink_either
 -- Before linking a pair: an older link of either record gives way (a separate statement, so

@@ -2,13 +2,18 @@
 ``Sforce-Call-Options`` for sObject Rows, Query and Bulk, not for the sObject Collections the
 bridge writes with — and the sandbox, by default, leaves the bridge's client id out of those
 writes' change events. 500 Copernica edits then cause at most 500 Salesforce writes and no
-Copernica write: the echoes are recognised by their fingerprints."""
+Copernica write: the echoes are recognised by their fingerprints.
+
+The other way, the webhook that echoes a bridge write to Copernica carries the profile's fields:
+they are what the link agreed on, so it is answered without a job — no Salesforce query, no
+profile read — while a user's change, however close behind, still travels."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 
+from bridge.web.keys import METRICS
 from tests.e2e.sync_helpers import (
     assert_sides_agree,
     bridge_writes,
@@ -64,3 +69,78 @@ async def test_copernica_edits_come_back_as_unmarked_events_and_loop_nowhere(
     assert await assert_sides_agree(bridge) == RECORDS
     await quiet(bridge)  # and it stays so: a loop would keep writing
     assert await bridge_writes(bridge) == (sf_writes, cp_writes)
+
+
+async def _spent(bridge: RunningBridge) -> dict[str, float]:
+    """API calls the sandboxes received, and what the bridge made of the Copernica webhooks."""
+    assert bridge.app is not None
+    registry = bridge.app[METRICS].registry
+    sample = lambda name, **labels: registry.get_sample_value(name, labels) or 0.0  # noqa: E731
+    return {
+        "salesforce_calls": (await bridge.salesforce.admin("GET", "/"))["api_usage"]["used"],
+        "copernica_calls": (await bridge.copernica.admin("GET", "stats"))["api_calls"],
+        "hooks_stored": sample("bridge_webhooks_total", outcome="stored"),
+        "hooks_echo": sample("bridge_webhooks_total", outcome="echo"),
+        "echoes": sample("bridge_echoes_suppressed_total", platform="copernica"),
+    }
+
+
+async def _synced_pair(bridge: RunningBridge, n: int) -> tuple[str, str]:
+    sf_id = await create_contact(bridge, FirstName="Door", LastName=f"Keeper{n}", Email=f"d{n}@x.org")
+    profile = await eventually(lambda: profile_of(bridge, sf_id), within=30)
+    await quiet(bridge, within=60)
+    return sf_id, str(profile["ID"])
+
+
+async def _value(bridge: RunningBridge, sf_id: str, name: str) -> tuple[str, str]:
+    """(the contact's value of ``name``, its profile's)."""
+    contact = await bridge.salesforce.admin("GET", f"/contacts/{sf_id}")
+    profile = await profile_of(bridge, sf_id)
+    return contact.get(name) or "", (profile or {}).get("fields", {}).get(name, "")
+
+
+async def test_the_webhook_echoing_a_salesforce_change_becomes_no_job(bridge: RunningBridge) -> None:
+    sf_id, cp_id = await _synced_pair(bridge, 0)
+    before = await _spent(bridge)
+    await bridge.salesforce.admin("PATCH", f"/contacts/{sf_id}", {"Title": "Gatekeeper"})
+    await eventually(_landed(bridge, sf_id, "Title", "Gatekeeper"), within=30)
+    await quiet(bridge, within=60)
+    after = await _spent(bridge)
+    spent = {name: after[name] - before[name] for name in after}
+    # The change event's job: one query and a profile read and write. The write's webhook: none.
+    assert spent == {
+        "salesforce_calls": 1, "copernica_calls": 2, "hooks_stored": 0, "hooks_echo": 1, "echoes": 1,
+    }
+
+    # A user's change right after is no echo: it lands in Salesforce.
+    await bridge.copernica.admin("PUT", f"profiles/{cp_id}", {"fields": {"Title": "Warden"}})
+    await eventually(_landed(bridge, sf_id, "Title", "Warden"), within=30)
+    await quiet(bridge, within=60)
+    assert await _value(bridge, sf_id, "Title") == ("Warden", "Warden")
+    assert (await _spent(bridge))["hooks_stored"] == after["hooks_stored"] + 1
+
+
+async def test_a_copernica_change_close_behind_an_echo_is_not_lost(bridge: RunningBridge) -> None:
+    pairs = [await _synced_pair(bridge, n) for n in range(1, 6)]
+    # Two quick writes to each profile: the bridge's (from Salesforce) and a user's of another
+    # field, in whichever order they happen to arrive.
+    await asyncio.gather(*(
+        write
+        for n, (sf_id, cp_id) in enumerate(pairs)
+        for write in (
+            bridge.salesforce.admin("PATCH", f"/contacts/{sf_id}", {"Title": f"Title-{n}"}),
+            bridge.copernica.admin("PUT", f"profiles/{cp_id}", {"fields": {"FirstName": f"First-{n}"}}),
+        )
+    ))
+    for n, (sf_id, _) in enumerate(pairs):
+        await eventually(_landed(bridge, sf_id, "Title", f"Title-{n}"), within=60)
+        await eventually(_landed(bridge, sf_id, "FirstName", f"First-{n}"), within=60)
+    await quiet(bridge, within=60)
+    assert await assert_sides_agree(bridge) == len(pairs)
+
+
+def _landed(bridge: RunningBridge, sf_id: str, name: str, value: str):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return await _value(bridge, sf_id, name) == (value, value)
+
+    return check
