@@ -34,6 +34,9 @@ class TenantContext:
     _mapping: Mapping | None = None
     _mapping_at: float = 0.0
     _mapping_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Per profile id, (contact id, agreement) of an update being written to Copernica now: its
+    # webhook may come before the link records the agreement, and is an echo of it as well.
+    writing: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     @property
     def key(self) -> bytes:
@@ -112,11 +115,9 @@ class Contexts:
     def usage(self) -> UsageCounter:
         return self.platforms.usage
 
-    def cached_mapping(self, tenant: Tenant) -> Mapping | None:
-        """The tenant's mapping if this process's workers hold a current one (see
-        ``TenantContext.cached_mapping``)."""
-        context = self._contexts.get(tenant.id)
-        return context.cached_mapping(tenant) if context is not None else None
+    def cached(self, tenant_id: int) -> TenantContext | None:
+        """The tenant's context if this process's workers made one, as it is (no I/O)."""
+        return self._contexts.get(tenant_id)
 
     async def get(self, tenant_id: int) -> TenantContext:
         """The tenant's context, up to date (``NotConfigured`` while credentials are missing)."""

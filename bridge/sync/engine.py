@@ -107,8 +107,19 @@ async def sync_batch(
     if synced != ctx.database:  # switched away meanwhile: plans made on the old one are void
         _database_changed([i for i in items if i.failure is None])
     await _write_salesforce(ctx, mapping, items)
-    await _write_copernica(ctx, pool, mapping, items)
-    await _record_patiently(ctx, pool, queue, mapping, items, jobs)
+    # The webhooks of these updates may come before the links say what was agreed: the door
+    # knows them as echoes meanwhile.
+    writing = {
+        i.cp_id: (i.sf_id, i.merged.agreed)
+        for i in items if i.cp_action == "update" and i.cp_id and i.sf_id and i.merged
+    }
+    ctx.writing.update(writing)
+    try:
+        await _write_copernica(ctx, pool, mapping, items)
+        await _record_patiently(ctx, pool, queue, mapping, items, jobs)
+    finally:
+        for cp_id in writing:
+            ctx.writing.pop(cp_id, None)
     if metrics is not None:
         _observe(metrics, items)
     return {job.id: item.failure for item in items for job in item.jobs if item.failure}

@@ -26,9 +26,10 @@ from bridge.salesforce.stream import (
     ReplayIdInvalid,
     StreamItem,
 )
+from bridge.sync.context import TenantContext
 from bridge.sync.engine import copernica_key, salesforce_key, valid_salesforce_id
 from bridge.sync.jobs import JobQueue
-from bridge.sync.mapping import Mapping, fingerprint, from_copernica
+from bridge.sync.mapping import fingerprint, from_copernica
 from bridge.sync.runs import note_waiting_change, request_sync
 from bridge.tenants import Tenant
 from bridge.vocabulary import SYNC
@@ -75,12 +76,12 @@ async def ingest_salesforce(
 
 async def ingest_copernica(
     conn: Conn, queue: JobQueue, tenant: Tenant, event: WebhookEvent,
-    mapping: Mapping | None = None,
+    context: TenantContext | None = None,
 ) -> Intake:
     """Queue the profile a webhook announced ("stored"); "ignored" when the event is not for
     this bridge (another database, not a profile, a direction switched off, auto-sync off);
-    "echo" when, by ``mapping`` (the workers' current one), the profile's fields are exactly
-    what both sides last agreed on: the bridge's own write coming back, nothing to do.
+    "echo" when, by the mapping of the workers' ``context``, the profile's fields are exactly
+    what both sides agreed on: the bridge's own write coming back, nothing to do.
 
     Deletes are queued whatever the direction: they only drop the link.
     """
@@ -93,9 +94,8 @@ async def ingest_copernica(
         await note_waiting_change(conn, tenant.id, cp_id, _changed_at(event, tenant.copernica_timezone))
         return "ignored"
     link = await conn.fetchrow(QUERIES["link_for_copernica"], tenant.id, cp_id)
-    if (
-        link is not None and mapping is not None and event.type != "delete"
-        and _agreed(mapping, tenant.fingerprint_key.encode(), link, event.fields)
+    if link is not None and context is not None and event.type != "delete" and _echo(
+        context, tenant, cp_id, link, event.fields
     ):
         return "echo"
     linked = link["salesforce_id"] if link is not None else None
@@ -110,17 +110,30 @@ async def ingest_copernica(
     return "stored"
 
 
-def _agreed(mapping: Mapping, key: bytes, link: Record, fields: dict[str, str]) -> bool:
-    """Whether the engine would certainly find nothing to do on Copernica's side: the link is
-    live, the payload carries the link field (holding the linked contact) and every mapped
-    field, each fingerprinting to the agreed one. Anything short of that is not an echo."""
+def _echo(
+    context: TenantContext, tenant: Tenant, cp_id: str, link: Record, fields: dict[str, str]
+) -> bool:
+    """Whether the engine would certainly find nothing to do on Copernica's side: a current
+    mapping is cached, the link is live, the payload carries the link field (holding the linked
+    contact) and every mapped field, each fingerprinting to the agreed one — the link's, or the
+    one a worker is writing now. Anything short of that is not an echo."""
+    mapping = context.cached_mapping(tenant)
+    sf_id = link["salesforce_id"]
     carried = {name.lower(): value for name, value in fields.items()}
-    if link["sf_deleted_at"] is not None or carried.get(mapping.link_field.lower()) != link["salesforce_id"]:
+    if (
+        mapping is None
+        or link["sf_deleted_at"] is not None
+        or carried.get(mapping.link_field.lower()) != sf_id
+        or any(fm.cp_name.lower() not in carried for fm in mapping.fields)
+    ):
         return False
-    if any(fm.cp_name.lower() not in carried for fm in mapping.fields):
-        return False
-    values, agreed = from_copernica(mapping, fields), link["agreed"]
-    return all(agreed.get(fm.sf_name) == fingerprint(key, fm, values[fm.sf_name]) for fm in mapping.fields)
+    key, values = tenant.fingerprint_key.encode(), from_copernica(mapping, fields)
+    writing_for, writing = context.writing.get(cp_id, ("", {}))
+    agreements = [link["agreed"], writing] if writing_for == sf_id else [link["agreed"]]
+    return any(
+        all(agreed.get(fm.sf_name) == fingerprint(key, fm, values[fm.sf_name]) for fm in mapping.fields)
+        for agreed in agreements
+    )
 
 
 def _changed_at(event: ProfileEvent, timezone: str) -> float | None:

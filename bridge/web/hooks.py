@@ -3,7 +3,8 @@
 A delivery is verified (digest, date, HTTP signature, ``Host`` = the bridge's public host,
 ``X-Copernica-ID`` = the tenant's Copernica account), stored as a job, and only then answered
 2xx, so a 2xx means the change is in PostgreSQL. An echo of the bridge's own write (its fields
-are what the link agreed on, by the workers' cached mapping) is answered without a job. A delivery accepted before and sent again while
+are what the link agreed on, or what the workers are writing, by their cached mapping) is
+answered without a job. A delivery accepted before and sent again while
 its ``Date`` is still acceptable is a replay: refused (409) with nothing stored. The delivery's
 key is remembered in the transaction that stores its job, so a delivery whose job could not be
 stored may come again.
@@ -82,14 +83,14 @@ async def receive(request: web.Request) -> web.Response:
         _report_first(tenant, rejected, request.headers)
         return web.json_response({"error": rejected.reason}, status=rejected.status)
     sync = request.app.get(SYNC)  # a web-only process has no workers, hence no mapping
-    mapping = sync.contexts.cached_mapping(tenant) if sync is not None else None
+    context = sync.contexts.cached(tenant.id) if sync is not None else None
     async with request.app[POOL].acquire() as conn, conn.transaction():
         fresh = await conn.fetchval(
             QUERIES["claim_webhook_delivery"], tenant.id, delivery_key(request.headers),
             REPLAY_WINDOW,
         )
         intake = "ignored" if fresh is None else await ingest_copernica(
-            conn, request.app[QUEUE], tenant, event, mapping
+            conn, request.app[QUEUE], tenant, event, context
         )
         if random.random() < CLEANUP_SHARE:
             await conn.execute(QUERIES["forget_expired_webhook_deliveries"])
