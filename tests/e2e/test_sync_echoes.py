@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from urllib.parse import urlencode
 
+import aiohttp
+
+from bridge.vocabulary import webhook_url
 from bridge.web.keys import METRICS
 from tests.e2e.sync_helpers import (
     assert_sides_agree,
@@ -137,6 +141,30 @@ async def test_a_copernica_change_close_behind_an_echo_is_not_lost(bridge: Runni
         await eventually(_landed(bridge, sf_id, "FirstName", f"First-{n}"), within=60)
     await quiet(bridge, within=60)
     assert await assert_sides_agree(bridge) == len(pairs)
+
+
+async def test_a_webhook_not_certainly_an_echo_becomes_a_job(bridge: RunningBridge) -> None:
+    sf_id, cp_id = await _synced_pair(bridge, 9)
+    profile = await profile_of(bridge, sf_id)
+    assert profile is not None
+    url = webhook_url(bridge.settings.public_url, bridge.tenant.hook_token)
+    account = f"account-{bridge.copernica.state.settings.account_id}"
+
+    async def deliver(kind: str, fields: dict[str, str]) -> str:
+        body = urlencode([
+            ("type", kind), ("profile", cp_id), ("database", bridge.tenant.copernica_database or ""),
+            *((f"fields[{name}]", value) for name, value in fields.items()),
+        ]).encode()
+        headers = bridge.copernica.state.signer.headers_for(url, body, account)
+        async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as reply:
+            assert reply.status == 200
+            return str((await reply.json())["status"])
+
+    agreed = dict(profile["fields"])
+    assert await deliver("update", agreed) == "echo"  # what the link agreed on, all of it
+    assert await deliver("update", {k: v for k, v in agreed.items() if k != "Title"}) == "stored"
+    assert await deliver("update", {**agreed, "SalesforceId": ""}) == "stored"
+    assert await deliver("delete", agreed) == "stored"
 
 
 def _landed(bridge: RunningBridge, sf_id: str, name: str, value: str):  # type: ignore[no-untyped-def]
