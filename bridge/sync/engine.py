@@ -111,7 +111,8 @@ async def sync_batch(
     # knows them as echoes meanwhile.
     writing = {
         i.cp_id: (i.sf_id, i.merged.agreed)
-        for i in items if i.cp_action == "update" and i.cp_id and i.sf_id and i.merged
+        for i in items
+        if i.cp_action == "update" and i.failure is None and i.cp_id and i.sf_id and i.merged
     }
     ctx.writing.update(writing)
     try:

@@ -36,6 +36,7 @@ from bridge.vocabulary import SYNC
 
 Intake = Literal["stored", "ignored", "echo"]  # what became of a Copernica webhook
 
+
 async def ingest_salesforce(
     conn: Conn,
     queue: JobQueue,

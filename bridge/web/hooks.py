@@ -4,10 +4,9 @@ A delivery is verified (digest, date, HTTP signature, ``Host`` = the bridge's pu
 ``X-Copernica-ID`` = the tenant's Copernica account), stored as a job, and only then answered
 2xx, so a 2xx means the change is in PostgreSQL. An echo of the bridge's own write (its fields
 are what the link agreed on, or what the workers are writing, by their cached mapping) is
-answered without a job. A delivery accepted before and sent again while
-its ``Date`` is still acceptable is a replay: refused (409) with nothing stored. The delivery's
-key is remembered in the transaction that stores its job, so a delivery whose job could not be
-stored may come again.
+answered without a job. A delivery accepted before and sent again while its ``Date`` is still
+acceptable is a replay: refused (409) with nothing stored. The delivery's key is remembered in
+the transaction that stores its job, so a delivery whose job could not be stored may come again.
 
 The first refusal of a tenant (per process) is logged with the *shape* of the delivery's headers
 (which ones, how the signature is written — never a value), so an operator can see why
