@@ -42,6 +42,12 @@ DIRECTION_LABELS: dict[Direction, str] = {
     "cp_to_sf": "Copernica to Salesforce",
 }
 
+DIRECTION_WORDS: dict[str, str] = {  # which way one change went, on the pages
+    "sf_to_cp": "Salesforce → Copernica",
+    "cp_to_sf": "Copernica → Salesforce",
+    "both": "both sides",
+}
+
 ConflictRule = Literal["newest", "salesforce_wins", "copernica_wins"]
 CONFLICT_RULES: tuple[ConflictRule, ...] = get_args(ConflictRule)
 

@@ -25,6 +25,7 @@ from bridge.tenants import Tenant, load_tenant, update_tenant
 from bridge.vocabulary import (
     CONFLICT_RULES,
     DIRECTION_LABELS,
+    DIRECTION_WORDS,
     LINK_FIELD_FALLBACK,
     ConflictRule,
     Direction,
@@ -47,11 +48,6 @@ RULE_LABELS: dict[ConflictRule, str] = {
     "copernica_wins": "Copernica wins",
 }
 SIDE_LABELS = {"salesforce": "Salesforce", "copernica": "Copernica"}
-DIRECTION_WORDS = {
-    "sf_to_cp": "Salesforce → Copernica",
-    "cp_to_sf": "Copernica → Salesforce",
-    "both": "both sides",
-}
 ACTION_WORDS = {
     "create": "created", "update": "updated", "delete": "deleted", "undelete": "restored",
     "merge": "merged", "conflict": "conflict", "copernica_delete": "deleted in Copernica",

@@ -23,7 +23,7 @@ from bridge.hosts import HostRefused
 from bridge.security.sessions import revoke
 from bridge.sync import reports, runs
 from bridge.tenants import Tenant, load_tenant
-from bridge.vocabulary import ADVICE, LINK_FIELD_FALLBACK
+from bridge.vocabulary import ADVICE, DIRECTION_WORDS, LINK_FIELD_FALLBACK
 from bridge.web import platforms
 from bridge.web.guard import current, end_session, login_required, redirect, safe_next
 from bridge.web.keys import POOL, QUEUE
@@ -52,6 +52,7 @@ async def tab(request: web.Request) -> web.Response:
         sends = await conn.fetch(QUERIES["recent_emailing_sends"], tenant.id, RECENT_SENDS)
     context: dict[str, Any] = {
         "tenant": tenant, "status": status, "errors": errors, "advice": ADVICE,
+        "ways": DIRECTION_WORDS,
         "manage": tenant.direction == "both",
         "sends": [], "databases": [], "contents": [], "targets": [], "contact_fields": [],
         "problems": [],
