@@ -161,20 +161,8 @@ async def add_fields(request: web.Request) -> web.StreamResponse:
         if unknown:
             raise redirect(request, _page(database.id, "add-fields"),
                            f"Salesforce contacts have no field {unknown[0]}.", "error")
-        have = {f.name.lower() for f in fields}
-        email_taken = any(f.type == "email" for f in fields)
-        added = []
-        for name in chosen:
-            cp_name = platforms.copernica_field_name(name)
-            if cp_name.lower() in have:
-                continue  # added meanwhile, or chosen twice
-            kind = platforms.copernica_field_type(str(described[name].get("type", "string")))
-            if kind == "email":  # Copernica allows one e-mail field per database
-                kind, email_taken = ("text" if email_taken else "email"), True
-            options: dict[str, Any] = {"index": True} if cp_name == LINK_FIELD_FALLBACK else {}
-            await platforms.bounded(client.create_field(database.id, cp_name, kind, **options))
-            have.add(cp_name.lower())
-            added.append(cp_name)
+        pairs = [(name, str(described[name].get("type", "string"))) for name in chosen]
+        added = await platforms.bounded(platforms.add_fields(client, database.id, pairs, fields))
     except platforms.FAILURES as exc:
         raise redirect(request, _page(database.id, "add-fields"),
                        f"Not every field was added: {platforms.user_message(exc)}", "error",

@@ -140,14 +140,31 @@ async def create_database(
 ) -> int:
     """Create a database and its fields (``(Salesforce name, Salesforce type)`` pairs)."""
     database_id = await client.create_database(name, "Created from the Salesforce tab")
-    email_taken = False
+    await add_fields(client, database_id, fields)
+    return database_id
+
+
+async def add_fields(
+    client: CopernicaClient, database_id: int, fields: list[tuple[str, str]],
+    present: list[Any] | None = None,
+) -> list[str]:
+    """Create the Copernica fields of Salesforce fields (``(name, type)`` pairs) that the
+    database's ``present`` fields lack; return the names created."""
+    have = {f.name.lower() for f in present or []}
+    email_taken = any(f.type == "email" for f in present or [])
+    added: list[str] = []
     for sf_name, sf_type in fields:
+        cp_name = copernica_field_name(sf_name)
+        if cp_name.lower() in have:
+            continue  # added meanwhile, or chosen twice
         field_type = copernica_field_type(sf_type)
         if field_type == "email":  # Copernica allows one e-mail field per database
             field_type, email_taken = ("text" if email_taken else "email"), True
-        options: dict[str, Any] = {"index": True} if sf_name.lower() == "id" else {}
-        await client.create_field(database_id, copernica_field_name(sf_name), field_type, **options)
-    return database_id
+        options: dict[str, Any] = {"index": True} if cp_name == LINK_FIELD_FALLBACK else {}
+        await client.create_field(database_id, cp_name, field_type, **options)
+        have.add(cp_name.lower())
+        added.append(cp_name)
+    return added
 
 
 # What a page catches from a platform call and turns into a message for the user.
