@@ -90,7 +90,9 @@ def webhook_keys(settings: Settings) -> KeyLookup:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     async with open_pool(app[SETTINGS]) as pool:
         app[POOL] = pool
-        app[QUEUE] = JobQueue(pool, tenant_workers=app[SETTINGS].tenant_workers)
+        app[QUEUE] = JobQueue(
+            pool, tenant_workers=app[SETTINGS].tenant_workers, run_workers=app[SETTINGS].run_workers
+        )
         yield
 
 

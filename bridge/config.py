@@ -46,7 +46,8 @@ class Settings:
     allowed_api_hosts: tuple[str, ...] = ()
     copernica_auth_url: str | None = None  # None: https://authenticate.copernica.com
     db_pool_size: int = 10  # PostgreSQL connections of one process at most, whatever it does
-    tenant_workers: int = 2  # workers (batches of one kind) one tenant may have at once, in all
+    tenant_workers: int = 2  # batches of real-time changes one tenant may run at once, in all
+    run_workers: int = 1  # batches of a run's work (full sync, reconcile) one tenant may run at once
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +76,7 @@ class Settings:
             tenant_workers=_count(
                 "BRIDGE_TENANT_WORKERS", env.get("BRIDGE_TENANT_WORKERS") or "2", 1
             ),
+            run_workers=_count("BRIDGE_RUN_WORKERS", env.get("BRIDGE_RUN_WORKERS") or "1", 1),
             copernica_sandbox_url=(
                 _url("COPERNICA_SANDBOX_URL", env["COPERNICA_SANDBOX_URL"])
                 if env.get("COPERNICA_SANDBOX_URL") else None

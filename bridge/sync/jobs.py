@@ -4,7 +4,8 @@
 - ``claim`` takes up to N ready jobs of one tenant and kind under a lease; a job whose lease
   expired (its worker died) is ready again. Claims are fair: real-time changes before the work
   of runs (``priority``), tenants in turn, and no tenant with more than ``tenant_workers``
-  batches of a kind running at once, across all processes.
+  batches of a kind running at once, across all processes, of which at most ``run_workers`` do
+  the work of runs (so a full sync leaves workers free for real-time changes).
 - ``fail`` retries with the shared back-off policy, or holds the job after its last attempt;
   held jobs stay visible and can be requeued. Completed jobs are deleted (their payload may hold
   customer values, which the bridge does not keep at rest).
@@ -118,7 +119,8 @@ class JobQueue:
     retry: RetryPolicy = field(default_factory=lambda: JobQueue.retry_policy())
     lease: float = 60.0  # seconds a claimed job stays ours without a heartbeat
     worker: str = field(default_factory=worker_name)
-    tenant_workers: int = 2  # workers (batches of one kind) one tenant may have at once, in all
+    tenant_workers: int = 2  # batches of real-time changes of one kind one tenant may run at once, in all
+    run_workers: int = 1  # batches of the work of runs (full sync, reconcile) one tenant may run at once
 
     @staticmethod
     def retry_policy() -> RetryPolicy:
@@ -180,13 +182,15 @@ class JobQueue:
             while True:
                 async with conn.transaction():
                     turn = await conn.fetchrow(
-                        QUERIES["claim_turn"], kind, tenant_id, self.tenant_workers, tried
+                        QUERIES["claim_turn"], kind, tenant_id, self.tenant_workers, tried,
+                        self.run_workers,
                     )
                     if turn is None:
                         return []
+                    workers = self.tenant_workers if turn["priority"] == REAL_TIME else self.run_workers
                     rows = await conn.fetch(
                         QUERIES["claim_jobs"], kind, limit, self.lease, self.worker,
-                        turn["tenant_id"], self.tenant_workers, turn["priority"],
+                        turn["tenant_id"], workers, turn["priority"],
                     )
                 if rows:
                     break

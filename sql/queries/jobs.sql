@@ -18,10 +18,11 @@ SELECT pg_notify('bridge_jobs', $1);
 -- name: claim_turn
 -- The tenant whose turn it is to have jobs of kind $1 claimed ($2: that tenant only, NULL: any),
 -- and the priority of its most urgent ready job: the tenant with the most urgent one (real-time
--- changes before the work of runs), then the one served longest ago; none that runs $3 batches
--- of the kind as urgent or more already (a tenant's real-time changes do not wait for its own
--- full sync's batches; a dead process's do not count: they are claimable once their lease
--- ends), none in $4 (tried in this claim). Each tenant's most urgent job is read from an index,
+-- changes before the work of runs), then the one served longest ago; none that runs as many
+-- batches of the kind and priority as it may ($3 for real-time changes, $5 for the work of
+-- runs: a tenant's real-time changes do not wait for its own full sync's batches, and a full sync
+-- leaves the other workers to real-time changes; a dead process's batches do not count: they are
+-- claimable once their lease ends), none in $4 (tried in this claim). Each tenant's most urgent job is read from an index,
 -- in two probes (waiting and due; running with an expired lease), without the rule of one writer
 -- per record: claim_jobs applies the whole rule, and a tenant it finds nothing for is tried no
 -- more in this claim.
@@ -48,9 +49,10 @@ WITH turns AS MATERIALIZED (
       AND t.id <> ALL($4::bigint[])
       AND (SELECT count(DISTINCT j.claim) FROM jobs j
            WHERE j.tenant_id = t.id AND j.kind = $1 AND j.state = 'running'
-             AND j.locked_until >= now() AND j.priority <= best.priority
+             AND j.locked_until >= now() AND j.priority = best.priority
              AND NOT EXISTS (SELECT 1 FROM bridge_processes p
-                             WHERE p.id = j.locked_by AND p.expires_at < now())) < $3
+                             WHERE p.id = j.locked_by AND p.expires_at < now()))
+          < CASE WHEN best.priority = 0 THEN $3::integer ELSE $5::integer END
     ORDER BY best.priority, turn.served_at NULLS FIRST, t.id
 )
 (SELECT tenant_id, priority FROM turns
@@ -63,13 +65,13 @@ LIMIT 1;
 -- name: claim_jobs
 -- Up to $2 ready jobs of kind $1 and priority $7 of tenant $5 (claim_turn's pick, in the same
 -- transaction), under a lease, as one claim: a batch of real-time changes is not held up by the
--- work of a run in the same batch. None when the tenant runs $6 batches of the kind as urgent
--- or more already (counted again now that the lock is held). Which jobs are ready is the view
+-- work of a run in the same batch. None when the tenant runs $6 batches of the kind and priority
+-- already (counted again now that the lock is held). Which jobs are ready is the view
 -- claimable_jobs (migrations 0004, 0008). The tenant's turn moves to the back.
 WITH busy AS (
     SELECT count(DISTINCT j.claim) AS batches FROM jobs j
     WHERE j.tenant_id = $5 AND j.kind = $1 AND j.state = 'running' AND j.locked_until >= now()
-      AND j.priority <= $7
+      AND j.priority = $7
       AND NOT EXISTS (SELECT 1 FROM bridge_processes p
                       WHERE p.id = j.locked_by AND p.expires_at < now())
 ), picked AS (

@@ -68,15 +68,19 @@ async def test_inside_one_tenant_real_time_changes_go_before_its_full_sync(pool,
     assert priorities == {"cp:hook": REAL_TIME, "sf:250": REAL_TIME, "sf:499": BULK}
 
 
-async def test_one_tenant_never_has_more_workers_than_its_limit(database_url, pool, kind):
+@pytest.mark.parametrize("priority", [REAL_TIME, BULK])
+async def test_one_tenant_never_has_more_workers_than_its_limit(database_url, pool, kind, priority):
     heavy, light = await _new_tenant(pool), await _new_tenant(pool)
-    await JobQueue(pool).enqueue_many(heavy, kind, [(f"sf:{n}", {}) for n in range(2000)])
-    await JobQueue(pool).enqueue_many(light, kind, [(f"sf:{n}", {}) for n in range(2000)])
+    for tenant in (heavy, light):
+        await JobQueue(pool).enqueue_many(
+            tenant, kind, [(f"sf:{n}", {}) for n in range(2000)], priority=priority
+        )
+    limit = 2 if priority == REAL_TIME else 1
     pools = [await create_pool(database_url, max_size=4) for _ in range(3)]
     try:
         # twelve workers in three processes claim at the same moment, again and again
         queues = [
-            JobQueue(p, worker=f"process-{n}", tenant_workers=2)
+            JobQueue(p, worker=f"process-{n}", tenant_workers=2, run_workers=1)
             for n, p in enumerate(pools) for _ in range(4)
         ]
         for _ in range(5):
@@ -89,7 +93,7 @@ async def test_one_tenant_never_has_more_workers_than_its_limit(database_url, po
             for _, batch in batches:
                 if batch:
                     per_tenant[batch[0].tenant_id] += 1
-            assert per_tenant == {heavy: 2, light: 2}, per_tenant
+            assert per_tenant == {heavy: limit, light: limit}, per_tenant
             await asyncio.gather(*(q.complete(batch) for q, batch in batches))
     finally:
         for p in pools:
@@ -99,10 +103,10 @@ async def test_one_tenant_never_has_more_workers_than_its_limit(database_url, po
 async def test_a_dead_process_s_batches_do_not_count_against_the_tenant(pool, kind):
     tenant = await _new_tenant(pool)
     await JobQueue(pool).enqueue_many(tenant, kind, [(f"sf:{n}", {}) for n in range(100)])
-    dead = JobQueue(pool, worker=f"dead-{kind}", tenant_workers=2)
-    alive = JobQueue(pool, worker=f"alive-{kind}", tenant_workers=2)
-    assert len(await dead.claim(kind, 10)) == len(await dead.claim(kind, 10)) == 10
-    assert await alive.claim(kind, 10) == []  # the tenant has its two workers
+    dead = JobQueue(pool, worker=f"dead-{kind}", run_workers=1)
+    alive = JobQueue(pool, worker=f"alive-{kind}", run_workers=1)
+    assert len(await dead.claim(kind, 10)) == 10
+    assert await alive.claim(kind, 10) == []  # the tenant's full sync has its worker
     async with pool.acquire() as conn:  # that process stopped beating its heartbeat
         await conn.execute(
             "INSERT INTO bridge_processes (id, expires_at) VALUES ($1, now() - interval '1 s')",
@@ -113,10 +117,13 @@ async def test_a_dead_process_s_batches_do_not_count_against_the_tenant(pool, ki
 
 async def test_a_tenants_real_time_change_does_not_wait_for_its_own_full_sync(pool, kind):
     tenant = await _new_tenant(pool)
-    queue = JobQueue(pool, tenant_workers=2)
+    queue = JobQueue(pool, tenant_workers=2, run_workers=1)
     await queue.enqueue_many(tenant, kind, [(f"sf:{n}", {}) for n in range(100)])
-    assert len(await queue.claim(kind, 10)) == len(await queue.claim(kind, 10)) == 10
-    await queue.enqueue(tenant, kind, "sf:rt", {"sf_at": 1.0})
-    [change] = await queue.claim(kind, 10)  # beside the two full-sync batches
-    assert change.key == "sf:rt"
-    assert await queue.claim(kind, 10) == []  # the full sync stays at its two workers
+    assert len(await queue.claim(kind, 10)) == 10
+    assert await queue.claim(kind, 10) == []  # the full sync stays at its one worker
+    for n in range(2):
+        await queue.enqueue(tenant, kind, f"sf:rt{n}", {"sf_at": 1.0})
+        [change] = await queue.claim(kind, 1)  # beside the full-sync batch
+        assert change.key == f"sf:rt{n}"
+    await queue.enqueue(tenant, kind, "sf:rt2", {"sf_at": 1.0})
+    assert await queue.claim(kind, 1) == []  # two batches of real-time changes run already

@@ -31,9 +31,10 @@ def test_every_variable_is_read():
             "LOG_FORMAT": "JSON",
             "BRIDGE_DB_POOL_SIZE": "24",
             "BRIDGE_TENANT_WORKERS": "1",
+            "BRIDGE_RUN_WORKERS": "3",
         }
     )
-    assert (settings.db_pool_size, settings.tenant_workers) == (24, 1)
+    assert (settings.db_pool_size, settings.tenant_workers, settings.run_workers) == (24, 1, 3)
     assert settings.secret_keys == (key1, key2)
     assert settings.public_url == "https://bridge.example.com"
     assert settings.port == 9000
