@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import admin, cometd, login, orgs, rest
+from . import admin, bulk, cometd, login, orgs, rest
 from .settings import SandboxSettings
 from .state import STATE
 
@@ -21,6 +21,7 @@ def create_app(settings: SandboxSettings | None = None) -> web.Application:
     app.router.add_post("/services/oauth2/token", login.token)
     app.router.add_post("/services/oauth2/token/", login.token)
     app.router.add_get("/services/data", rest.versions)
+    bulk.routes(app)  # before the REST catch-all below
     app.router.add_route("*", "/services/data/{tail:.*}", rest.data_api)
     app.router.add_post("/cometd", cometd.cometd)
     app.router.add_post("/cometd/", cometd.cometd)
