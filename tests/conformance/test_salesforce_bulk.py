@@ -13,6 +13,9 @@ import aiohttp
 import pytest
 from simple_salesforce import Salesforce
 
+from bridge.salesforce import SalesforceClient
+from bridge.salesforce.bulk import bulk_query_pages, typed
+from bridge.salesforce.errors import SalesforceError
 from tests.fixtures.salesforce import RunningSandbox, ThreadedSandbox, https_to_sandbox
 
 V = "/services/data/v59.0"
@@ -254,3 +257,68 @@ def test_simple_salesforce_bulk2_query_reads_every_set(sf_sandbox_thread: Thread
     assert len(sets) == 3
     names = [row["LastName"] for text in sets for row in csv.DictReader(io.StringIO(text))]
     assert sorted(names) == [f"S{i:03d}" for i in range(450)]
+
+
+# --- the bridge's client (bridge.salesforce.bulk) -------------------------------------------
+
+
+async def test_the_bridge_reads_records_as_the_rest_query_gives_them(
+    sf_sandbox: RunningSandbox, sf_client: SalesforceClient
+) -> None:
+    await seed(sf_sandbox, 5, DoNotCall=True, Description='two\nlines, "quoted"')
+    await seed(sf_sandbox, 2, Email="x@example.org", Birthdate="1990-02-03")
+    soql = "SELECT Id, LastName, Email, DoNotCall, Birthdate, Description, CreatedDate FROM Contact"
+    pages = [p async for p in bulk_query_pages(sf_client, soql, sobject="Contact", page_size=3)]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    by_rest = {
+        r["Id"]: {k: v for k, v in r.items() if k != "attributes"}
+        async for r in sf_client.query(soql)
+    }
+    assert {r["Id"]: r for p in pages for r in p} == by_rest
+    assert (await sf_sandbox.admin("GET", "/bulk"))["jobs"] == []  # deleted after reading
+
+
+async def test_the_bridge_pages_through_several_result_sets(
+    sf_sandbox: RunningSandbox, sf_client: SalesforceClient
+) -> None:
+    await seed(sf_sandbox, 25)
+    pages = [
+        p
+        async for p in bulk_query_pages(
+            sf_client, "SELECT Id FROM Contact", sobject="Contact", page_size=4, set_size=10
+        )
+    ]
+    assert sum(len(p) for p in pages) == 25
+    assert len({r["Id"] for p in pages for r in p}) == 25
+    # 1 create + polls + 3 sets + 1 delete; the describe was read once before
+    overview = await sf_sandbox.admin("GET", "/bulk")
+    assert overview["jobs_created"] == 1 and overview["jobs"] == []
+
+
+async def test_a_failed_job_is_a_transient_error_and_is_deleted(
+    sf_sandbox: RunningSandbox, sf_client: SalesforceClient
+) -> None:
+    await sf_sandbox.admin("POST", "/bulk", {"fail_next": "InternalServerError"})
+    with pytest.raises(SalesforceError) as failure:
+        [p async for p in bulk_query_pages(sf_client, "SELECT Id FROM Contact", sobject="Contact")]
+    assert failure.value.category == "transient" and failure.value.code == "BULK_JOB_FAILED"
+    assert (await sf_sandbox.admin("GET", "/bulk"))["jobs"] == []
+
+
+async def test_a_refused_query_is_a_validation_error(sf_client: SalesforceClient) -> None:
+    with pytest.raises(SalesforceError) as failure:
+        [
+            p
+            async for p in bulk_query_pages(
+                sf_client, "SELECT Id FROM Contact LIMIT 5 OFFSET 2", sobject="Contact"
+            )
+        ]
+    assert failure.value.category == "validation"
+
+
+def test_csv_values_get_the_rest_types() -> None:
+    assert typed("boolean", "true") is True and typed("boolean", "false") is False
+    assert typed("string", "") is None
+    assert typed("double", "12.5") == 12.5 and typed("int", "7") == 7
+    assert typed("datetime", "2024-05-14T09:21:37.000Z") == "2024-05-14T09:21:37.000+0000"
+    assert typed("date", "2024-05-14") == "2024-05-14"
