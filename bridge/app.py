@@ -90,9 +90,7 @@ def webhook_keys(settings: Settings) -> KeyLookup:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     async with open_pool(app[SETTINGS]) as pool:
         app[POOL] = pool
-        app[QUEUE] = JobQueue(
-            pool, tenant_workers=app[SETTINGS].tenant_workers, run_workers=app[SETTINGS].run_workers
-        )
+        app[QUEUE] = JobQueue.configured(pool, app[SETTINGS])
         yield
 
 

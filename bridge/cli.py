@@ -243,8 +243,7 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
             tenant = await conn.fetchrow(QUERIES["tenant_by_slug"], args.tenant)
         if tenant is None:
             raise BridgeError(f"no tenant named {args.tenant!r} (see `bridge tenant list`)")
-        queue = JobQueue(pool, tenant_workers=settings.tenant_workers,
-                         run_workers=settings.run_workers)
+        queue = JobQueue.configured(pool, settings)
         runtime = SyncRuntime(
             pool, queue, Vault(settings.secret_keys), settings,
             SyncOptions(streams=False, schedule=False, poll_interval=0.5),

@@ -48,6 +48,7 @@ class Settings:
     db_pool_size: int = 10  # PostgreSQL connections of one process at most, whatever it does
     tenant_workers: int = 2  # batches of real-time changes one tenant may run at once, in all
     run_workers: int = 1  # batches of a run's work (full sync, reconcile) one tenant may run at once
+    batch_window: float = 0.2  # seconds Copernica → Salesforce changes wait to go out together
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +78,9 @@ class Settings:
                 "BRIDGE_TENANT_WORKERS", env.get("BRIDGE_TENANT_WORKERS") or "2", 1
             ),
             run_workers=_count("BRIDGE_RUN_WORKERS", env.get("BRIDGE_RUN_WORKERS") or "1", 1),
+            batch_window=_count(
+                "BRIDGE_BATCH_WINDOW_MS", env.get("BRIDGE_BATCH_WINDOW_MS") or "200", 0
+            ) / 1000,
             copernica_sandbox_url=(
                 _url("COPERNICA_SANDBOX_URL", env["COPERNICA_SANDBOX_URL"])
                 if env.get("COPERNICA_SANDBOX_URL") else None

@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from bridge import supervise
+from bridge.config import Settings
 from bridge.copernica.errors import CopernicaError
 from bridge.db import QUERIES, Conn, Pool, connection_trouble
 from bridge.errors import ApiError, ConfigError, MappingError, NotConfigured, without_values
@@ -121,6 +122,15 @@ class JobQueue:
     worker: str = field(default_factory=worker_name)
     tenant_workers: int = 2  # batches of real-time changes of one kind one tenant may run at once, in all
     run_workers: int = 1  # batches of the work of runs (full sync, reconcile) one tenant may run at once
+    batch_window: float = 0.2  # seconds a ``batched`` change waits for the others of its tenant
+
+    @classmethod
+    def configured(cls, pool: Pool, settings: Settings) -> JobQueue:
+        """The queue of a process, with the limits and the window its settings give."""
+        return cls(
+            pool, tenant_workers=settings.tenant_workers, run_workers=settings.run_workers,
+            batch_window=settings.batch_window,
+        )
 
     @staticmethod
     def retry_policy() -> RetryPolicy:
@@ -136,17 +146,20 @@ class JobQueue:
         *,
         delay: float = 0.0,
         priority: int = REAL_TIME,
+        batched: bool = False,
         conn: Conn | None = None,
     ) -> int:
         """Store a job (or merge it into the waiting one with the same key); return its id.
 
+        ``batched``: due when the tenant's ``batch_window`` closes instead of at once, so that
+        the changes of a window go out together (towards Salesforce: one Collections call).
         Pass ``conn`` to enqueue inside the caller's transaction: the NOTIFY is then delivered
         at commit, so a worker never wakes for a job it cannot see yet.
         """
         async with _connection(self.pool, conn) as c:
             row = await c.fetchrow(
                 QUERIES["enqueue_job"], tenant_id, kind, key, dict(payload),
-                self.retry.max_attempts, delay, priority,
+                self.retry.max_attempts, delay, priority, self.batch_window if batched else 0.0,
             )
             await c.execute(QUERIES["notify_jobs"], kind)
         return int(row["id"])
@@ -167,7 +180,7 @@ class JobQueue:
         async with _connection(self.pool, conn) as c:
             await c.executemany(
                 QUERIES["enqueue_job"],
-                [(tenant_id, kind, key, dict(payload), self.retry.max_attempts, 0.0, priority)
+                [(tenant_id, kind, key, dict(payload), self.retry.max_attempts, 0.0, priority, 0.0)
                  for key, payload in jobs],
             )
             await c.execute(QUERIES["notify_jobs"], kind)
@@ -198,6 +211,13 @@ class JobQueue:
         jobs = [Job(**dict(row)) for row in rows]
         jobs.sort(key=lambda job: job.id)
         return jobs
+
+    async def next_due(self, kind: str) -> float | None:
+        """Seconds until the next job of ``kind`` that waits for its time is due (a retry, a
+        batching window), None when none waits: an idle worker sleeps no longer than that."""
+        async with self.pool.acquire() as conn:
+            due: float | None = await conn.fetchval(QUERIES["next_due"], kind)
+        return due
 
     async def complete(self, jobs: Sequence[Job]) -> None:
         if jobs:
@@ -373,11 +393,13 @@ class Waker:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def wait(self, kind: str) -> None:
-        """Return on a NOTIFY for ``kind`` or after the polling interval, whichever comes first."""
+    async def wait(self, kind: str, due: float | None = None) -> None:
+        """Return on a NOTIFY for ``kind``, when a job is ``due`` (seconds) or after the polling
+        interval, whichever comes first."""
         event = self._event(kind)
+        timeout = self.poll_interval if due is None else min(self.poll_interval, max(0.0, due))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), self.poll_interval)
+            await asyncio.wait_for(event.wait(), timeout)
         event.clear()
 
 
@@ -413,7 +435,7 @@ async def run_worker(
         jobs = await queue.claim(kind, batch_size)
         supervise.healthy()  # the database answers
         if not jobs:
-            await waker.wait(kind)
+            await waker.wait(kind, await queue.next_due(kind))
             continue
         deadline = time.monotonic() + queue.lease - SETTLE_MARGIN
         try:
@@ -504,7 +526,7 @@ async def requeue_fixed(conn: Conn, tenant_id: int, platform: Platform) -> int:
         if any(r["pushed"] for r in resolved):  # the Salesforce record wants its new status
             await conn.fetchrow(
                 QUERIES["enqueue_job"], tenant_id, PUSH_ERRORS, "errors", {},
-                JobQueue.retry_policy().max_attempts, 0.0, REAL_TIME,
+                JobQueue.retry_policy().max_attempts, 0.0, REAL_TIME, 0.0,
             )
             await conn.execute(QUERIES["notify_jobs"], PUSH_ERRORS)
         for kind in {job["kind"] for job in held}:

@@ -2,15 +2,29 @@
 
 -- name: enqueue_job
 -- A waiting job with the same tenant+kind+key absorbs the new payload (newer keys win) and the
--- more urgent priority ($7: 0 real time, 1 the work of a run).
+-- more urgent priority ($7: 0 real time, 1 the work of a run). It is due in $6 seconds or, with a
+-- batching window of $8 seconds, when the tenant's current window closes: every change of a
+-- tenant in one window is due at once and goes out in one batch (the windows of tenants are
+-- staggered, so that they do not all close at the same instant).
 INSERT INTO jobs (tenant_id, kind, key, payload, max_attempts, run_at, priority)
-VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7)
+VALUES ($1, $2, $3, $4, $5,
+        CASE WHEN $8::float8 > 0
+             THEN to_timestamp(
+                 (floor((extract(epoch FROM now()) + ($1::bigint % 89) * $8 / 89) / $8) + 1) * $8
+                 - ($1::bigint % 89) * $8 / 89)
+             ELSE now() + make_interval(secs => $6) END,
+        $7)
 ON CONFLICT (tenant_id, kind, key) WHERE state = 'waiting'
 DO UPDATE SET payload = jobs.payload || excluded.payload,
               run_at = least(jobs.run_at, excluded.run_at),
               priority = least(jobs.priority, excluded.priority),
               updated_at = now()
 RETURNING id, (xmax = 0) AS inserted;
+
+-- name: next_due
+-- Seconds until the first waiting job of kind $1 that is not due yet is due (NULL: none).
+SELECT extract(epoch FROM min(run_at) - now())::float8 FROM jobs
+WHERE kind = $1 AND state = 'waiting' AND run_at > now();
 
 -- name: notify_jobs
 SELECT pg_notify('bridge_jobs', $1);
