@@ -290,7 +290,9 @@ class Dispatcher:
             hook = self.account.webhooks.get(delivery.webhook_id)
             if hook is None:
                 return  # removed while queued: nothing to deliver to
+            posted = time.monotonic()
             status, error = await self._attempt(hook.handler, delivery.body)
+            answered = time.monotonic()
             ok = status is not None and 200 <= status < 300
             self.log.append(
                 {
@@ -302,7 +304,8 @@ class Dispatcher:
                     "status": status,
                     "error": error,
                     "ok": ok,
-                    "latency_ms": round((time.monotonic() - delivery.enqueued) * 1000, 3),
+                    "latency_ms": round((answered - delivery.enqueued) * 1000, 3),
+                    "answer_ms": round((answered - posted) * 1000, 3),  # the receiver's answer
                 }
             )
             if ok:
