@@ -49,6 +49,11 @@ def parse_datetime(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def soql_quote(value: str) -> str:
+    """A SOQL string literal (quotes and backslashes escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class SalesforceClient:
     """Async REST client for one Salesforce org (one tenant)."""
 
@@ -267,6 +272,35 @@ class SalesforceClient:
         async for page in self.query_pages(soql, include_deleted=include_deleted):
             for record in page:
                 yield record
+
+    async def records_by_id(
+        self, sobject: str, fields: Sequence[str], ids: Iterable[str], *,
+        include_deleted: bool = False,
+    ) -> dict[str, dict[str, Any]]:
+        """The records of ``ids`` that exist (``include_deleted``: deleted ones too), by the id
+        as asked (15- and 18-character ids name the same record); one query per 200 ids."""
+        wanted = sorted(set(ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start : start + CHUNK]
+            soql = (
+                f"SELECT {', '.join(fields)} FROM {sobject} "
+                f"WHERE Id IN ({', '.join(soql_quote(i) for i in chunk)})"
+            )
+            async for record in self.query(soql, include_deleted=include_deleted):
+                found[record["Id"]] = record
+                found[record["Id"][:15]] = record
+        return {i: found[i] for i in wanted if i in found}
+
+    async def records_by_field(
+        self, sobject: str, fields: Sequence[str], field: str, value: str, *, limit: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` live records whose ``field`` equals ``value``."""
+        soql = (
+            f"SELECT {', '.join(fields)} FROM {sobject} "
+            f"WHERE {field} = {soql_quote(value)} LIMIT {int(limit)}"
+        )
+        return [record async for record in self.query(soql)]
 
     async def count(self, soql_count: str) -> int:
         """``totalSize`` of a ``SELECT COUNT() FROM …`` query."""

@@ -20,6 +20,7 @@ from bridge.errors import NotConfigured
 from bridge.platforms import PlatformClients, UsageCounter
 from bridge.salesforce.client import SalesforceClient
 from bridge.sync.mapping import Mapping, build_mapping
+from bridge.sync.objects import CONTACT
 from bridge.tenants import Tenant, load_tenant
 from bridge.vocabulary import LINK_FIELD_FALLBACK
 
@@ -94,7 +95,7 @@ class TenantContext:
             link_field = LINK_FIELD_FALLBACK
         return build_mapping(
             cp_fields,
-            await self.salesforce.fields("Contact"),
+            await self.salesforce.fields(CONTACT.sobject),
             link_field=link_field,
             timezone=self.tenant.copernica_timezone,
         )

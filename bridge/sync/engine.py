@@ -21,24 +21,34 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Mapping as ReadMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from bridge.copernica.models import Profile
 from bridge.db import QUERIES, Conn, Pool, connection_trouble
 from bridge.errors import ApiError, MappingError
 from bridge.metrics import Metrics
-from bridge.salesforce.client import parse_datetime
+from bridge.salesforce.client import soql_quote as soql_quote  # for bridge/web/history.py
 from bridge.sync.context import TenantContext
 from bridge.sync.jobs import Failure, Job, JobQueue, failure_from
-from bridge.sync.mapping import Mapping, from_copernica, from_salesforce
+from bridge.sync.mapping import Mapping
 from bridge.sync.mapping import to_copernica as copernica_values
 from bridge.sync.mapping import to_salesforce as salesforce_values
-from bridge.sync.merge import MergeResult, merge
+from bridge.sync.objects import CONTACT
+from bridge.sync.plan import (
+    NOTHING,
+    Audit,
+    CopernicaSide,
+    LinkState,
+    Plan,
+    SalesforceSide,
+    Settings,
+    Snapshot,
+    plan,
+)
 from bridge.sync.reports import resolve_synced
 from bridge.vocabulary import SYNC, Direction
 
@@ -60,32 +70,24 @@ def valid_salesforce_id(value: object) -> bool:
     return isinstance(value, str) and bool(_SALESFORCE_ID.match(value))
 
 
-def soql_quote(value: str) -> str:
-    """A SOQL string literal (quotes and backslashes escaped)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 @dataclass
 class Item:
-    """One record of the batch, as both sides know it now."""
+    """One record of the batch: who it is, what is known of both sides, its plan and how the
+    execution went (ids of what was created, audits of what was written)."""
 
     sf_id: str | None
     cp_id: str | None
     link: asyncpg.Record | None
     jobs: list[Job] = field(default_factory=list)
-    sf: dict[str, Any] | None = None  # Salesforce record (queryAll: deleted ones too)
-    cp: Profile | None = None  # live Copernica profile
-    # the plan
-    merged: MergeResult | None = None
-    sf_action: str | None = None  # "update" | "create"
-    cp_action: str | None = None  # "update" | "create" | "delete"
-    link_action: str = "save"  # "save" | "drop" | "tombstone" | "none"
-    audits: list[dict[str, Any]] = field(default_factory=list)
+    sf: SalesforceSide | None = None
+    cp: CopernicaSide | None = None
+    plan: Plan = NOTHING
+    audits: list[Audit] = field(default_factory=list)
     failure: Failure | None = None
 
     @property
     def sf_alive(self) -> bool:
-        return self.sf is not None and not self.sf.get("IsDeleted")
+        return self.sf is not None and not self.sf.deleted
 
 
 async def sync_batch(
@@ -99,7 +101,10 @@ async def sync_batch(
     await _read(ctx, mapping, items)
     await _match_unlinked(ctx, pool, mapping, items)
     for item in _unique(items):
-        _plan(ctx, mapping, item)
+        item.plan = plan(mapping, _snapshot(ctx, item), CONTACT)
+        item.audits.extend(item.plan.audits)
+        if item.plan.refused:
+            item.failure = failure_from(MappingError(item.plan.refused))
     # The last look at the database before the first write: from the first write on, nothing
     # may fail for want of the database until what was written is recorded.
     async with pool.acquire() as conn:
@@ -110,9 +115,10 @@ async def sync_batch(
     # The webhooks of these updates may come before the links say what was agreed: the door
     # knows them as echoes meanwhile.
     writing = {
-        i.cp_id: (i.sf_id, i.merged.agreed)
+        i.cp_id: (i.sf_id, i.plan.merged.agreed)
         for i in items
-        if i.cp_action == "update" and i.failure is None and i.cp_id and i.sf_id and i.merged
+        if i.plan.copernica == "update" and i.failure is None and i.cp_id and i.sf_id
+        and i.plan.merged
     }
     ctx.writing.update(writing)
     try:
@@ -136,15 +142,15 @@ def _observe(metrics: Metrics, items: list[Item]) -> None:
         sf_at = [float(j.payload["sf_at"]) for j in item.jobs if j.payload.get("sf_at")]
         cp_at = [float(j.payload["cp_at"]) for j in item.jobs if j.payload.get("cp_at")]
         wrote = False
-        if item.cp_action is not None:
+        if item.plan.copernica is not None:
             wrote = True
             if sf_at:
                 metrics.sync_lag.labels(direction="sf_to_cp").observe(max(0.0, now - min(sf_at)))
-        if item.sf_action is not None and item.sf_id:
+        if item.plan.salesforce is not None and item.sf_id:
             wrote = True
             if cp_at:
                 metrics.sync_lag.labels(direction="cp_to_sf").observe(max(0.0, now - min(cp_at)))
-        if not wrote and item.link_action in ("save", "none"):
+        if not wrote and item.plan.link in ("save", "none"):
             if cp_at:
                 metrics.echoes.labels(platform="copernica").inc()
             elif sf_at:
@@ -189,8 +195,7 @@ def _unique(items: list[Item]) -> list[Item]:
     for item in items:
         pair = (item.sf_id, item.cp_id)
         if item.sf_id and item.cp_id and pair in seen:
-            item.link_action = "none"
-            continue
+            continue  # its plan stays NOTHING
         seen.add(pair)
         unique.append(item)
     return unique
@@ -204,7 +209,8 @@ async def _read(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None
     profiles = await _copernica_profiles(ctx, [i.cp_id for i in items if i.cp_id])
     for item in items:
         if item.sf_id:
-            item.sf = records.get(item.sf_id)
+            record = records.get(item.sf_id)
+            item.sf = SalesforceSide(record) if record is not None else None
         if item.cp_id:
             item.cp = profiles.get(item.cp_id)
 
@@ -212,26 +218,21 @@ async def _read(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None
 async def _salesforce_records(
     ctx: TenantContext, mapping: Mapping, ids: list[str | None]
 ) -> dict[str, dict[str, Any]]:
-    wanted = sorted({i for i in ids if i})
+    """The records of ``ids``, deleted ones too (a delete or merge is what some jobs announce)."""
+    wanted = {i for i in ids if i}
     if not wanted:
         return {}
-    soql = (
-        f"SELECT {', '.join(mapping.salesforce_select())} FROM Contact "
-        f"WHERE Id IN ({', '.join(soql_quote(i) for i in wanted)})"
+    return await ctx.salesforce.records_by_id(
+        CONTACT.sobject, mapping.salesforce_select(), wanted, include_deleted=True
     )
-    found: dict[str, dict[str, Any]] = {}
-    async for record in ctx.salesforce.query(soql, include_deleted=True):
-        found[record["Id"]] = record
-        found[record["Id"][:15]] = record  # 15- and 18-character ids name the same record
-    return {i: found[i] for i in wanted if i in found}
 
 
 async def _copernica_profiles(
     ctx: TenantContext, ids: list[str | None]
-) -> dict[str, Profile | None]:
+) -> dict[str, CopernicaSide | None]:
     limit = asyncio.Semaphore(COPERNICA_CONCURRENCY)
 
-    async def one(cp_id: str) -> tuple[str, Profile | None]:
+    async def one(cp_id: str) -> tuple[str, CopernicaSide | None]:
         async with limit:
             try:
                 profile = await ctx.copernica.profile(int(cp_id))
@@ -243,7 +244,7 @@ async def _copernica_profiles(
             profile.database is not None and str(profile.database) != ctx.database
         ):
             return cp_id, None  # gone, or in a database that is not (any more) the synced one
-        return cp_id, profile
+        return cp_id, CopernicaSide(profile.fields, profile.modified)
 
     pairs = await asyncio.gather(*(one(i) for i in sorted({i for i in ids if i})))
     return dict(pairs)
@@ -263,37 +264,36 @@ async def _match_unlinked(
             continue
         if item.sf_alive and item.cp is None and ctx.tenant.sf_to_cp:
             assert item.sf is not None
-            sf_id = item.sf["Id"]
+            sf_id, address = item.sf.id, item.sf.record.get("Email")
             found = await ctx.copernica.find_profiles(
                 ctx.database, {mapping.link_field: sf_id}, limit=2
             )
-            if not found and email and item.sf.get("Email"):
+            if not found and email and address:
                 found = await ctx.copernica.find_profiles(
-                    ctx.database, {email.cp_name: item.sf["Email"]}, limit=2
+                    ctx.database, {email.cp_name: address}, limit=2
                 )
                 claimed = _field(found[0].fields, mapping.link_field) if len(found) == 1 else ""
                 found = found if len(found) == 1 and claimed in ("", sf_id) else []
             if found:
                 link = await _link(pool, ctx.tenant.id, cp_id=str(found[0].id))
                 if link is None or link["salesforce_id"] == sf_id:  # free, or linked meanwhile
-                    item.cp, item.cp_id, item.link = found[0], str(found[0].id), link
+                    item.cp = CopernicaSide(found[0].fields, found[0].modified)
+                    item.cp_id, item.link = str(found[0].id), link
         elif item.cp is not None and item.sf is None and ctx.tenant.cp_to_sf:
             candidate = None
             claimed = _field(item.cp.fields, mapping.link_field)
             if valid_salesforce_id(claimed):
                 candidate = (await _salesforce_records(ctx, mapping, [claimed])).get(claimed)
             elif email and _field(item.cp.fields, email.cp_name):
-                address = _field(item.cp.fields, email.cp_name)
-                soql = (
-                    f"SELECT {', '.join(mapping.salesforce_select())} FROM Contact "
-                    f"WHERE Email = {soql_quote(address)} LIMIT 2"
+                matches = await ctx.salesforce.records_by_field(
+                    CONTACT.sobject, mapping.salesforce_select(), "Email",
+                    _field(item.cp.fields, email.cp_name), limit=2,
                 )
-                matches = [r async for r in ctx.salesforce.query(soql)]
                 candidate = matches[0] if len(matches) == 1 else None
             if candidate is not None:
                 link = await _link(pool, ctx.tenant.id, sf_id=candidate["Id"])
                 if link is None or link["copernica_id"] == item.cp_id:  # free, or linked meanwhile
-                    item.sf, item.sf_id, item.link = candidate, candidate["Id"], link
+                    item.sf, item.sf_id, item.link = SalesforceSide(candidate), candidate["Id"], link
 
 
 async def _link(
@@ -308,136 +308,61 @@ async def _link(
     return rows[0] if rows else None
 
 
-def _field(fields: dict[str, str], name: str) -> str:
+def _field(fields: ReadMapping[str, str], name: str) -> str:
     lowered = name.lower()
     return next((v for k, v in fields.items() if k.lower() == lowered), "")
 
 
-# --- 3. decide ----------------------------------------------------------------------------
+# --- 3. decide (bridge.sync.plan) ----------------------------------------------------------
 
 
-def _plan(ctx: TenantContext, mapping: Mapping, item: Item) -> None:
+def _snapshot(ctx: TenantContext, item: Item) -> Snapshot:
     tenant = ctx.tenant
-    deleted_in_salesforce = (item.sf is not None and item.sf.get("IsDeleted")) or (
-        item.link is not None and item.sf is None
-    )
-    if deleted_in_salesforce:
-        _plan_salesforce_delete(ctx, item)
-        return
-    if item.link is not None and item.cp is None:
-        # Deleted in Copernica: that never touches Salesforce; only the link goes.
-        item.link_action = "drop"
-        item.audits.append(_audit(item, "cp_to_sf", "copernica_delete", [], "link dropped"))
-        return
-    if item.sf is None and item.cp is None:
-        item.link_action = "none"
-        return
-    if (item.sf is None and not tenant.cp_to_sf) or (item.cp is None and not tenant.sf_to_cp):
-        item.link_action = "none"  # a record of the side that is switched off
-        return
-    agreed = dict(item.link["agreed"]) if item.link is not None else {}
-    sf_values = from_salesforce(mapping, item.sf) if item.sf is not None else None
-    cp_values = from_copernica(mapping, item.cp.fields) if item.cp is not None else None
-    result = merge(
-        mapping, ctx.key, agreed, sf_values, cp_values,
-        direction=tenant.direction, rule=tenant.conflict_rule,
-        salesforce_modified=_sf_modified(item.sf),
-        copernica_modified=_cp_modified(item.cp, mapping.timezone),
-    )
-    item.merged = result
-    if result.to_salesforce or (item.sf is None and tenant.cp_to_sf):
-        item.sf_action = "update" if item.sf is not None else "create"
-    link_value = _field(item.cp.fields, mapping.link_field) if item.cp is not None else ""
-    # The profile keeps the Salesforce Id (for a contact created now: once it has one).
-    needs_link_field = item.sf_action == "create" or (
-        item.sf is not None and link_value != item.sf["Id"]
-    )
-    if result.to_copernica or item.cp is None or needs_link_field:
-        item.cp_action = "update" if item.cp is not None else "create"
-    for conflict in result.conflicts:
-        item.audits.append(_audit(
-            item, "both", "conflict", [conflict.field], f"{conflict.winner} wins",
-            detail={"salesforce": conflict.salesforce, "copernica": conflict.copernica,
-                    "rule": tenant.conflict_rule},
-        ))
-
-
-def _plan_salesforce_delete(ctx: TenantContext, item: Item) -> None:
-    tenant = ctx.tenant
-    master = item.sf.get("MasterRecordId") if item.sf else None
-    if master and item.cp is not None:
-        # A merge: the profile follows the surviving contact instead of becoming an orphan.
-        item.link_action = "relink"
-        item.audits.append(_audit(item, "sf_to_cp", "merge", [], f"relinked to {master}"))
-        return
-    if item.link is None and item.cp is None:
-        item.link_action = "none"
-        return
-    if tenant.apply_deletes and tenant.sf_to_cp and item.cp is not None:
-        item.cp_action = "delete"
-        item.link_action = "drop"
-        return
-    item.link_action = "tombstone" if item.link is not None else "none"
-    if item.link is not None and item.link["sf_deleted_at"] is None:
-        item.audits.append(_audit(item, "sf_to_cp", "delete", [], "profile kept (apply deletes off)"))
-
-
-def _sf_modified(record: dict[str, Any] | None) -> datetime | None:
-    text = (record or {}).get("LastModifiedDate")
-    return parse_datetime(text) if text else None
-
-
-def _cp_modified(profile: Profile | None, timezone: str) -> datetime | None:
-    if profile is None or not profile.modified or profile.modified.startswith("0000"):
-        return None
-    local = datetime.strptime(profile.modified, "%Y-%m-%d %H:%M:%S")
-    return local.replace(tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+    settings = Settings(tenant.direction, tenant.apply_deletes, tenant.conflict_rule, ctx.key)
+    link = None
+    if item.link is not None:
+        link = LinkState(
+            item.link["salesforce_id"], item.link["copernica_id"], dict(item.link["agreed"]),
+            sf_deleted=item.link["sf_deleted_at"] is not None,
+        )
+    return Snapshot(settings, item.sf_id, item.cp_id, link, item.sf, item.cp)
 
 
 def _audit(
-    item: Item, direction: Direction, action: str, fields: list[str], outcome: str,
-    detail: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "direction": direction, "salesforce_id": item.sf_id, "copernica_id": item.cp_id,
-        "action": action, "fields": fields, "outcome": outcome, "detail": detail,
-    }
+    item: Item, direction: Direction, action: str, fields: list[str], outcome: str
+) -> Audit:
+    return Audit(direction, action, tuple(fields), outcome, item.sf_id, item.cp_id)
 
 
 # --- 4. write -----------------------------------------------------------------------------
 
 
 async def _write_salesforce(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None:
-    updates = [i for i in items if i.sf_action == "update" and i.merged and i.merged.to_salesforce]
-    creates = [i for i in items if i.sf_action == "create" and i.merged]
-    for item in creates:
-        assert item.merged is not None
-        if not item.merged.to_salesforce.get("LastName"):
-            item.failure = failure_from(MappingError(
-                "this Copernica profile has no LastName, which Salesforce requires for a contact"
-            ))
-    creates = [i for i in creates if i.failure is None]
+    ready = [i for i in items if i.failure is None and i.plan.merged is not None]
+    updates = [i for i in ready if i.plan.salesforce == "update" and i.plan.merged.to_salesforce]  # type: ignore[union-attr]
+    creates = [i for i in ready if i.plan.salesforce == "create"]
     for batch, action in ((updates, "update"), (creates, "create")):
         if not batch:
             continue
-        records = [salesforce_values(mapping, i.merged.to_salesforce) for i in batch]  # type: ignore[union-attr]
+        records = [salesforce_values(mapping, i.plan.merged.to_salesforce) for i in batch]  # type: ignore[union-attr]
         try:
             if action == "update":
                 results = await ctx.salesforce.update_many(
-                    "Contact", [{"Id": i.sf_id, **r} for i, r in zip(batch, records, strict=True)]
+                    CONTACT.sobject,
+                    [{"Id": i.sf_id, **r} for i, r in zip(batch, records, strict=True)],
                 )
             else:
-                results = await ctx.salesforce.create_many("Contact", records)
+                results = await ctx.salesforce.create_many(CONTACT.sobject, records)
         except ApiError as error:
             for item in batch:
                 item.failure = failure_from(error)
             continue
         for item, result in zip(batch, results, strict=True):
-            fields = sorted(item.merged.to_salesforce)  # type: ignore[union-attr]
+            fields = sorted(item.plan.merged.to_salesforce)  # type: ignore[union-attr]
             if result.success:
                 if action == "create":
                     item.sf_id = result.id
-                    item.sf = {"Id": result.id}
+                    item.sf = SalesforceSide({"Id": result.id})
                 item.audits.append(_audit(item, "cp_to_sf", action, fields, "ok"))
             else:
                 item.failure = failure_from(result.error())
@@ -447,30 +372,31 @@ async def _write_copernica(
     ctx: TenantContext, pool: Pool, mapping: Mapping, items: list[Item]
 ) -> None:
     limit = asyncio.Semaphore(COPERNICA_CONCURRENCY)
-    writes = [i for i in items if i.cp_action and i.failure is None]
+    writes = [i for i in items if i.plan.copernica and i.failure is None]
 
     async def one(item: Item) -> None:
-        values = copernica_values(mapping, item.merged.to_copernica) if item.merged else {}
-        if item.sf_id and item.cp_action in ("update", "create"):
-            values[mapping.link_field] = item.sf["Id"] if item.sf else item.sf_id
+        merged, action = item.plan.merged, item.plan.copernica
+        values = copernica_values(mapping, merged.to_copernica) if merged else {}
+        if item.sf_id and action in ("update", "create"):
+            values[mapping.link_field] = item.sf.id if item.sf else item.sf_id
         async with limit:
             try:
-                if item.cp_action == "delete":
+                if action == "delete":
                     await ctx.copernica.delete_profile(int(item.cp_id or 0))
                     item.audits.append(_audit(item, "sf_to_cp", "delete", [], "ok"))
-                elif item.cp_action == "create":
+                elif action == "create":
                     item.cp_id = str(await ctx.copernica.create_profile(ctx.database, values))
                     item.audits.append(_audit(item, "sf_to_cp", "create", sorted(values), "ok"))
                 else:
                     await ctx.copernica.update_profile_fields(int(item.cp_id or 0), values)
-                    changed = sorted(item.merged.to_copernica) if item.merged else []
+                    changed = sorted(merged.to_copernica) if merged else []
                     if changed:
                         item.audits.append(_audit(item, "sf_to_cp", "update", changed, "ok"))
             except ApiError as error:
                 item.failure = failure_from(error)
 
-    deletes = [i for i in writes if i.cp_action == "delete"]
-    await asyncio.gather(*(one(i) for i in writes if i.cp_action != "delete"))
+    deletes = [i for i in writes if i.plan.copernica == "delete"]
+    await asyncio.gather(*(one(i) for i in writes if i.plan.copernica != "delete"))
     if not deletes:
         return
     # A delete holds a share lock on the tenant's row while it runs, so a switch of the synced
@@ -487,7 +413,7 @@ async def _write_copernica(
         if not connection_trouble(error):
             raise
         for item in deletes:
-            if item.failure is None and not any(a["action"] == "delete" for a in item.audits):
+            if item.failure is None and not any(a.action == "delete" for a in item.audits):
                 item.failure = failure_from(error)
 
 
@@ -503,29 +429,30 @@ async def _record(
     ctx: TenantContext, pool: Pool, queue: JobQueue, mapping: Mapping, items: list[Item]
 ) -> None:
     tenant_id = ctx.tenant.id
-    audits = []
+    audits: list[dict[str, Any]] = []
     async with pool.acquire() as conn, conn.transaction():
         if await conn.fetchval(QUERIES["lock_tenant_database"], tenant_id) != ctx.database:
             # switched meanwhile: links of this batch would point into the old database
             _database_changed([i for i in items if i.failure is None])
             return
         for item in items:
-            audits.extend(item.audits)
+            audits.extend(audit.row() for audit in item.audits)
             if item.failure is not None:
                 continue
-            if item.link_action == "save" and item.sf_id and item.cp_id and item.merged:
-                await _save_link(conn, tenant_id, item.sf_id, item.cp_id, item.merged.agreed)
-            elif item.link_action == "drop" and item.link is not None:
-                await conn.execute(QUERIES["drop_link"], tenant_id, item.link["salesforce_id"])
-            elif item.link_action == "tombstone" and item.link is not None:
+            action, link = item.plan.link, item.link
+            if action == "save" and item.sf_id and item.cp_id and item.plan.merged:
+                await _save_link(conn, tenant_id, item.sf_id, item.cp_id, item.plan.merged.agreed)
+            elif action == "drop" and link is not None:
+                await conn.execute(QUERIES["drop_link"], tenant_id, link["salesforce_id"])
+            elif action == "tombstone" and link is not None:
                 await _save_link(
-                    conn, tenant_id, item.link["salesforce_id"], item.link["copernica_id"],
-                    item.link["agreed"], deleted_at=datetime.now(UTC),
+                    conn, tenant_id, link["salesforce_id"], link["copernica_id"],
+                    link["agreed"], deleted_at=datetime.now(UTC),
                 )
-            elif item.link_action == "relink" and item.sf is not None and item.cp_id:
-                master = item.sf["MasterRecordId"]
-                if item.link is not None:
-                    await conn.execute(QUERIES["drop_link"], tenant_id, item.link["salesforce_id"])
+            elif action == "relink" and item.plan.relink_to and item.cp_id:
+                master = item.plan.relink_to
+                if link is not None:
+                    await conn.execute(QUERIES["drop_link"], tenant_id, link["salesforce_id"])
                 await _save_link(conn, tenant_id, master, item.cp_id, {})
                 await queue.enqueue(
                     tenant_id, SYNC, salesforce_key(master), {"sf_id": master}, conn=conn

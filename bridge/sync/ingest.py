@@ -30,6 +30,7 @@ from bridge.sync.context import TenantContext
 from bridge.sync.engine import copernica_key, salesforce_key, valid_salesforce_id
 from bridge.sync.jobs import JobQueue
 from bridge.sync.mapping import fingerprint, from_copernica
+from bridge.sync.objects import CONTACT
 from bridge.sync.runs import note_waiting_change, request_sync
 from bridge.tenants import Tenant
 from bridge.vocabulary import SYNC
@@ -53,7 +54,7 @@ async def ingest_salesforce(
     """
     queued = 0
     async with conn.transaction():
-        if isinstance(item, ChangeEvent | GapEvent) and item.entity == "Contact":
+        if isinstance(item, ChangeEvent | GapEvent) and item.entity == CONTACT.sobject:
             own_write = isinstance(item, ChangeEvent) and item.origin_client == client_id
             if tenant.sf_to_cp and tenant.auto_sync and not own_write:
                 committed = item.commit_timestamp.timestamp()

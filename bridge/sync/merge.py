@@ -12,10 +12,15 @@ writes were applied gives nothing to do. Per field:
 - a change the direction or a read-only field does not let through is ignored and the old
   agreement kept, so it is ignored again next time;
 - a side without a record gets everything of the other side (a create), nothing conflicts.
+
+A side named in ``changes_only`` was not read: its values are only the fields a change event
+carried, and a field it lacks holds what both sides last agreed on (the planner asks for this
+only when every mapped field has an agreement, and not for both sides at once).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from collections.abc import Mapping as ReadMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,6 +64,7 @@ def merge(
     rule: ConflictRule = "newest",
     salesforce_modified: datetime | None = None,
     copernica_modified: datetime | None = None,
+    changes_only: Collection[Side] = (),
 ) -> MergeResult:
     """Decide, field by field, what to write to each side (see the module doc)."""
     if salesforce is None or copernica is None:
@@ -70,13 +76,29 @@ def merge(
     conflicts: list[Conflict] = []
     for fm in mapping.fields:
         name = fm.sf_name
-        sf_value, cp_value = salesforce.get(name, ""), copernica.get(name, "")
         old = agreed.get(name)
+        may_write_cp = direction != "cp_to_sf"
+        may_write_sf = direction != "sf_to_cp" and fm.to_salesforce
+        sf_unread = "salesforce" in changes_only and name not in salesforce
+        cp_unread = "copernica" in changes_only and name not in copernica
+        if sf_unread or cp_unread:
+            # The unread side holds the agreed value: only the other side can have changed.
+            value = copernica.get(name, "") if sf_unread else salesforce.get(name, "")
+            if old is None or (sf_unread and cp_unread) or fingerprint(key, fm, value) == old:
+                _keep(result_agreed, name, old)
+            elif cp_unread and may_write_cp:
+                to_cp[name] = value
+                result_agreed[name] = fingerprint(key, fm, value)
+            elif sf_unread and may_write_sf:
+                to_sf[name] = value
+                result_agreed[name] = fingerprint(key, fm, value)
+            else:
+                _keep(result_agreed, name, old)  # a change the direction or describe ignores
+            continue
+        sf_value, cp_value = salesforce.get(name, ""), copernica.get(name, "")
         if comparable(fm, sf_value) == comparable(fm, cp_value):
             result_agreed[name] = fingerprint(key, fm, sf_value)
             continue
-        may_write_cp = direction != "cp_to_sf"
-        may_write_sf = direction != "sf_to_cp" and fm.to_salesforce
         sf_changed, cp_changed = _changes(key, fm, old, sf_value, cp_value)
         if sf_changed and cp_changed:
             winner = _winner(fm, direction, newest)
