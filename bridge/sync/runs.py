@@ -7,13 +7,17 @@ only read it. ``request_sync`` is what "Sync manually" does.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
 
+from bridge.copernica.client import MAX_PAGE
 from bridge.db import QUERIES, Conn
+from bridge.salesforce.bulk import SET_SIZE
+from bridge.salesforce.client import CHUNK
 from bridge.sync import health
 from bridge.sync.jobs import JobQueue
 from bridge.vocabulary import RECONCILE
@@ -108,6 +112,62 @@ async def request_sync(
         tenant_id, RECONCILE, f"run-{run_id}", {"run_id": run_id, "kind": kind}, conn=conn
     )
     return int(run_id)
+
+
+REST_PAGE = 2_000  # records per REST query page
+BULK_POLLS = 5  # looks at a bulk query job's state, typically (it depends on Salesforce's pace)
+
+
+@dataclass(frozen=True)
+class SyncCost:
+    """At most how many API calls a full comparison costs, by side and purpose."""
+
+    salesforce_reads: int
+    salesforce_writes: int
+    copernica_reads: int
+    copernica_writes: int
+    bulk: bool  # Salesforce is read through a Bulk API 2.0 query job
+
+    @property
+    def salesforce(self) -> int:
+        return self.salesforce_reads + self.salesforce_writes
+
+    @property
+    def copernica(self) -> int:
+        return self.copernica_reads + self.copernica_writes
+
+
+def full_sync_cost(contacts: int, profiles: int, direction: str, *, bulk_from: int) -> SyncCost:
+    """The calls of a full comparison of ``contacts`` Salesforce contacts and ``profiles``
+    Copernica profiles, at most (a record already equal on both sides costs no write):
+
+    - Salesforce reads, when contacts flow to Copernica: 1 COUNT, then REST query pages of
+      2,000, or from ``bulk_from`` contacts on one Bulk API 2.0 job (create, about 5 looks at its
+      state, one call per 50,000 records, delete);
+    - Salesforce writes, when profiles flow to Salesforce: sObject Collections of 200;
+    - Copernica reads: the profile ids and the profiles, pages of 1,000 each (the last page
+      comes back short);
+    - Copernica writes, when contacts flow to Copernica: one per profile created or updated.
+    """
+    to_copernica = direction in ("both", "sf_to_cp")
+    to_salesforce = direction in ("both", "cp_to_sf")
+    bulk = to_copernica and contacts >= bulk_from
+    sf_reads = 0
+    if to_copernica:
+        pages = 2 + BULK_POLLS + math.ceil(contacts / SET_SIZE) if bulk else _pages(contacts, REST_PAGE)
+        sf_reads = 1 + pages
+    pages_of_profiles = profiles // MAX_PAGE + 1
+    return SyncCost(
+        salesforce_reads=sf_reads,
+        salesforce_writes=math.ceil(profiles / CHUNK) if to_salesforce else 0,
+        copernica_reads=2 * pages_of_profiles,
+        copernica_writes=contacts if to_copernica else 0,
+        bulk=bulk,
+    )
+
+
+def _pages(count: int, size: int) -> int:
+    return max(1, math.ceil(count / size))
 
 
 async def request_catch_up(

@@ -51,7 +51,7 @@ from bridge.vocabulary import (
     WEBHOOK_TRIGGERS,
     LoginMethod,
 )
-from bridge.web import platforms
+from bridge.web import platforms, tab
 from bridge.web.guard import admin_required, current, redirect
 from bridge.web.keys import PLATFORMS, POOL, QUEUE, SETTINGS, VAULT
 from bridge.web.render import render
@@ -95,8 +95,12 @@ async def config_page(request: web.Request) -> web.Response:
             databases = await platforms.bounded(platforms.collect(client.databases()))
         except platforms.FAILURES as exc:
             database_error = platforms.user_message(exc)
+    sync_cost = None
+    if copernica is not None and salesforce is not None:
+        sync_cost = await tab.sync_cost(request, tenant)
     return render(request, "config.html", {
         "tenant": tenant,
+        "sync_cost": sync_cost,
         "copernica": _public_copernica(copernica),
         "salesforce": _public_salesforce(salesforce),
         "databases": [d for d in databases if not d.archived or str(d.id) == tenant.copernica_database],

@@ -21,7 +21,7 @@ from bridge.db import QUERIES
 from bridge.errors import ApiError
 from bridge.hosts import HostRefused
 from bridge.security.sessions import revoke
-from bridge.sync import reports, runs
+from bridge.sync import reconcile, reports, runs
 from bridge.tenants import Tenant, load_tenant
 from bridge.vocabulary import ADVICE, DIRECTION_WORDS, LINK_FIELD_FALLBACK
 from bridge.web import platforms
@@ -62,6 +62,7 @@ async def tab(request: web.Request) -> web.Response:
         await _copernica_sections(request, tenant, sends, context)
         await _salesforce_fields(request, tenant, context)
     context["contacts"] = await platforms.contacts_named(request, tenant.id, errors)
+    context["sync_cost"] = await sync_cost(request, tenant)
     context["record_name"] = reports.record_name
     context["is_admin"] = session.role == "admin"
     return render(request, "tab.html", context)
@@ -127,6 +128,36 @@ async def _salesforce_fields(request: web.Request, tenant: Tenant, context: dict
         key=lambda n: (n not in platforms.DEFAULT_DATABASE_FIELDS, n),
     )
     context["default_fields"] = platforms.DEFAULT_DATABASE_FIELDS
+
+
+async def sync_cost(request: web.Request, tenant: Tenant) -> dict[str, Any]:
+    """What "Sync manually" would cost, shown beside the button: ``cost`` (``runs.SyncCost``)
+    with the counts it comes from, or ``problem`` when a side cannot say now. It costs a
+    Salesforce COUNT and one Copernica page of one profile (for the database's total)."""
+    if not tenant.copernica_database:
+        return {"problem": "no Copernica database is chosen yet"}
+    try:
+        salesforce = await platforms.salesforce(request, tenant.id)
+        copernica = await platforms.copernica(request, tenant.id)
+        contacts, profiles = await platforms.bounded(asyncio.gather(
+            salesforce.count("SELECT COUNT() FROM Contact"),
+            _profile_total(copernica, tenant.copernica_database),
+        ))
+    except platforms.FAILURES as exc:
+        return {"problem": platforms.user_message(exc)}
+    cost = runs.full_sync_cost(
+        contacts, profiles, tenant.direction, bulk_from=reconcile.BULK_FROM
+    )
+    return {"cost": cost, "contacts": contacts, "profiles": profiles}
+
+
+async def _profile_total(client: Any, database: str) -> int:
+    # One page of one profile says the database's total. The Copernica client has no method
+    # for it yet (asked for: CopernicaClient.profile_count); until then its one GET path.
+    page = await client._get(
+        f"database/{database}/profiles", [("limit", "1"), ("total", "true"), ("dataonly", "true")]
+    )
+    return int(page.get("total", 0)) if isinstance(page, dict) else 0
 
 
 @routes.get("/sfcp/status.json")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from bridge.copernica.models import Profile
 from bridge.sync.mapping import FieldMap, Mapping
 from bridge.sync.reconcile import CopernicaIndex
+from bridge.sync.runs import BULK_POLLS, full_sync_cost
 
 MAPPING = Mapping(
     fields=(
@@ -59,3 +60,31 @@ def test_the_index_keeps_hashes_not_values() -> None:
     index = index_of((7, {"Email": "secret@example.org", "SalesforceId": X}, False))
     kept = [*index.by_email, *index.by_email.values(), *index.by_link, *index.by_link.values()]
     assert all(isinstance(value, int) for value in kept)
+
+
+# --- the estimate shown before a full sync ------------------------------------------------------
+
+
+def test_below_the_bulk_threshold_contacts_are_read_in_rest_pages_of_2000() -> None:
+    cost = full_sync_cost(5_000, 1_000, "both", bulk_from=10_000)
+    assert not cost.bulk
+    assert cost.salesforce_reads == 1 + 3  # COUNT, then 3 pages
+    assert cost.salesforce_writes == 5  # 1,000 profiles in Collections of 200
+    assert cost.copernica_reads == 2 * 2  # ids and profiles, pages of 1,000 (the last one short)
+    assert cost.copernica_writes == 5_000  # one per profile created or updated
+    assert (cost.salesforce, cost.copernica) == (9, 5_004)
+
+
+def test_from_the_threshold_on_one_bulk_job_reads_50000_records_per_call() -> None:
+    cost = full_sync_cost(100_000, 0, "sf_to_cp", bulk_from=10_000)
+    assert cost.bulk
+    assert cost.salesforce_reads == 1 + 1 + BULK_POLLS + 2 + 1  # COUNT, create, looks, sets, delete
+    assert cost.salesforce_writes == 0
+    assert cost.copernica_writes == 100_000
+
+
+def test_one_way_costs_only_that_way() -> None:
+    to_salesforce = full_sync_cost(3_000, 401, "cp_to_sf", bulk_from=10_000)
+    assert (to_salesforce.salesforce_reads, to_salesforce.salesforce_writes) == (0, 3)
+    assert to_salesforce.copernica_writes == 0
+    assert full_sync_cost(0, 0, "both", bulk_from=10_000).salesforce == 2  # COUNT and one page
