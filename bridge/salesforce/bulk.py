@@ -27,7 +27,7 @@ import asyncio
 import csv
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -54,7 +54,7 @@ async def bulk_query_pages(
     page_size: int = PAGE_SIZE,
     set_size: int = SET_SIZE,
     max_wait: float = MAX_WAIT,
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     """The records of ``soql`` (over ``sobject``) in pages of ``page_size``, read through one
     Bulk API 2.0 query job (``queryAll`` with ``include_deleted``)."""
     types = {
