@@ -30,8 +30,9 @@ browser-deps:
 test: $(STAMP) lint browser-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# `make bench BENCH_ARGS="sync --quick"`: one bench, short (see bench/bench_sync.py).
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build dist .bridge-data

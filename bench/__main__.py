@@ -1,4 +1,7 @@
-"""`make bench`: run every bench/bench_*.py's main(), one after the other."""
+"""`make bench`: run every bench/bench_*.py's main(), one after the other.
+
+``python -m bench sync tenants`` runs only those; options (``--quick``) are left in ``sys.argv``
+for the benches that read them."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 
 def main() -> int:
-    only = set(sys.argv[1:])
+    only = {arg for arg in sys.argv[1:] if not arg.startswith("-")}
     for path in sorted(Path(__file__).parent.glob("bench_*.py")):
         if only and path.stem.removeprefix("bench_") not in only:
             continue

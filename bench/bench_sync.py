@@ -1,111 +1,207 @@
-"""End-to-end sync benchmark: the bridge as a process between the two sandboxes.
+"""End-to-end sync benchmark: the bridge as a process between the two sandboxes, each its own
+process too, so that what is measured is the bridge and not the harness.
 
-Measures what a customer feels and pays: how long an edit on one side takes to show on the
-other (at 10 and 100 changes per second), how many changes per second the bridge sustains, how
-many API calls it spends per 1,000 changes, and how much memory a first full sync needs.
-Latency is timed inside the sandboxes (they run in this process): from the moment the user's edit
-is stored on the source side to the moment the bridge's write carrying the same value is stored
-on the target side. Numbers only, no assertions.
+Per phase it prints what a customer feels and pays: how long an edit on one side takes to show on
+the other (p50/p95/p99 at 10, 100 and 500 changes per second, half the edits on each side), how
+many API calls the bridge spends per 1,000 changes on each platform (from the sandboxes' own
+counters), the bridge's CPU milliseconds per change (its ``/proc`` times), the changes per second
+it sustains, how long the Copernica webhook endpoint takes to answer, and the time and peak
+memory of a first full sync. Each phase also says which process was busiest, so that a number
+held back by a sandbox (or the bench) is not taken for the bridge's.
 
-``BENCH_FULL_SYNC_SIZES`` (default ``10000,100000``; empty: skip) picks the full-sync sizes. The
-live phases run on the smallest of them (at least ``LIVE_MIN`` contacts) once its sync is done.
-
-The emulators answer the bridge's ``fields[]=X==v`` searches and ``WHERE Id IN (...)`` queries
-from indexes, not scans, so that a large first sync times the bridge, not the sandboxes.
+Latency runs from the moment the sandbox stored the user's edit to the moment the other sandbox
+stored the bridge's write carrying the same token (both on the machine's monotonic clock).
+Numbers only, no assertions. ``python -m bench sync --quick`` is the short run (a few minutes);
+without ``--quick`` it adds full syncs of 10,000 and 100,000 contacts. Every run writes
+``bench/results.json``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import platform
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
-from bench.harness import Bridge, Postgres, SandboxPair, Setup, percentile, seed, wait_for, wire
+from bench.harness import (
+    Bridge,
+    Emulators,
+    Postgres,
+    Recorder,
+    Setup,
+    Usage,
+    linked_pairs,
+    percentile,
+    seed,
+    streaming,
+    wait_for,
+    wire,
+)
 from bridge.copernica import CopernicaClient
 from bridge.retry import RetryPolicy
 from bridge.salesforce import ClientCredentialsLogin, SalesforceClient
 
-LIVE_MIN = 4000  # contacts the live phases need at least, so that no record is edited twice
-RATES = (10, 100)  # changes per second in all, alternating Salesforce and Copernica edits
-STEADY_SECONDS = 5.0
-ONE_WAY = 500  # edits in each one-way burst (what one direction costs in API calls)
-MIXED = 2000  # edits in the mixed burst, half on each side (sustained changes per second)
+RESULTS = Path(__file__).with_name("results.json")
+TOKEN_PREFIX = "bench-"  # every edited Title starts with it; the sandboxes record only those
+RATES = (10, 100, 500)  # changes per second in all, alternating Salesforce and Copernica edits
 PUSHERS = 8  # concurrent edit requests while pushing "as fast as the sandboxes take them"
-FLOOR_SAMPLES = 200
-LAND_TIMEOUT = 120.0
-QUIET = 1.5  # seconds without a bridge API call before a phase counts as finished
+FLOOR_SAMPLES = 100
+LAND_TIMEOUT = 180.0
+QUIET = 1.0  # seconds without an API call (and no job waiting) before a phase counts as settled
 
 
-def full_sync_sizes() -> list[int]:
-    raw = os.environ.get("BENCH_FULL_SYNC_SIZES", "10000,100000")
-    return [int(part) for part in raw.replace(" ", "").split(",") if part]
+@dataclass(frozen=True)
+class Plan:
+    full_syncs: tuple[int, ...]  # first full syncs measured on their own (beside the live one's)
+    live_contacts: int  # contacts of the environment the live phases edit (its sync is measured)
+    steady_seconds: float
+    one_way: int  # edits of each one-way burst
+    mixed: int  # edits of the mixed burst, half on each side (sustained changes per second)
+
+
+QUICK = Plan((), 3_000, 3.0, 500, 1_000)
+FULL = Plan((100_000,), 10_000, 5.0, 1_000, 2_000)
 
 
 @dataclass
-class Latency:
+class Phase:
     label: str
-    rate: float  # achieved edits per second
-    sf_to_cp: list[float]  # milliseconds
-    cp_to_sf: list[float]
-    lost: int  # edits whose value never reached the other side
-    calls: tuple[int, int]  # Salesforce, Copernica API calls during the phase (until quiet)
     changes: int
-    hooks: list[float]  # ms per Copernica webhook POST to the bridge during the phase
-
-
-@dataclass
-class Burst:
-    label: str
-    edits: int
     push_seconds: float  # until the sandboxes had taken every edit
     landed_seconds: float  # until the last of them had been written on the other side
-    equal_seconds: float  # until both sides were equal and the bridge's queue was empty
-    lost: int
-    calls: tuple[int, int]
-    held: int
-    hooks: list[float]
+    sf_to_cp: list[float]  # ms, edit stored → the bridge's write stored
+    cp_to_sf: list[float]
+    lost: int  # edits that never reached the other side
+    calls_landed: tuple[int, int]  # Salesforce, Copernica API calls from start until all landed
+    calls_settled: tuple[int, int]  # ... until the bridge was quiet again
+    busy: Usage  # start → all landed: who was busy
+    work: Usage  # start → settled: what the changes cost
+    answers: list[float] = field(default_factory=list)  # ms, Copernica's webhook POST → answer
+
+    @property
+    def achieved(self) -> float:
+        return self.changes / self.push_seconds if self.push_seconds > 0 else float("nan")
+
+    @property
+    def sustained(self) -> float:
+        return self.changes / self.landed_seconds if self.landed_seconds > 0 else float("nan")
+
+    def cpu_ms_per_change(self) -> float:
+        return self.work.bridge * 1000 / self.changes if self.changes else float("nan")
 
 
 @dataclass
 class FullSync:
     size: int
     seconds: float  # run started → done (sync_runs)
-    wall: float  # bridge start → done
-    hwm_kib: int
-    profiles: int
+    hwm_kib: int  # the bridge's VmHWM when the run was done
+    ready_kib: int  # ... when it first answered /readyz
     state: str
     message: str
+    usage: Usage
+    calls: tuple[int, int]
+    profiles: int = 0
     held: int = 0  # sync jobs out of attempts after the run
-    ready_kib: int = 0  # VmHWM when the bridge first answered /readyz
-    rss_kib: int = 0  # the largest VmRSS sampled (every 0.25 s) while the run went on
     errors: int = 0  # error reports after the run
 
 
 @dataclass
 class Results:
+    plan: Plan
     floor_sf: list[float] = field(default_factory=list)
     floor_cp: list[float] = field(default_factory=list)
-    latency: list[Latency] = field(default_factory=list)
-    bursts: list[Burst] = field(default_factory=list)
+    phases: dict[str, Phase] = field(default_factory=dict)
     full: list[FullSync] = field(default_factory=list)
-    live_contacts: int = 0
-    load_at_start: float = field(default_factory=lambda: os.getloadavg()[0])
     live_hwm_kib: int = 0
+    load_at_start: float = field(default_factory=lambda: os.getloadavg()[0])
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Environment:
+    """Both sandboxes (processes), a tenant wired to them, and the bridge serving it."""
+
+    postgres: Postgres
+    emulators: Emulators = field(default_factory=Emulators)
+    setup: Setup | None = None
+    bridge: Bridge | None = None
+
+    async def stop(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()
+        if self.setup is not None:
+            await self.setup.pool.close()
+        await self.emulators.stop()
+
+
+async def api_calls(env: Environment) -> tuple[int, int]:
+    """Both sandboxes' API call counters right now."""
+    info = env.emulators.info
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{info.salesforce_url}/_sandbox/landings") as reply:
+            sf = (await reply.json())["api_calls"]
+        async with http.get(f"{info.copernica_url}/_sandbox/landings") as reply:
+            cp = (await reply.json())["api_calls"]
+    return int(sf), int(cp)
+
+
+def _delta(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
+    return after[0] - before[0], after[1] - before[1]
+
+
+async def synced(postgres: Postgres, size: int, env: Environment) -> FullSync:
+    """Seed ``size`` contacts silently, start a bridge, follow its first full sync to "done"."""
+    info = await env.emulators.start()
+    print(f"  full sync {size}: seeding ...", flush=True)
+    await seed(info.salesforce_url, size)
+    env.setup = await wire(postgres, info, slug=f"full-{size}")
+    run_id = await env.setup.request_full_sync()  # before the bridge starts: no second one
+    env.bridge = Bridge(env.setup)
+    calls = await api_calls(env)
+    await env.bridge.start()
+    ready_kib = env.bridge.memory().get("VmHWM", 0)
+    before = Usage.now(env.bridge.pid, env.emulators, postgres.pid())
+    every, last_print = (5.0 if size <= 20_000 else 15.0), time.monotonic()
+    while True:
+        row = await env.setup.run_row(run_id)
+        if row["state"] in ("done", "failed"):
+            break
+        if env.bridge.process is not None and env.bridge.process.returncode is not None:
+            raise RuntimeError(f"the bridge exited with {env.bridge.process.returncode}")
+        if time.monotonic() - last_print >= every:
+            last_print = time.monotonic()
+            rss = env.bridge.memory().get("VmRSS", 0)
+            print(f"  full sync {size}: {row['state']} {row['done']}/{row['total'] or '?'},"
+                  f" bridge RSS {rss / 1024:.0f} MiB", flush=True)
+        await asyncio.sleep(0.25)
+    usage = Usage.now(env.bridge.pid, env.emulators, postgres.pid()).since(before)
+    seconds = (row["finished_at"] - row["started_at"]).total_seconds() if row["started_at"] else 0.0
+    database = env.setup.tenant.copernica_database or "0"
+    return FullSync(
+        size=size, seconds=seconds, hwm_kib=env.bridge.memory().get("VmHWM", 0),
+        ready_kib=ready_kib, state=row["state"], message=row["message"] or "", usage=usage,
+        calls=_delta(await api_calls(env), calls),
+        profiles=len(await linked_pairs(info, database)),
+        held=(await env.setup.jobs_pending())[1], errors=await env.setup.error_count(),
+    )
 
 
 class Editor:
     """Edits "as a user would" through the sandboxes' control APIs, each with a unique Title."""
 
-    def __init__(self, pair: SandboxPair, http: aiohttp.ClientSession) -> None:
-        assert pair.info is not None
-        self.sf_url, self.cp_url, self.http = pair.info.salesforce_url, pair.info.copernica_url, http
+    def __init__(self, env: Environment, http: aiohttp.ClientSession) -> None:
+        info = env.emulators.info
+        self.sf_url, self.cp_url, self.http = info.salesforce_url, info.copernica_url, http
 
     async def salesforce(self, sf_id: str, title: str) -> None:
         url = f"{self.sf_url}/_sandbox/contacts/{sf_id}"
@@ -118,55 +214,97 @@ class Editor:
             reply.raise_for_status()
 
 
+Edits = tuple[list[str], list[str]]  # tokens edited in Salesforce, in Copernica
+
+
 @dataclass
 class Live:
-    """The synced state the live phases edit: which contact is which profile."""
+    """A synced environment whose bridge streams, and the records the phases edit."""
 
-    pair: SandboxPair
-    setup: Setup
+    env: Environment
+    recorder: Recorder
     editor: Editor
     sf_side: Iterator[tuple[str, int]]  # records edited in Salesforce
     cp_side: Iterator[tuple[str, int]]  # records edited in Copernica
-    pairs: list[tuple[str, int]]
+    last_delivery: int = 0  # the Copernica sandbox's last webhook event already counted
 
-    def landed(self, sf_tokens: list[str], cp_tokens: list[str]) -> bool:
-        w = self.pair.watch
-        return all(t in w.cp_bridge for t in sf_tokens) and all(t in w.sf_bridge for t in cp_tokens)
+    @property
+    def setup(self) -> Setup:
+        assert self.env.setup is not None
+        return self.env.setup
 
-    def equal(self, pairs: list[tuple[str, int]]) -> bool:
-        """Each of ``pairs`` shows the same Title on both sides."""
-        contacts = self.pair.sf.org.records["Contact"]
-        database = self.pair.cp.account.databases[int(self.setup.tenant.copernica_database or 0)]
-        title = next(f.id for f in database.fields if f.name == "Title")
-        for sf_id, cp_id in pairs:
-            sf_title = contacts[sf_id].values.get("Title") or ""
-            if database.profiles[cp_id].values.get(title, "") != sf_title:
-                return False
-        return True
+    def usage(self) -> Usage:
+        assert self.env.bridge is not None
+        return Usage.now(self.env.bridge.pid, self.env.emulators, self.env.postgres.pid())
 
-    async def quiet(self, within: float = LAND_TIMEOUT) -> None:
-        """Wait until the queue is empty and the bridge made no API call for ``QUIET`` seconds."""
+    def landed(self, edits: Edits) -> bool:
+        landed = self.recorder.landed
+        return all(t in landed.cp_bridge for t in edits[0]) and all(
+            t in landed.sf_bridge for t in edits[1]
+        )
+
+    async def settle(self, within: float = LAND_TIMEOUT) -> None:
+        """Wait until no job and no webhook delivery waits, and the bridge made no API call for
+        ``QUIET`` seconds."""
         deadline = time.monotonic() + within
-        last, since = self.pair.api_calls(), time.monotonic()
+        last, since = self.recorder.calls, time.monotonic()
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            now = self.pair.api_calls()
-            if now != last:
-                last, since = now, time.monotonic()
-                continue
-            if time.monotonic() - since >= QUIET and (await self.setup.jobs_pending())[0] == 0:
+            if self.recorder.calls != last:
+                last, since = self.recorder.calls, time.monotonic()
+            elif (
+                time.monotonic() - since >= QUIET
+                and (await self.setup.jobs_pending())[0] == 0
+                and await self.webhooks_pending() == 0
+            ):
                 return
 
+    async def webhooks_pending(self) -> int:
+        url = f"{self.env.emulators.info.copernica_url}/_sandbox/stats"
+        async with self.editor.http.get(url) as reply:
+            return int((await reply.json())["webhooks_pending"])
 
-def _delta(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
-    return after[0] - before[0], after[1] - before[1]
+    async def measure(self, label: str, push: Callable[[], Awaitable[Edits]]) -> Phase:
+        """Run ``push``; wait until its edits landed and the bridge settled; count and time."""
+        await self.recorder.poll()
+        await self.webhook_answers()  # the earlier phases' deliveries are not this one's
+        calls, before, start = self.recorder.calls, self.usage(), time.monotonic()
+        edits = await push()
+        pushed = time.monotonic() - start
+        await wait_for(lambda: self.landed(edits), LAND_TIMEOUT, step=0.05)
+        await self.recorder.poll()
+        calls_landed, busy = _delta(self.recorder.calls, calls), self.usage().since(before)
+        await self.settle()
+        calls_settled, work = _delta(self.recorder.calls, calls), self.usage().since(before)
+        landed = self.recorder.landed
+        sf_to_cp = [(landed.cp_bridge[t] - landed.sf_user[t]) * 1000
+                    for t in edits[0] if t in landed.cp_bridge and t in landed.sf_user]
+        cp_to_sf = [(landed.sf_bridge[t] - landed.cp_user[t]) * 1000
+                    for t in edits[1] if t in landed.sf_bridge and t in landed.cp_user]
+        arrivals = [landed.cp_bridge[t] for t in edits[0] if t in landed.cp_bridge]
+        arrivals += [landed.sf_bridge[t] for t in edits[1] if t in landed.sf_bridge]
+        changes = len(edits[0]) + len(edits[1])
+        return Phase(
+            label, changes, pushed, (max(arrivals) - start) if arrivals else float("nan"),
+            sf_to_cp, cp_to_sf, changes - len(arrivals), calls_landed, calls_settled, busy, work,
+            await self.webhook_answers(),
+        )
+
+    async def webhook_answers(self) -> list[float]:
+        """ms the bridge took to answer each Copernica webhook delivery since the last ask (the
+        sandbox keeps its last 2,000 attempts; read once per phase, not polled)."""
+        url = f"{self.env.emulators.info.copernica_url}/_sandbox/webhooks/deliveries"
+        async with self.editor.http.get(url) as reply:
+            attempts = (await reply.json())["attempts"]
+        fresh = [a for a in attempts if a["event"] > self.last_delivery]
+        self.last_delivery = max((a["event"] for a in attempts), default=self.last_delivery)
+        return [float(a["answer_ms"]) for a in fresh if a.get("ok") and "answer_ms" in a]
 
 
 async def measure_floor(live: Live, results: Results) -> None:
     """One REST GET on each sandbox through the bridge's own clients: the floor of any latency."""
-    info = live.pair.info
-    assert info is not None
-    sf_id, cp_id = live.pairs[0]
+    info = live.env.emulators.info
+    sf_id, cp_id = next(live.sf_side)
     s = info.salesforce
     login = ClientCredentialsLogin(s.client_id, s.client_secret, info.salesforce_url)
     async with SalesforceClient(login, retry=RetryPolicy(base=0.01)) as client:
@@ -183,202 +321,107 @@ async def measure_floor(live: Live, results: Results) -> None:
             results.floor_cp.append((time.perf_counter() - started) * 1000)
 
 
-async def steady(live: Live, rate: int, tag: str) -> Latency:
-    """``rate`` edits per second for ``STEADY_SECONDS``, alternating sides, paced by the clock."""
-    watch = live.pair.watch
-    count = int(rate * STEADY_SECONDS)
-    sf_tokens: list[str] = []
-    cp_tokens: list[str] = []
-    tasks: list[asyncio.Task[None]] = []
-    before = live.pair.api_calls()
-    start = time.perf_counter()
-    for k in range(count):
-        delay = start + k / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if k % 2 == 0:
-            sf_id, _ = next(live.sf_side)
-            sf_tokens.append(token := f"{tag}s{k}")
-            tasks.append(asyncio.create_task(live.editor.salesforce(sf_id, token)))
-        else:
-            _, cp_id = next(live.cp_side)
-            cp_tokens.append(token := f"{tag}c{k}")
-            tasks.append(asyncio.create_task(live.editor.copernica(cp_id, token)))
-    await asyncio.gather(*tasks)
-    achieved = count / max(time.perf_counter() - start, 1e-9)
-    await wait_for(lambda: live.landed(sf_tokens, cp_tokens), LAND_TIMEOUT)
-    await live.quiet()
-    calls = _delta(live.pair.api_calls(), before)
-    sf_to_cp = [(watch.cp_bridge[t] - watch.sf_user[t]) * 1000 for t in sf_tokens if t in watch.cp_bridge]
-    cp_to_sf = [(watch.sf_bridge[t] - watch.cp_user[t]) * 1000 for t in cp_tokens if t in watch.sf_bridge]
-    lost = count - len(sf_to_cp) - len(cp_to_sf)
-    hooks = [ms for end, ms in watch.hooks if end >= start]
-    return Latency(f"{rate}/s", achieved, sf_to_cp, cp_to_sf, lost, calls, count, hooks)
+def steady(live: Live, rate: int, seconds: float, tag: str) -> Callable[[], Awaitable[Edits]]:
+    """``rate`` edits per second for ``seconds``, alternating sides, paced by the clock."""
 
-
-async def burst(live: Live, label: str, tag: str, sf_edits: int, cp_edits: int) -> Burst:
-    """Push edits as fast as the sandboxes take them; time until both sides agree again."""
-    work: list[tuple[str, str | int, str]] = []
-    edited: list[tuple[str, int]] = []
-    for k in range(sf_edits):
-        edited.append(record := next(live.sf_side))
-        work.append(("sf", record[0], f"{tag}s{k}"))
-    for k in range(cp_edits):
-        edited.append(record := next(live.cp_side))
-        work.append(("cp", record[1], f"{tag}c{k}"))
-    if sf_edits and cp_edits:  # interleave, as real traffic would be
-        work = [w for pair in itertools.zip_longest(work[:sf_edits], work[sf_edits:]) for w in pair if w]
-    sf_tokens = [t for side, _, t in work if side == "sf"]
-    cp_tokens = [t for side, _, t in work if side == "cp"]
-    pending = iter(work)
-    before = live.pair.api_calls()
-    start = time.perf_counter()
-
-    async def pusher() -> None:
-        for side, record, token in pending:
-            if side == "sf":
-                await live.editor.salesforce(str(record), token)
+    async def push() -> Edits:
+        sf_tokens: list[str] = []
+        cp_tokens: list[str] = []
+        tasks: list[asyncio.Task[Any]] = []
+        start = time.monotonic()
+        for k in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, start + k / rate - time.monotonic()))
+            token = f"{TOKEN_PREFIX}{tag}-{k}"
+            if k % 2 == 0:
+                sf_tokens.append(token)
+                edit = live.editor.salesforce(next(live.sf_side)[0], token)
             else:
-                await live.editor.copernica(int(record), token)
+                cp_tokens.append(token)
+                edit = live.editor.copernica(next(live.cp_side)[1], token)
+            tasks.append(asyncio.create_task(edit))
+        await asyncio.gather(*tasks)
+        return sf_tokens, cp_tokens
 
-    await asyncio.gather(*(pusher() for _ in range(PUSHERS)))
-    pushed = time.perf_counter() - start
-    await wait_for(lambda: live.landed(sf_tokens, cp_tokens), LAND_TIMEOUT)
-    watch = live.pair.watch
-    arrivals = [watch.cp_bridge[t] for t in sf_tokens if t in watch.cp_bridge]
-    arrivals += [watch.sf_bridge[t] for t in cp_tokens if t in watch.sf_bridge]
-    landed = (max(arrivals) - start) if arrivals else float("nan")
-    deadline = time.monotonic() + LAND_TIMEOUT
-    equal_at = float("nan")
-    while time.monotonic() < deadline:
-        if live.equal(edited) and (await live.setup.jobs_pending())[0] == 0:
-            equal_at = time.perf_counter() - start
-            break
-        await asyncio.sleep(0.05)
-    await live.quiet()
-    calls = _delta(live.pair.api_calls(), before)
-    held = (await live.setup.jobs_pending())[1]
-    hooks = [ms for end, ms in watch.hooks if end >= start]
-    return Burst(
-        label, len(work), pushed, landed, equal_at, len(work) - len(arrivals), calls, held, hooks
-    )
+    return push
 
 
-async def follow_run(setup: Setup, bridge: Bridge, run_id: int, label: str, every: float) -> FullSync:
-    """Poll ``sync_runs`` until the run is done (or failed), printing progress now and then."""
-    started = time.perf_counter()
-    last_print = started
-    rss = 0
-    while True:
-        rss = max(rss, bridge.memory().get("VmRSS", 0))
-        row = await setup.run_row(run_id)
-        now = time.perf_counter()
-        if row["state"] in ("done", "failed"):
-            break
-        if now - last_print >= every:
-            last_print = now
-            total = row["total"]
-            print(
-                f"  {label}: {row['state']} {row['done']}/{total if total is not None else '?'}"
-                f" after {now - started:.0f} s, bridge RSS {rss / 1024:.0f} MiB (max so far)",
-                flush=True,
-            )
-        if bridge.process is not None and bridge.process.returncode is not None:
-            raise RuntimeError(f"the bridge exited with {bridge.process.returncode}")
-        await asyncio.sleep(0.25)
-    seconds = (row["finished_at"] - row["started_at"]).total_seconds() if row["started_at"] else 0.0
-    return FullSync(
-        size=0, seconds=seconds, wall=time.perf_counter() - started,
-        hwm_kib=bridge.memory().get("VmHWM", 0), profiles=0, state=row["state"],
-        message=row["message"] or "", rss_kib=rss,
-    )
+def burst(live: Live, tag: str, sf_edits: int, cp_edits: int) -> Callable[[], Awaitable[Edits]]:
+    """Edits pushed by ``PUSHERS`` concurrent clients as fast as the sandboxes take them,
+    interleaved when both sides are edited, each record once."""
+    sf_work = [("sf", f"{TOKEN_PREFIX}{tag}-s{k}") for k in range(sf_edits)]
+    cp_work = [("cp", f"{TOKEN_PREFIX}{tag}-c{k}") for k in range(cp_edits)]
+    work = [w for pair in itertools.zip_longest(sf_work, cp_work) for w in pair if w]
+
+    async def push() -> Edits:
+        pending = iter(work)
+
+        async def pusher() -> None:
+            for side, token in pending:
+                if side == "sf":
+                    await live.editor.salesforce(next(live.sf_side)[0], token)
+                else:
+                    await live.editor.copernica(next(live.cp_side)[1], token)
+
+        await asyncio.gather(*(pusher() for _ in range(PUSHERS)))
+        return [t for _, t in sf_work], [t for _, t in cp_work]
+
+    return push
 
 
-@dataclass
-class Environment:
-    """Sandboxes seeded with ``size`` contacts, a tenant, and a bridge that has synced them."""
-
-    pair: SandboxPair
-    setup: Setup | None = None
-    bridge: Bridge | None = None
-
-    async def stop(self) -> None:
-        if self.bridge is not None:
-            await self.bridge.stop()
-        if self.setup is not None:
-            await self.setup.pool.close()
-        await self.pair.stop()
-
-
-async def synced(postgres: Postgres, size: int, env: Environment) -> FullSync:
-    """Seed ``size`` contacts silently, start a bridge, follow its first full sync to "done"."""
-    info = await env.pair.start()
-    print(f"  full sync {size}: seeding ...", flush=True)
-    await seed(info.salesforce_url, size)
-    env.setup = await wire(postgres, env.pair, slug=f"full-{size}")
-    run_id = await env.setup.request_full_sync()  # before the bridge starts: no second one
-    env.bridge = Bridge(env.setup)
-    await env.bridge.start()
-    ready_kib = env.bridge.memory().get("VmHWM", 0)
-    outcome = await follow_run(
-        env.setup, env.bridge, run_id, f"full sync {size}", 5.0 if size <= 20_000 else 15.0
-    )
-    outcome.size, outcome.ready_kib = size, ready_kib
-    outcome.profiles = len(env.pair.profiles(env.setup.tenant.copernica_database or "0"))
-    outcome.held = (await env.setup.jobs_pending())[1]
-    outcome.errors = await env.setup.error_count()
-    return outcome
-
-
-async def live_phases(env: Environment, results: Results) -> None:
-    """Latency, throughput and API calls on a synced environment whose bridge streams."""
-    pair, setup, bridge = env.pair, env.setup, env.bridge
-    assert setup is not None and bridge is not None
-    if not await wait_for(pair.streaming, 30):
+async def live_phases(env: Environment, plan: Plan, results: Results) -> None:
+    """Latency, throughput, API calls and CPU on a synced environment whose bridge streams."""
+    assert env.setup is not None and env.bridge is not None
+    info = env.emulators.info
+    if not await wait_for_async(lambda: streaming(info), 30):
         print("  live: the bridge never subscribed to the CDC channel", flush=True)
-    database = pair.cp.account.databases[int(setup.tenant.copernica_database or 0)]
-    link = next(f.id for f in database.fields if f.name == "SalesforceId")
-    by_sf = {p.values.get(link, ""): p.id for p in database.live_profiles()}
-    pairs = sorted((sf, cp) for sf, cp in by_sf.items() if sf in pair.sf.org.records["Contact"])
+    pairs = await linked_pairs(info, env.setup.tenant.copernica_database or "0")
     half = len(pairs) // 2
     async with aiohttp.ClientSession() as http:
-        live = Live(
-            pair, setup, Editor(pair, http), itertools.cycle(pairs[:half]),
-            itertools.cycle(pairs[half:]), pairs,
-        )
-        await live.quiet()
-        print(f"  live: {len(pairs)} linked pairs; sandbox floor ...", flush=True)
-        await measure_floor(live, results)
-        for n, rate in enumerate(RATES):
-            print(f"  live: {rate} changes/s for {STEADY_SECONDS:.0f} s ...", flush=True)
-            results.latency.append(await steady(live, rate, f"L{n}"))
-        runs = [
-            ("Salesforce → Copernica", ONE_WAY, 0),
-            ("Copernica → Salesforce", 0, ONE_WAY),
-            ("both at once", MIXED // 2, MIXED - MIXED // 2),
-        ]
-        for n, (label, sf_edits, cp_edits) in enumerate(runs):
-            print(f"  live: burst, {label}, {sf_edits + cp_edits} edits ...", flush=True)
-            results.bursts.append(await burst(live, label, f"B{n}", sf_edits, cp_edits))
-    results.live_contacts = len(pairs)
-    results.live_hwm_kib = bridge.memory().get("VmHWM", 0)
+        recorder = Recorder(http, info, TOKEN_PREFIX)
+        await recorder.start()
+        live = Live(env, recorder, Editor(env, http), itertools.cycle(pairs[:half]),
+                    itertools.cycle(pairs[half:]))
+        try:
+            await live.settle()
+            print(f"  live: {len(pairs)} linked pairs; sandbox floor ...", flush=True)
+            await measure_floor(live, results)
+            steps: list[tuple[str, Callable[[], Awaitable[Edits]]]] = [
+                (f"steady {rate}/s", steady(live, rate, plan.steady_seconds, f"L{rate}"))
+                for rate in RATES
+            ]
+            steps += [
+                ("burst Salesforce → Copernica", burst(live, "B1", plan.one_way, 0)),
+                ("burst Copernica → Salesforce", burst(live, "B2", 0, plan.one_way)),
+                ("burst both ways (sustained)", burst(live, "B3", plan.mixed // 2, plan.mixed // 2)),
+            ]
+            for label, push in steps:
+                print(f"  live: {label} ...", flush=True)
+                results.phases[label] = await live.measure(label, push)
+        finally:
+            await recorder.stop()
+    results.live_hwm_kib = env.bridge.memory().get("VmHWM", 0)
 
 
-async def run() -> Results:
-    results = Results()
-    sizes = sorted(set(full_sync_sizes()))
-    live_size = next((s for s in sizes if s >= LIVE_MIN), LIVE_MIN)
+async def wait_for_async(check: Callable[[], Awaitable[bool]], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
+async def run(plan: Plan) -> Results:
+    results = Results(plan)
     postgres = Postgres()
     await postgres.start()
     try:
-        for size in sorted({*sizes, live_size}, key=lambda s: (s != live_size, s)):
-            env = Environment(SandboxPair())
+        for size in (plan.live_contacts, *plan.full_syncs):
+            env = Environment(postgres)
             try:
-                outcome = await synced(postgres, size, env)
-                if size in sizes:
-                    results.full.append(outcome)
-                if size == live_size:
-                    await live_phases(env, results)
+                results.full.append(await synced(postgres, size, env))
+                if size == plan.live_contacts:
+                    await live_phases(env, plan, results)
             finally:
                 await env.stop()
     finally:
@@ -387,99 +430,131 @@ async def run() -> Results:
     return results
 
 
+# --- report -----------------------------------------------------------------------------------
+
+
 def _ms(samples: list[float]) -> str:
-    return " ".join(f"{percentile(samples, q):>8.1f}" for q in (0.5, 0.95, 0.99))
+    return " ".join(f"{percentile(samples, q):>7.1f}" for q in (0.5, 0.95, 0.99))
 
 
-def _per_1000(calls: tuple[int, int], changes: int) -> str:
+def _per_1000(calls: tuple[int, int], changes: int) -> tuple[float, float]:
     if not changes:
-        return f"{'-':>8} {'-':>8}"
-    return f"{calls[0] * 1000 / changes:>8.0f} {calls[1] * 1000 / changes:>8.0f}"
+        return float("nan"), float("nan")
+    return calls[0] * 1000 / changes, calls[1] * 1000 / changes
+
+
+CPU_COLUMNS = f"{'brdg':>4} {'SF':>4} {'CP':>4} {'pg':>4} {'bnch':>4} {'else':>4}"
+
+
+def _cpu(usage: Usage) -> str:
+    return " ".join(f"{usage.share(seconds):>4.0f}" for seconds in (
+        usage.bridge, usage.salesforce, usage.copernica, usage.postgres, usage.bench, usage.others
+    ))
 
 
 def report(results: Results) -> None:
+    plan = results.plan
     print(
         f"\nmachine: {platform.node()}, {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}),"
         f" Python {platform.python_version()}; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z};"
-        f" load average now {os.getloadavg()[0]:.1f}, at start {results.load_at_start:.1f}"
+        f" load average now {os.getloadavg()[0]:.1f}, at start {results.load_at_start:.1f};"
+        f" {'quick' if plan == QUICK else 'full'} run took {time.monotonic() - results.started:.0f} s"
     )
-    print(f"live phases on {results.live_contacts} synced contacts")
+    print(f"live phases on {plan.live_contacts} synced contacts; sandboxes, bridge and PostgreSQL"
+          " each in their own processes")
 
-    print("\nSandbox floor: one REST GET (ms)          n      p50      p99")
+    print("\nSandbox floor: one REST GET through the bridge's clients (ms)    n     p50     p99")
     for label, samples in (("Salesforce", results.floor_sf), ("Copernica", results.floor_cp)):
-        print(
-            f"  {label:<38}{len(samples):>5} {percentile(samples, 0.5):>8.2f}"
-            f" {percentile(samples, 0.99):>8.2f}"
-        )
+        print(f"  {label:<61}{len(samples):>4} {percentile(samples, 0.5):>7.2f}"
+              f" {percentile(samples, 0.99):>7.2f}")
 
     print(
-        "\nEnd-to-end latency (ms), edit stored → bridge's write stored; half the edits on each side"
+        "\nPhases. latency ms: edit stored → bridge's write stored on the other side."
+        " SF/1k, CP/1k: API calls per 1,000 changes\n  until all landed (and until settled)."
+        " CPU ms/chg: the bridge's. CPU %: of one core, start → all landed,\n  for the bridge,"
+        " the Salesforce and Copernica sandboxes, PostgreSQL, the bench, and every other process"
+        " of the machine."
     )
     print(
-        f"  {'load':<8}{'achieved':>9}  {'direction':<24}{'n':>5} {'p50':>8} {'p95':>8} {'p99':>8}"
-        f"  {'lost':>4} {'SF/1k':>8} {'CP/1k':>8}"
+        f"  {'phase':<30}{'chg':>5} {'push/s':>7} {'land/s':>7}  {'direction':<8}{'n':>5}"
+        f" {'p50':>7} {'p95':>7} {'p99':>7} {'lost':>4}  {'SF/1k':>11} {'CP/1k':>11}"
+        f" {'CPU ms/chg':>10}  {CPU_COLUMNS}  busiest"
     )
-    for item in results.latency:
-        for n, (label, samples) in enumerate(
-            (("Salesforce → Copernica", item.sf_to_cp), ("Copernica → Salesforce", item.cp_to_sf))
-        ):
-            lead = f"  {item.label:<8}{item.rate:>8.1f}/s" if n == 0 else " " * 19
-            tail = f"  {item.lost:>4} {_per_1000(item.calls, item.changes)}" if n == 0 else ""
-            print(f"{lead}  {label:<24}{len(samples):>5} {_ms(samples)}{tail}")
-
-    print(
-        f"\nSustained throughput: edits pushed by {PUSHERS} concurrent clients, each record once;"
-        " landed = last write on the other side, equal = both sides equal and queue empty"
-    )
-    print(
-        f"  {'edits':<30}{'n':>5} {'pushed s':>9} {'landed s':>9} {'equal s':>8} {'changes/s':>10}"
-        f"  {'lost':>4} {'held':>4} {'SF/1k':>8} {'CP/1k':>8}"
-    )
-    for b in results.bursts:
-        rate = b.edits / b.equal_seconds if b.equal_seconds == b.equal_seconds else float("nan")
-        print(
-            f"  {b.label:<30}{b.edits:>5} {b.push_seconds:>9.2f} {b.landed_seconds:>9.2f}"
-            f" {b.equal_seconds:>8.2f} {rate:>10.0f}  {b.lost:>4} {b.held:>4}"
-            f" {_per_1000(b.calls, b.edits)}"
-        )
-    print("  (SF/1k, CP/1k: Salesforce and Copernica API calls the bridge made per 1,000 changes)")
-
-    print(
-        "\nCopernica webhook POSTs to the bridge (ms, signing + the bridge's answer; Copernica"
-        " delivers one at a time per webhook)"
-    )
-    print(f"  {'phase':<30}{'n':>5} {'p50':>8} {'p95':>8} {'p99':>8}")
-    phases = [(f"steady {item.label}", item.hooks) for item in results.latency]
-    phases += [(f"burst, {b.label}", b.hooks) for b in results.bursts]
-    for label, samples in phases:
-        print(f"  {label:<30}{len(samples):>5} {_ms(samples)}")
+    for phase in results.phases.values():
+        sf_landed, cp_landed = _per_1000(phase.calls_landed, phase.changes)
+        sf_settled, cp_settled = _per_1000(phase.calls_settled, phase.changes)
+        directions = [("SF → CP", phase.sf_to_cp), ("CP → SF", phase.cp_to_sf)]
+        directions = [(label, samples) for label, samples in directions if samples] or directions
+        for n, (label, samples) in enumerate(directions):
+            head = (f"  {phase.label:<30}{phase.changes:>5} {phase.achieved:>7.0f}"
+                    f" {phase.sustained:>7.0f}" if n == 0 else " " * 52)
+            tail = (f" {phase.lost:>4}  {sf_landed:>5.0f} ({sf_settled:>3.0f}) {cp_landed:>5.0f}"
+                    f" ({cp_settled:>3.0f}) {phase.cpu_ms_per_change():>10.2f}  {_cpu(phase.busy)}"
+                    f"  {phase.busy.bottleneck()}" if n == 0 else "")
+            print(f"{head}  {label:<8}{len(samples):>5} {_ms(samples)}{tail}")
+    print("\nCopernica webhook deliveries to the bridge: the sandbox's POST → the bridge's answer"
+          " (ms; verify, drop or store, commit)")
+    print(f"  {'phase':<30}{'n':>6} {'p50':>7} {'p95':>7} {'p99':>7}")
+    for phase in results.phases.values():
+        print(f"  {phase.label:<30}{len(phase.answers):>6} {_ms(phase.answers)}")
 
     print(
         "\nFirst full sync: seeded Salesforce contacts → empty Copernica, fresh bridge process;"
-        " MiB: VmHWM when /readyz first answered and when"
-        " the run was done, and the largest VmRSS sampled during the run"
+        " MiB: the bridge's VmHWM when /readyz first\n  answered and when the run was done;"
+        " calls per 1,000 contacts; CPU % of one core over the run"
     )
     print(
-        f"  {'contacts':>9} {'run s':>8} {'wall s':>8} {'rec/s':>7} {'ready MiB':>10} {'peak MiB':>9}"
-        f" {'max RSS':>8}"
-        f" {'profiles':>9} {'held':>5} {'errors':>6}  state"
+        f"  {'contacts':>9} {'run s':>8} {'rec/s':>7} {'ready MiB':>10} {'peak MiB':>9}"
+        f" {'SF/1k':>6} {'CP/1k':>6} {'profiles':>9} {'held':>5} {'errors':>6}"
+        f"  {CPU_COLUMNS}  busiest; state"
     )
     for f in results.full:
+        sf, cp = _per_1000(f.calls, f.size)
         print(
-            f"  {f.size:>9} {f.seconds:>8.1f} {f.wall:>8.1f} {f.size / max(f.seconds, 1e-9):>7.0f}"
-            f" {f.ready_kib / 1024:>10.1f} {f.hwm_kib / 1024:>9.1f} {f.rss_kib / 1024:>8.1f}"
-            f" {f.profiles:>9} {f.held:>5} {f.errors:>6}"
-            f"  {f.state}: {f.message}"
+            f"  {f.size:>9} {f.seconds:>8.1f} {f.size / max(f.seconds, 1e-9):>7.0f}"
+            f" {f.ready_kib / 1024:>10.1f} {f.hwm_kib / 1024:>9.1f} {sf:>6.0f} {cp:>6.0f}"
+            f" {f.profiles:>9} {f.held:>5} {f.errors:>6}  {_cpu(f.usage)}  {f.usage.bottleneck()};"
+            f" {f.state}{': ' + f.message if f.message else ''}"
         )
     if results.live_hwm_kib:
-        print(
-            f"  (the bridge of the live phases, {results.live_contacts} contacts, after all of"
-            f" them: peak RSS {results.live_hwm_kib / 1024:.1f} MiB)"
-        )
+        print(f"  (the bridge of the live phases, {plan.live_contacts} contacts, after all of"
+              f" them: peak RSS {results.live_hwm_kib / 1024:.1f} MiB)")
+
+
+def summary(results: Results) -> dict[str, float]:
+    """What bench/results.json holds: numbers only (NaN, where nothing was measured, as null)."""
+    phases = results.phases
+    out: dict[str, float] = {}
+    for key, label in (("sf_to_cp", "burst Salesforce → Copernica"),
+                       ("cp_to_sf", "burst Copernica → Salesforce")):
+        phase = phases[label]
+        sf, cp = _per_1000(phase.calls_landed, phase.changes)
+        out[f"sf_calls_per_1000_{key}"] = round(sf, 1)
+        out[f"cp_calls_per_1000_{key}"] = round(cp, 1)
+    steady_100 = phases["steady 100/s"]
+    out["p99_ms_sf_to_cp_100"] = round(percentile(steady_100.sf_to_cp, 0.99), 1)
+    out["p99_ms_cp_to_sf_100"] = round(percentile(steady_100.cp_to_sf, 0.99), 1)
+    sustained = phases["burst both ways (sustained)"]
+    out["cpu_ms_per_change"] = round(sustained.cpu_ms_per_change(), 3)
+    out["sustained_changes_per_s"] = round(sustained.sustained, 1)
+    out["webhook_answer_ms_p50"] = round(percentile(steady_100.answers, 0.5), 2)
+    for f in results.full:
+        out[f"full_sync_s_{f.size}"] = round(f.seconds, 1)
+        out[f"full_sync_peak_rss_mb_{f.size}"] = round(f.hwm_kib / 1024, 1)
+    return out
+
+
+def write_results(values: dict[str, float], path: Path = RESULTS) -> None:
+    clean = {k: (None if v != v else v) for k, v in values.items()}  # JSON has no NaN
+    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> None:
-    report(asyncio.run(run()))
+    plan = QUICK if "--quick" in sys.argv[1:] else FULL  # `python -m bench sync --quick` too
+    results = asyncio.run(run(plan))
+    report(results)
+    write_results(summary(results))
+    print(f"\nwrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,21 @@
 """Shared plumbing for end-to-end benchmarks: PostgreSQL, both sandboxes, a tenant, a bridge process.
 
-The sandboxes run in the benchmark's own event loop, so their in-memory state can be watched
-directly (``Watch``): listeners on the Salesforce change-event log and on the Copernica account see
-every write the moment it lands, which times the bridge more precisely than polling would.
-The bridge runs as a subprocess, so that its memory (VmHWM) is its own.
+``Emulators`` runs each sandbox as its own process (``bridge sandbox salesforce|copernica``), so
+that what the bench measures is the bridge, not the bench's event loop: a ``Recorder`` asks the
+sandboxes' ``/_sandbox/landings`` every 0.1 s for the moments edits carrying a token were stored
+(user edits and the bridge's writes, timed by the sandboxes themselves on the machine's monotonic
+clock) and their API call counters. ``Usage`` reads the processes' CPU times from ``/proc``.
+
+``SandboxPair`` still runs both sandboxes in the bench's own event loop, watched directly
+(``Watch``), for ``bench_tenants``, which makes its tenants' orgs and accounts in process.
+The bridge always runs as a subprocess, so that its memory (VmHWM) and CPU time are its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import sys
@@ -31,7 +37,7 @@ from bridge.security.vault import Vault, generate_key
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runs import request_sync
 from bridge.tenants import Tenant, create_tenant
-from bridge.vocabulary import CDC_CHANNEL, CLIENT_ID
+from bridge.vocabulary import CDC_CHANNEL, CLIENT_ID, LINK_FIELD_FALLBACK
 from sandbox import copernica, demo, salesforce
 from sandbox.copernica import SANDBOX, Sandbox
 from sandbox.copernica.state import ProfileChange
@@ -73,6 +79,41 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/<pid>/stat`` utime + stime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, the children it has reaped, and its living children (for
+    PostgreSQL: the postmaster and its backends)."""
+    try:
+        own = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    total = sum(int(v) for v in own[11:15]) / CLOCK_TICKS
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from ``/proc/stat``."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks) - idle) / CLOCK_TICKS, sum(ticks) / CLOCK_TICKS
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
@@ -92,6 +133,10 @@ class Postgres:
         await self._server.stop()
         self._tmp.cleanup()
 
+    def pid(self) -> int:
+        """The postmaster's (the first line of ``postmaster.pid``)."""
+        return int((self._server.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+
     async def new_database(self) -> str:
         self._count += 1
         name = f"bench_{os.getpid()}_{self._count}"
@@ -110,7 +155,216 @@ class Postgres:
         return url
 
 
-# --- sandboxes and what landed in them --------------------------------------------------------
+# --- sandboxes as processes, and what landed in them -------------------------------------------
+
+
+class Emulator:
+    """One sandbox CLI as a child process on a port the OS said was free."""
+
+    def __init__(self, kind: str, host: str, *options: str) -> None:
+        self.kind, self.options = kind, options
+        self.port = free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, ready_within: float = 30.0) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.cli", "sandbox", self.kind, "--port", str(self.port),
+            *self.options, stdout=asyncio.subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + ready_within
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"the {self.kind} sandbox exited with {self.process.returncode}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{self.url}/_sandbox/") as reply:
+                        if reply.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"the {self.kind} sandbox did not start")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+class Emulators:
+    """Both sandboxes as processes with their default org and account (the default settings)."""
+
+    def __init__(self) -> None:
+        self.salesforce = Emulator("salesforce", "localhost")
+        self.copernica = Emulator("copernica", "127.0.0.1")
+        self.info = demo.Sandboxes(
+            salesforce_url=self.salesforce.url, copernica_url=self.copernica.url,
+            salesforce=salesforce.SandboxSettings(), copernica=copernica.SandboxSettings(),
+        )
+
+    async def start(self) -> demo.Sandboxes:
+        await asyncio.gather(self.salesforce.start(), self.copernica.start())
+        return self.info
+
+    async def stop(self) -> None:
+        await asyncio.gather(self.salesforce.stop(), self.copernica.stop())
+
+
+@dataclass
+class Landed:
+    """When each token was first stored on each side, by a user's edit or by the bridge's write
+    (the sandboxes' ``time.monotonic()``, which is this process's too)."""
+
+    sf_user: dict[str, float] = field(default_factory=dict)
+    sf_bridge: dict[str, float] = field(default_factory=dict)
+    cp_user: dict[str, float] = field(default_factory=dict)
+    cp_bridge: dict[str, float] = field(default_factory=dict)
+
+    def add_salesforce(self, entry: dict[str, Any]) -> None:
+        by_bridge = entry["caller"] == CLIENT_ID  # changeOrigin omits it for Collections writes
+        (self.sf_bridge if by_bridge else self.sf_user).setdefault(entry["value"], entry["at"])
+
+    def add_copernica(self, entry: dict[str, Any]) -> None:
+        by_bridge = entry["caller"] == "rest"
+        (self.cp_bridge if by_bridge else self.cp_user).setdefault(entry["value"], entry["at"])
+
+
+class Recorder:
+    """Polls both sandboxes' ``/_sandbox/landings`` every ``every`` seconds for new entries only,
+    and keeps their API call counters as of the last poll."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, info: demo.Sandboxes, prefix: str, every: float = 0.1
+    ) -> None:
+        self.http, self.info, self.prefix, self.every = http, info, prefix, every
+        self.landed = Landed()
+        self.calls = (0, 0)  # Salesforce, Copernica
+        self._next = [0, 0]
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, field_name: str = "Title") -> None:
+        body = {"field": field_name, "prefix": self.prefix}
+        for base in (self.info.salesforce_url, self.info.copernica_url):
+            async with self.http.post(f"{base}/_sandbox/landings", json=body) as reply:
+                reply.raise_for_status()
+        await self.poll()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            with contextlib.suppress(aiohttp.ClientError):
+                await self.poll()
+
+    async def poll(self) -> None:
+        sf = await self._get(self.info.salesforce_url, 0)
+        cp = await self._get(self.info.copernica_url, 1)
+        for entry in sf["entries"]:
+            self.landed.add_salesforce(entry)
+        for entry in cp["entries"]:
+            self.landed.add_copernica(entry)
+        self.calls = (int(sf["api_calls"]), int(cp["api_calls"]))
+
+    async def _get(self, base: str, side: int) -> dict[str, Any]:
+        async with self.http.get(
+            f"{base}/_sandbox/landings", params={"after": str(self._next[side])}
+        ) as reply:
+            reply.raise_for_status()
+            answer: dict[str, Any] = await reply.json()
+        self._next[side] = int(answer["next"])
+        return answer
+
+
+@dataclass
+class Usage:
+    """CPU seconds of the bridge, both sandboxes, PostgreSQL, the bench and the whole machine, and
+    the wall clock (all seconds; a difference of two by ``since``)."""
+
+    wall: float
+    bridge: float
+    salesforce: float
+    copernica: float
+    postgres: float
+    bench: float
+    machine_busy: float
+    machine_total: float
+
+    @classmethod
+    def now(cls, bridge: int, emulators: Emulators, postgres: int) -> Usage:
+        busy, total = machine_busy()
+        return cls(
+            time.monotonic(), cpu_seconds(bridge), cpu_seconds(emulators.salesforce.pid),
+            cpu_seconds(emulators.copernica.pid), family_cpu_seconds(postgres),
+            cpu_seconds(os.getpid()), busy, total,
+        )
+
+    def since(self, before: Usage) -> Usage:
+        return Usage(*(a - b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(before),
+                                              strict=True)))
+
+    def share(self, seconds: float) -> float:
+        """``seconds`` of CPU as a share of one core over this span, in percent."""
+        return 100 * seconds / self.wall if self.wall > 0 else float("nan")
+
+    @property
+    def others(self) -> float:
+        """CPU seconds of the machine that none of the bench's processes used."""
+        ours = self.bridge + self.salesforce + self.copernica + self.postgres + self.bench
+        return max(0.0, self.machine_busy - ours)
+
+    def bottleneck(self) -> str:
+        """The process at (nearly) a full core, else whether the machine's cores were all busy."""
+        shares = {
+            "the bridge": self.share(self.bridge),
+            "the Salesforce sandbox": self.share(self.salesforce),
+            "the Copernica sandbox": self.share(self.copernica),
+            "PostgreSQL (all backends)": self.share(self.postgres),
+            "the bench": self.share(self.bench),
+        }
+        name, top = max(shares.items(), key=lambda item: item[1])
+        if top >= 90:
+            return f"{name} ({top:.0f}% of a core)"
+        if self.machine_total > 0 and self.machine_busy / self.machine_total >= 0.9:
+            return f"the machine's cores (other processes: {self.share(self.others):.0f}% of a core)"
+        return "none at 90% of a core"
+
+
+async def linked_pairs(info: demo.Sandboxes, database: str) -> list[tuple[str, int]]:
+    """(Salesforce id, profile id) of each profile that names a contact in its link field."""
+    url = f"{info.copernica_url}/_sandbox/databases/{database}/profiles"
+    async with aiohttp.ClientSession() as http, http.get(url) as reply:
+        profiles = (await reply.json())["data"]
+    pairs = [
+        (p["fields"].get(LINK_FIELD_FALLBACK, ""), int(p["ID"]))
+        for p in profiles
+        if not p.get("removed")
+    ]
+    return sorted((sf, cp) for sf, cp in pairs if sf)
+
+
+async def streaming(info: demo.Sandboxes) -> bool:
+    """A CometD client is subscribed to the contact change channel of the default org."""
+    url = f"{info.salesforce_url}/_sandbox/streaming"
+    async with aiohttp.ClientSession() as http, http.get(url) as reply:
+        clients = (await reply.json())["clients"]
+    return any(CDC_CHANNEL in c["subscriptions"] for c in clients)
+
+
+# --- sandboxes in this process and what landed in them --------------------------------------------------------
 
 
 @dataclass
@@ -268,20 +522,18 @@ class Setup:
             )
 
 
-async def wire(postgres: Postgres, pair: SandboxPair, slug: str = "bench") -> Setup:
-    """A fresh database, a tenant pointed at ``pair`` as the demo does it, and a port for the bridge."""
-    assert pair.info is not None
+async def wire(postgres: Postgres, info: demo.Sandboxes, slug: str = "bench") -> Setup:
+    """A fresh database, a tenant pointed at the sandboxes as the demo does it, and a port for the
+    bridge."""
     url = await postgres.new_database()
     port = free_port()
-    settings = pair.info.settings(Settings(
+    settings = info.settings(Settings(
         database_url=url, secret_keys=(generate_key(),), public_url=f"http://127.0.0.1:{port}",
         log_level="WARNING",
     ))
     pool = await create_pool(url, max_size=4)
     row = await create_tenant(pool, slug, "Bench company")
-    tenant = await demo.wire_tenant(
-        pool, Vault(settings.secret_keys), settings, row, pair.info
-    )
+    tenant = await demo.wire_tenant(pool, Vault(settings.secret_keys), settings, row, info)
     return Setup(url, settings, tenant, pool, port)
 
 

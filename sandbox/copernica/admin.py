@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import time
+import weakref
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +19,9 @@ from aiohttp import web
 from sandbox.copernica.accounts import ACCOUNT
 from sandbox.copernica.runtime import RestFaults, Sandbox
 from sandbox.copernica.state import (
+    Account,
     MsTemplate,
+    ProfileChange,
     PublisherDocument,
     PublisherTemplate,
     SandboxError,
@@ -316,4 +320,56 @@ async def clock(request: web.Request) -> web.Response:
     sandbox = _sandbox(request)
     return json_reply(
         {"now": local_text(sandbox.account.now(), sandbox.tz), "timezone": str(sandbox.tz)}
+    )
+
+
+class Landings:
+    """When each profile change whose field holds a value starting with a prefix was stored.
+
+    For benchmarks in another process: ``at`` is ``time.monotonic()``, the system-wide
+    CLOCK_MONOTONIC on Linux, so it compares with the Salesforce sandbox's times on one machine.
+    """
+
+    def __init__(self, field: str, prefix: str) -> None:
+        self.field, self.prefix = field, prefix
+        self.entries: list[dict[str, Any]] = []
+
+    def __call__(self, change: ProfileChange) -> None:
+        value = change.fields.get(self.field, "")
+        if value and value.startswith(self.prefix):
+            self.entries.append({
+                "at": time.monotonic(), "value": value, "profile": str(change.profile_id),
+                "type": change.type, "caller": change.caller,
+            })
+
+
+# One recorder per account state: a reset makes a new one, which records nothing until asked.
+_landings: weakref.WeakKeyDictionary[Account, Landings] = weakref.WeakKeyDictionary()
+
+
+@routes.post("/_sandbox/landings")
+async def start_landings(request: web.Request) -> web.Response:
+    """``{"field": "Title", "prefix": ""}``: record from now on the changes carrying it."""
+    account = _sandbox(request).account
+    body = await _json(request)
+    old = _landings.pop(account, None)
+    if old is not None:
+        account.listeners.remove(old)
+    landings = _landings[account] = Landings(
+        str(body.get("field", "Title")), str(body.get("prefix", ""))
+    )
+    account.listeners.append(landings)
+    return json_reply({"field": landings.field, "prefix": landings.prefix}, 201)
+
+
+@routes.get("/_sandbox/landings")
+async def landings(request: web.Request) -> web.Response:
+    """``?after=n``: the recorded entries from the n-th on (``next`` is the n to ask next), with
+    the REST calls counted so far, so that one cheap poll serves both."""
+    sandbox = _sandbox(request)
+    recorded = _landings.get(sandbox.account)
+    entries = recorded.entries if recorded is not None else []
+    after = int(request.query.get("after", "0") or 0)
+    return json_reply(
+        {"entries": entries[after:], "next": len(entries), "api_calls": sum(sandbox.api_calls.values())}
     )

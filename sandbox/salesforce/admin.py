@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import weakref
 from typing import Any
 
 from aiohttp import web
 
 from . import schema
-from .cdc import Transaction
+from .cdc import EventLog, StoredEvent, Transaction
 from .org import Org, Record, SalesforceFault
 from .state import ORG, Fault, SandboxState
 
@@ -268,6 +270,54 @@ async def variants(request: web.Request) -> web.Response:
     return _json({name: getattr(settings, name) for name in VARIANTS})
 
 
+class Landings:
+    """When each change event carrying a value of one field (starting with a prefix) was stored.
+
+    For benchmarks in another process: ``at`` is ``time.monotonic()``, the system-wide
+    CLOCK_MONOTONIC on Linux, so it compares with the Copernica sandbox's times on one machine.
+    """
+
+    def __init__(self, field: str, prefix: str) -> None:
+        self.field, self.prefix = field, prefix
+        self.entries: list[dict[str, Any]] = []
+
+    def __call__(self, event: StoredEvent) -> None:
+        payload = event.data["payload"]
+        value = payload.get(self.field)
+        if isinstance(value, str) and value.startswith(self.prefix):
+            header = payload["ChangeEventHeader"]
+            self.entries.append({
+                "at": time.monotonic(), "value": value, "records": header["recordIds"],
+                "caller": event.caller, "origin": header["changeOrigin"],
+            })
+
+
+# One recorder per event log: a reset makes a new log, which records nothing until asked again.
+_landings: weakref.WeakKeyDictionary[EventLog, Landings] = weakref.WeakKeyDictionary()
+
+
+async def start_landings(request: web.Request) -> web.Response:
+    """``{"field": "Title", "prefix": ""}``: record from now on the change events carrying it."""
+    log = request[ORG].org.events
+    body = await _body(request)
+    old = _landings.pop(log, None)
+    if old is not None:
+        log.listeners.remove(old)
+    landings = _landings[log] = Landings(str(body.get("field", "Title")), str(body.get("prefix", "")))
+    log.listeners.append(landings)
+    return _json({"field": landings.field, "prefix": landings.prefix}, 201)
+
+
+async def landings(request: web.Request) -> web.Response:
+    """``?after=n``: the recorded entries from the n-th on (``next`` is the n to ask next), with
+    the API calls counted so far, so that one cheap poll serves both."""
+    state = request[ORG]
+    recorded = _landings.get(state.org.events)
+    entries = recorded.entries if recorded is not None else []
+    after = int(request.query.get("after", "0") or 0)
+    return _json({"entries": entries[after:], "next": len(entries), "api_calls": state.api_used})
+
+
 async def set_limits(request: web.Request) -> web.Response:
     state = request[ORG]
     body = await _body(request)
@@ -344,5 +394,7 @@ def routes(app: web.Application) -> None:
     add("POST", "/_sandbox/cdc/purge", purge)
     add("GET", "/_sandbox/cdc/events", events)
     add("PATCH", "/_sandbox/limits", set_limits)
+    add("POST", "/_sandbox/landings", start_landings)
+    add("GET", "/_sandbox/landings", landings)
     add("GET", "/_sandbox/variants", variants)
     add("POST", "/_sandbox/variants", variants)
