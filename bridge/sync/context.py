@@ -38,6 +38,9 @@ class TenantContext:
     # Per profile id, (contact id, agreement) of an update being written to Copernica now: its
     # webhook may come before the link records the agreement, and is an echo of it as well.
     writing: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # Per contact id, the agreement of a profile being created for it now: the create's webhook
+    # may come before the create call returns (the profile id is not known yet).
+    creating: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def key(self) -> bytes:

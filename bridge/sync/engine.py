@@ -34,7 +34,7 @@ from bridge.metrics import Metrics
 from bridge.salesforce.client import soql_quote as soql_quote  # for bridge/web/history.py
 from bridge.sync.context import TenantContext
 from bridge.sync.jobs import Failure, Job, JobQueue, failure_from
-from bridge.sync.mapping import Mapping
+from bridge.sync.mapping import Mapping, fingerprint, from_copernica, from_salesforce
 from bridge.sync.mapping import to_copernica as copernica_values
 from bridge.sync.mapping import to_salesforce as salesforce_values
 from bridge.sync.objects import CONTACT
@@ -50,11 +50,15 @@ from bridge.sync.plan import (
     plan,
 )
 from bridge.sync.reports import resolve_synced
+from bridge.sync.snapshot import read_payloads
 from bridge.vocabulary import SYNC, Direction
 
 log = logging.getLogger(__name__)
 
 COPERNICA_CONCURRENCY = 8
+# Seconds a platform's clock may run ahead of the database's: news of a linked record known no
+# later than this after its last agreement may predate the bridge's own write, and are re-read.
+FRESHNESS = 1.0
 _SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
 
@@ -84,6 +88,10 @@ class Item:
     plan: Plan = NOTHING
     audits: list[Audit] = field(default_factory=list)
     failure: Failure | None = None
+    # what the jobs' payloads leave to be read (bridge.sync.snapshot)
+    read_sf: bool = True
+    read_cp: bool = True
+    search_cp: bool = True  # look for a profile to link an unlinked contact to
 
     @property
     def sf_alive(self) -> bool:
@@ -98,6 +106,8 @@ async def sync_batch(
     sync lag of every write and the announced changes that needed none (echoes)."""
     mapping = await ctx.mapping()
     items = await _identify(ctx, pool, jobs)
+    for item in items:
+        _take_payloads(ctx, mapping, item)
     await _read(ctx, mapping, items)
     await _match_unlinked(ctx, pool, mapping, items)
     for item in _unique(items):
@@ -120,13 +130,22 @@ async def sync_batch(
         if i.plan.copernica == "update" and i.failure is None and i.cp_id and i.sf_id
         and i.plan.merged
     }
+    # And those of the profiles created for contacts, which may come before the create returns.
+    creating = {
+        i.sf_id: i.plan.merged.agreed
+        for i in items
+        if i.plan.copernica == "create" and i.failure is None and i.sf_id and i.plan.merged
+    }
     ctx.writing.update(writing)
+    ctx.creating.update(creating)
     try:
         await _write_copernica(ctx, pool, mapping, items)
         await _record_patiently(ctx, pool, queue, mapping, items, jobs)
     finally:
         for cp_id in writing:
             ctx.writing.pop(cp_id, None)
+        for sf_id in creating:
+            ctx.creating.pop(sf_id, None)
     if metrics is not None:
         _observe(metrics, items)
     return {job.id: item.failure for item in items for job in item.jobs if item.failure}
@@ -201,17 +220,100 @@ def _unique(items: list[Item]) -> list[Item]:
     return unique
 
 
-# --- 2. read both sides -------------------------------------------------------------------
+# --- 2. what the payloads say, then read what they leave open ------------------------------
+
+
+def _take_payloads(ctx: TenantContext, mapping: Mapping, item: Item) -> None:
+    """Know a side from what the jobs carried instead of reading it, where that is certain:
+
+    - an unlinked record: a whole record or profile a scan or webhook carried stands for a read,
+      and a scan that found no profile for a contact spares the search;
+    - a linked record (no tombstone, every mapped field agreed): a side whose news were known
+      after the link's agreement was recorded (or which is only the agreement again). When a
+      change event or webhook brought them and the other side has no news, that other side is
+      as agreed and is not read; a scan's record is no news of a change, so the other side is
+      read unless its own news are there (a conflict needs both). News of both sides are
+      planned without a read only when both are whole; otherwise both sides are read.
+    """
+    evidence = read_payloads(job.payload for job in sorted(item.jobs, key=lambda j: j.id))
+    link = item.link
+    whole_profile = evidence.cp_fields is not None and _whole_profile(mapping, evidence.cp_fields)
+    if link is None:
+        if evidence.sf_full and not evidence.sf_read and item.sf_id:
+            item.sf, item.read_sf = SalesforceSide(evidence.sf_values), False
+        if evidence.cp_absent and item.cp_id is None:
+            item.read_cp = item.search_cp = False
+        elif whole_profile and not evidence.cp_read and item.cp_id:
+            assert evidence.cp_fields is not None
+            item.cp, item.read_cp = CopernicaSide(evidence.cp_fields, evidence.cp_modified), False
+        return
+    agreed = dict(link["agreed"])
+    if link["sf_deleted_at"] is not None or any(fm.sf_name not in agreed for fm in mapping.fields):
+        return
+    since = link["synced_at"].timestamp() + FRESHNESS
+    sf_id = link["salesforce_id"]
+    sf: SalesforceSide | None = None
+    sf_changed = False
+    if evidence.sf_values and not evidence.sf_read:
+        candidate = SalesforceSide({**evidence.sf_values, "Id": sf_id}, complete=evidence.sf_full)
+        carried = from_salesforce(mapping, candidate.record)
+        if not candidate.complete:
+            carried = {name: v for name, v in carried.items() if name in candidate.record}
+        sf_changed = not _as_agreed(ctx.key, mapping, agreed, carried)
+        if (not sf_changed and not candidate.deleted) or (evidence.sf_known_at or 0.0) > since:
+            sf = candidate
+    cp: CopernicaSide | None = None
+    cp_changed = False
+    if evidence.cp_fields is not None and whole_profile and not evidence.cp_read:
+        candidate_cp = CopernicaSide(evidence.cp_fields, evidence.cp_modified)
+        cp_changed = _field(evidence.cp_fields, mapping.link_field) != sf_id or not _as_agreed(
+            ctx.key, mapping, agreed, from_copernica(mapping, evidence.cp_fields)
+        )
+        if not cp_changed or (evidence.cp_known_at or 0.0) > since:
+            cp = candidate_cp
+    sf_quiet = not evidence.salesforce_news or (sf is not None and not sf_changed)
+    cp_quiet = not evidence.copernica_news or (cp is not None and not cp_changed)
+    if sf is not None and cp is not None and (sf.complete or not (sf_changed and cp_changed)):
+        item.sf, item.cp = sf, cp
+    elif sf is not None and cp_quiet and (cp is not None or not evidence.sf_full):
+        item.sf, item.cp = sf, cp or CopernicaSide(complete=False)
+    elif cp is not None and sf_quiet and (sf is not None or not evidence.cp_scanned):
+        item.sf, item.cp = sf or SalesforceSide({"Id": sf_id}, complete=False), cp
+    else:
+        return
+    item.read_sf = item.read_cp = False
+
+
+def _whole_profile(mapping: Mapping, fields: ReadMapping[str, str]) -> bool:
+    """Whether ``fields`` hold every mapped field and the link field."""
+    names = {name.lower() for name in fields}
+    return mapping.link_field.lower() in names and all(
+        fm.cp_name.lower() in names for fm in mapping.fields
+    )
+
+
+def _as_agreed(
+    key: bytes, mapping: Mapping, agreed: ReadMapping[str, str], values: ReadMapping[str, str]
+) -> bool:
+    """Whether every value fingerprints to what both sides agreed on."""
+    return all(
+        agreed.get(name) == fingerprint(key, mapping.by_sf_name(name), value)
+        for name, value in values.items()
+    )
 
 
 async def _read(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None:
-    records = await _salesforce_records(ctx, mapping, [i.sf_id for i in items if i.sf_id])
-    profiles = await _copernica_profiles(ctx, [i.cp_id for i in items if i.cp_id])
+    records = await _salesforce_records(
+        ctx, mapping, [i.sf_id for i in items if i.sf_id and i.read_sf]
+    )
+    profiles = await _copernica_profiles(
+        ctx, [i.cp_id for i in items if i.cp_id and i.read_cp]
+    )
     for item in items:
-        if item.sf_id:
+        if item.sf_id and item.read_sf:
             record = records.get(item.sf_id)
             item.sf = SalesforceSide(record) if record is not None else None
-        if item.cp_id:
+        if item.cp_id and item.read_cp:
             item.cp = profiles.get(item.cp_id)
 
 
@@ -262,7 +364,7 @@ async def _match_unlinked(
     for item in items:
         if item.link is not None:
             continue
-        if item.sf_alive and item.cp is None and ctx.tenant.sf_to_cp:
+        if item.sf_alive and item.cp is None and ctx.tenant.sf_to_cp and item.search_cp:
             assert item.sf is not None
             sf_id, address = item.sf.id, item.sf.record.get("Email")
             found = await ctx.copernica.find_profiles(

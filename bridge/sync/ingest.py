@@ -12,7 +12,7 @@ metric measures from there to the write on the other side.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from asyncpg import Record
@@ -29,9 +29,15 @@ from bridge.salesforce.stream import (
 from bridge.sync.context import TenantContext
 from bridge.sync.engine import copernica_key, salesforce_key, valid_salesforce_id
 from bridge.sync.jobs import JobQueue
-from bridge.sync.mapping import fingerprint, from_copernica
+from bridge.sync.mapping import Mapping, fingerprint, from_copernica
 from bridge.sync.objects import CONTACT
 from bridge.sync.runs import note_waiting_change, request_sync
+from bridge.sync.snapshot import (
+    copernica_read_payload,
+    copernica_webhook_payload,
+    salesforce_change_payload,
+    salesforce_read_payload,
+)
 from bridge.tenants import Tenant
 from bridge.vocabulary import SYNC
 
@@ -46,23 +52,33 @@ async def ingest_salesforce(
     *,
     client_id: str,
     owner: str,
+    mapping: Mapping | None = None,
 ) -> int:
     """Store the jobs of one stream item and its replay marker in one transaction.
 
     Returns the number of records queued. The bridge's own writes (``changeOrigin`` carrying its
     client id) and changes while Salesforce → Copernica is switched off only move the marker.
+    A job keeps the values an update event carried (``bridge.sync.snapshot``): with the workers'
+    ``mapping``, only those of mapped fields.
     """
+    relevant = (
+        {*mapping.salesforce_select()} if mapping is not None else None
+    )
     queued = 0
     async with conn.transaction():
         if isinstance(item, ChangeEvent | GapEvent) and item.entity == CONTACT.sobject:
             own_write = isinstance(item, ChangeEvent) and item.origin_client == client_id
             if tenant.sf_to_cp and tenant.auto_sync and not own_write:
                 committed = item.commit_timestamp.timestamp()
+                carried = (
+                    salesforce_change_payload(item, relevant)
+                    if isinstance(item, ChangeEvent) else salesforce_read_payload()
+                )
                 for record_id in item.record_ids:
                     if valid_salesforce_id(record_id):
                         await queue.enqueue(
                             tenant.id, SYNC, salesforce_key(record_id),
-                            {"sf_id": record_id, "sf_at": committed}, conn=conn,
+                            {"sf_id": record_id, "sf_at": committed, **carried}, conn=conn,
                         )
                         queued += 1
         elif isinstance(item, OverflowEvent | ReplayIdInvalid) and tenant.auto_sync:
@@ -96,42 +112,48 @@ async def ingest_copernica(
         await note_waiting_change(conn, tenant.id, cp_id, _changed_at(event, tenant.copernica_timezone))
         return "ignored"
     link = await conn.fetchrow(QUERIES["link_for_copernica"], tenant.id, cp_id)
-    if link is not None and context is not None and event.type != "delete" and _echo(
+    if context is not None and event.type != "delete" and _echo(
         context, tenant, cp_id, link, event.fields
     ):
         return "echo"
     linked = link["salesforce_id"] if link is not None else None
-    payload: dict[str, str | float] = {"cp_id": cp_id}
+    payload: dict[str, Any] = {"cp_id": cp_id}
     if linked:
         payload["sf_id"] = linked
     changed = _changed_at(event, tenant.copernica_timezone)
     if changed is not None:
         payload["cp_at"] = changed
+    if event.type == "delete" or changed is None:
+        payload |= copernica_read_payload()
+    else:
+        payload |= copernica_webhook_payload(event.fields, event.modified, changed)
     key = salesforce_key(linked) if linked else copernica_key(cp_id)
     await queue.enqueue(tenant.id, SYNC, key, payload, conn=conn)
     return "stored"
 
 
 def _echo(
-    context: TenantContext, tenant: Tenant, cp_id: str, link: Record, fields: dict[str, str]
+    context: TenantContext, tenant: Tenant, cp_id: str, link: Record | None,
+    fields: dict[str, str],
 ) -> bool:
     """Whether the engine would certainly find nothing to do on Copernica's side: a current
-    mapping is cached, the link is live, the payload carries the link field (holding the linked
-    contact) and every mapped field, each fingerprinting to the agreed one — the link's, or the
-    one a worker is writing now. Anything short of that is not an echo."""
+    mapping is cached, the payload carries the link field (holding the contact) and every mapped
+    field, each fingerprinting to an agreement — of a live link, of an update a worker is
+    writing now, or, with no link yet, of a profile a worker is creating for that contact.
+    Anything short of that is not an echo."""
     mapping = context.cached_mapping(tenant)
-    sf_id = link["salesforce_id"]
     carried = {name.lower(): value for name, value in fields.items()}
-    if (
-        mapping is None
-        or link["sf_deleted_at"] is not None
-        or carried.get(mapping.link_field.lower()) != sf_id
-        or any(fm.cp_name.lower() not in carried for fm in mapping.fields)
-    ):
+    if mapping is None or any(fm.cp_name.lower() not in carried for fm in mapping.fields):
         return False
+    claimed = carried.get(mapping.link_field.lower(), "")
+    if link is None:
+        agreements = [context.creating[claimed]] if claimed in context.creating else []
+    elif link["sf_deleted_at"] is not None or claimed != link["salesforce_id"]:
+        return False
+    else:
+        writing_for, writing = context.writing.get(cp_id, ("", {}))
+        agreements = [link["agreed"], writing] if writing_for == claimed else [link["agreed"]]
     key, values = tenant.fingerprint_key.encode(), from_copernica(mapping, fields)
-    writing_for, writing = context.writing.get(cp_id, ("", {}))
-    agreements = [link["agreed"], writing] if writing_for == sf_id else [link["agreed"]]
     return any(
         all(agreed.get(fm.sf_name) == fingerprint(key, fm, values[fm.sf_name]) for fm in mapping.fields)
         for agreed in agreements

@@ -2,21 +2,25 @@
 read back here, so the engine plans from them instead of reading the record again.
 
 The job queue coalesces a waiting job with a newer one by ``payload = old || new`` (a top-level
-jsonb merge, newer keys win). Every value therefore has a top-level key of its own, and every
-"read anyway" is a key that no later payload removes. The keys:
+jsonb merge, newer keys win): a change event's fields each have a top-level key of their own,
+whole records replace whole records, and every "read anyway" is a key no later payload removes.
+The keys:
 
 - ``sf_id``, ``cp_id``: which record (always there, written by the caller).
 - ``sf_at``, ``cp_at``: when the change was committed at its source (Unix seconds; the lag metric).
-- ``sf.<Field>``: ``[value, known_at]``: a Salesforce field (API name, e.g. ``sf.FirstName``,
-  ``sf.LastModifiedDate``) as the CDC event or a query gave it, and when it was known to hold
-  that value (the event's commit time, the time of the query) in Unix seconds.
-- ``sf_full``: the ``sf.*`` keys are a whole record as a query reads it (every field of
-  ``Mapping.salesforce_select()``); without it they are only the fields a change event changed,
-  and the other fields are as both sides last agreed.
+- ``sf.<Field>``: ``[value, at]``: a field a CDC update changed (API name, e.g. ``sf.FirstName``,
+  ``sf.LastModifiedDate``) and the event's commit time (Unix seconds). Events come in commit
+  order, so the last one wins; the fields no event carried are as both sides last agreed.
+- ``sf_record``: ``{"record": {...}, "at": t}``: a whole Salesforce record as a query read it
+  (every field of ``Mapping.salesforce_select()``) and when the query started. A change event's
+  field wins over it (it is as new, or a newer event is on its way).
 - ``sf_read``: read the record from Salesforce anyway (a create, delete, undelete or gap event).
-- ``cp.<field>``: ``[value, known_at]``: a field of the Copernica profile (its own spelling) as a
-  webhook or a read gave it (webhooks carry the whole profile).
-- ``cp_modified``: ``[modified, known_at]``: the profile's ``modified`` (account timezone).
+- ``cp``: ``{"fields": {...}, "modified": "...", "at": t, "hook": token}``: the whole profile as
+  the last delivered webhook carried it, with the change's time (Unix seconds).
+- ``cp_hook.<token>``: ``t``: the time of every webhook delivered: a webhook delivered late
+  (older than another one) must not stand for the profile.
+- ``cp_record``: ``{"fields": {...}, "modified": "...", "at": t}``: the whole profile as a read
+  gave it, and when. The newer of it and ``cp`` stands for the profile.
 - ``cp_read``: read the profile from Copernica anyway (a delete webhook).
 - ``cp_absent``: a full sync's scan found no Copernica profile for this contact (none holds its
   id in the link field, none has its e-mail address): create one without searching.
@@ -28,19 +32,21 @@ Payloads hold customer values only while the job waits: completed jobs are delet
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.copernica.models import Profile
 from bridge.salesforce.stream import ChangeEvent
 
-SF_PREFIX = "sf."
-CP_PREFIX = "cp."
-SF_FULL = "sf_full"
+SF_FIELD = "sf."
+SF_RECORD = "sf_record"
 SF_READ = "sf_read"
-CP_MODIFIED = "cp_modified"
+CP_HOOK = "cp"
+CP_HOOK_AT = "cp_hook."
+CP_RECORD = "cp_record"
 CP_READ = "cp_read"
 CP_ABSENT = "cp_absent"
 
@@ -48,26 +54,28 @@ CP_ABSENT = "cp_absent"
 def salesforce_record_payload(
     record: Mapping[str, Any], known_at: float | None = None
 ) -> dict[str, Any]:
-    """A whole Salesforce record as a query read it (``known_at``: when; default now)."""
+    """A whole Salesforce record as a query read it (``known_at``: when it started; default now)."""
     at = time.time() if known_at is None else known_at
-    payload: dict[str, Any] = {
-        SF_PREFIX + name: [value, at] for name, value in record.items() if name != "attributes"
-    }
-    payload[SF_FULL] = True
-    return payload
+    whole = {name: value for name, value in record.items() if name != "attributes"}
+    return {SF_RECORD: {"record": whole, "at": at}}
 
 
-def salesforce_change_payload(event: ChangeEvent) -> dict[str, Any]:
-    """What a CDC event says of its record(s): the changed fields' values for an update,
-    "read it" for anything else (a create, delete or undelete)."""
+def salesforce_change_payload(
+    event: ChangeEvent, relevant: Collection[str] | None = None
+) -> dict[str, Any]:
+    """What a CDC event says of its record(s): for an update the values of the changed fields
+    (only those in ``relevant`` when given: other fields are not synced), for anything else
+    (a create, delete or undelete) "read it"."""
     if event.change_type != "UPDATE":
         return {SF_READ: True}
     at = event.commit_timestamp.timestamp()
     payload: dict[str, Any] = {}
     for name in event.changed_fields:
+        if relevant is not None and name not in relevant:
+            continue
         if name not in event.values:
             return {SF_READ: True}  # a change it does not describe
-        payload[SF_PREFIX + name] = [event.values[name], at]
+        payload[SF_FIELD + name] = [event.values[name], at]
     return payload
 
 
@@ -80,18 +88,19 @@ def copernica_profile_payload(
     profile: Profile, known_at: float | None = None
 ) -> dict[str, Any]:
     """A whole Copernica profile as a read gave it (``known_at``: when; default now)."""
-    return copernica_fields_payload(
-        profile.fields, profile.modified, time.time() if known_at is None else known_at
-    )
+    at = time.time() if known_at is None else known_at
+    return {CP_RECORD: {"fields": dict(profile.fields), "modified": profile.modified, "at": at}}
 
 
-def copernica_fields_payload(
-    fields: Mapping[str, str], modified: str, known_at: float
+def copernica_webhook_payload(
+    fields: Mapping[str, str], modified: str, changed_at: float
 ) -> dict[str, Any]:
-    """A profile's fields and ``modified`` as a webhook carried them, known at ``known_at``."""
-    payload: dict[str, Any] = {CP_PREFIX + name: [value, known_at] for name, value in fields.items()}
-    payload[CP_MODIFIED] = [modified, known_at]
-    return payload
+    """A profile as a create or update webhook carried it; ``changed_at``: the change's time."""
+    token = secrets.token_hex(6)
+    return {
+        CP_HOOK: {"fields": dict(fields), "modified": modified, "at": changed_at, "hook": token},
+        CP_HOOK_AT + token: changed_at,
+    }
 
 
 def copernica_read_payload() -> dict[str, Any]:
@@ -109,14 +118,15 @@ class Evidence:
     """What the payloads of one record's jobs say of both sides (``read_payloads``)."""
 
     sf_values: dict[str, Any] = field(default_factory=dict)  # raw, by Salesforce field name
-    sf_full: bool = False
+    sf_full: bool = False  # sf_values are a whole record
     sf_read: bool = False
-    cp_fields: dict[str, str] = field(default_factory=dict)
+    sf_known_at: float | None = None  # the oldest time of the values used
+    cp_fields: dict[str, str] | None = None  # None: no profile carried (or none to trust)
     cp_modified: str = ""
-    cp_read: bool = False
+    cp_known_at: float | None = None
+    cp_read: bool = False  # a delete, or webhooks delivered out of order
     cp_absent: bool = False
-    sf_known_at: float | None = None  # the oldest of the sf.* values' times
-    cp_known_at: float | None = None  # the oldest of the cp.* values' times
+    cp_scanned: bool = False  # cp_fields are a read's (a scan's), not a webhook's
 
     @property
     def salesforce_news(self) -> bool:
@@ -124,40 +134,56 @@ class Evidence:
 
     @property
     def copernica_news(self) -> bool:
-        return bool(self.cp_fields) or self.cp_read
+        return self.cp_fields is not None or self.cp_read
 
 
 def read_payloads(payloads: Iterable[Mapping[str, Any]]) -> Evidence:
-    """The evidence of several jobs of one record, the later payloads winning (as coalescing)."""
+    """The evidence of several jobs of one record (in the order they were queued: as
+    coalescing would have merged them)."""
     merged: dict[str, Any] = {}
     for payload in payloads:
         merged.update(payload)
     sf_values: dict[str, Any] = {}
-    cp_fields: dict[str, str] = {}
     sf_times: list[float] = []
-    cp_times: list[float] = []
-    cp_modified = ""
+    scanned = merged.get(SF_RECORD)
+    if isinstance(scanned, dict) and isinstance(scanned.get("record"), dict):
+        sf_values.update(scanned["record"])
+        sf_times.append(float(scanned["at"]))
     for key, entry in merged.items():
-        if key.startswith(SF_PREFIX) and _pair(entry):
-            sf_values[key[len(SF_PREFIX):]] = entry[0]
+        if key.startswith(SF_FIELD) and _pair(entry):
+            sf_values[key[len(SF_FIELD):]] = entry[0]
             sf_times.append(float(entry[1]))
-        elif key.startswith(CP_PREFIX) and _pair(entry):
-            cp_fields[key[len(CP_PREFIX):]] = "" if entry[0] is None else str(entry[0])
-            cp_times.append(float(entry[1]))
-        elif key == CP_MODIFIED and _pair(entry):
-            cp_modified = str(entry[0] or "")
-            cp_times.append(float(entry[1]))
+    profile, overtaken = _newest_profile(merged)
+    cp_read = bool(merged.get(CP_READ)) or overtaken
     return Evidence(
         sf_values=sf_values,
-        sf_full=bool(merged.get(SF_FULL)) and bool(sf_values),
+        sf_full=isinstance(scanned, dict),
         sf_read=bool(merged.get(SF_READ)),
-        cp_fields=cp_fields,
-        cp_modified=cp_modified,
-        cp_read=bool(merged.get(CP_READ)),
-        cp_absent=bool(merged.get(CP_ABSENT)),
         sf_known_at=min(sf_times) if sf_times else None,
-        cp_known_at=min(cp_times) if cp_times else None,
+        cp_fields=dict(profile["fields"]) if profile is not None else None,
+        cp_modified=str(profile.get("modified") or "") if profile is not None else "",
+        cp_known_at=float(profile["at"]) if profile is not None else None,
+        cp_read=cp_read,
+        cp_absent=bool(merged.get(CP_ABSENT)),
+        cp_scanned=profile is not None and "hook" not in profile,
     )
+
+
+def _newest_profile(merged: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    """The profile that stands (the newer of the last webhook's and a read's), and whether the
+    last webhook delivered was overtaken: another one was of its time or later (then only a
+    read newer than every webhook stands)."""
+    hook = merged.get(CP_HOOK) if isinstance(merged.get(CP_HOOK), dict) else None
+    record = merged.get(CP_RECORD) if isinstance(merged.get(CP_RECORD), dict) else None
+    if hook is not None:
+        own = CP_HOOK_AT + str(hook.get("hook"))
+        others = [float(at) for key, at in merged.items() if key.startswith(CP_HOOK_AT) and key != own]
+        if any(at >= float(hook["at"]) for at in others):
+            newest = max(others)
+            fresh = record is not None and float(record["at"]) > newest
+            return (record if fresh else None), not fresh
+    found = [p for p in (hook, record) if p is not None]
+    return (max(found, key=lambda p: float(p["at"])) if found else None), False
 
 
 def _pair(entry: object) -> bool:
