@@ -59,6 +59,7 @@ async def test_a_large_full_sync_reads_through_bulk_and_matches_without_searches
         f"databases/{database}/profiles/seed",
         {"profiles": [{"fields": fields} for fields in existing]},
     )
+    calls_before = (await bridge.copernica.admin("GET", "stats"))["api_calls"]
 
     message = await full_sync(bridge)
 
@@ -74,6 +75,10 @@ async def test_a_large_full_sync_reads_through_bulk_and_matches_without_searches
 
     bulk = await bridge.salesforce.admin("GET", "/bulk")
     assert bulk["jobs_created"] == 1 and bulk["jobs"] == []  # read once, then deleted
+    # One write per contact, a read of each matched profile and a few pages: no searches (the
+    # engine used to spend two per unlinked contact, on the link field and the e-mail address).
+    spent = (await bridge.copernica.admin("GET", "stats"))["api_calls"] - calls_before
+    assert spent <= CONTACTS + len(expected) + 10, spent
 
 
 async def test_below_the_threshold_the_rest_query_is_used(
