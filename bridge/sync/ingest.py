@@ -128,7 +128,10 @@ async def ingest_copernica(
     else:
         payload |= copernica_webhook_payload(event.fields, event.modified, changed)
     key = salesforce_key(linked) if linked else copernica_key(cp_id)
-    await queue.enqueue(tenant.id, SYNC, key, payload, conn=conn)
+    # Changes towards Salesforce wait for the tenant's batching window: one Collections call.
+    await queue.enqueue(
+        tenant.id, SYNC, key, payload, batched=event.type != "delete", conn=conn
+    )
     return "stored"
 
 
