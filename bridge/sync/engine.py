@@ -1,9 +1,13 @@
 """Apply: bring records to agreement on both sides, a batch of ``sync`` jobs at a time.
 
-A job only says *which* record changed (``sf_id`` and/or ``cp_id``); the engine always reads the
-current record on both sides and merges it against the fingerprints both sides last agreed on
-(``bridge.sync.merge``). That makes every job idempotent, makes stale or out-of-order deliveries
-harmless, and turns echoes of the bridge's own writes into "nothing to do".
+A job says which record changed (``sf_id`` and/or ``cp_id``) and carries what the change event
+or webhook said of it (``bridge.sync.snapshot``). Per record the engine knows each side from
+those payloads where that is certain and reads it otherwise (``_take_payloads``), builds a frozen
+``Snapshot``, lets the pure planner decide (``bridge.sync.plan``: the 3-way merge against the
+fingerprints both sides last agreed on), writes, and records the new agreement. Merging current
+state against agreement makes every job idempotent, stale or out-of-order deliveries harmless
+(news known before the last agreement are read again), and echoes of the bridge's own writes
+"nothing to do".
 
 A batch belongs to one tenant: Salesforce reads and writes go out as one query and sObject
 Collections calls (≤ 200 records); Copernica, which has no batch writes, gets one call per profile.

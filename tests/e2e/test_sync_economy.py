@@ -30,22 +30,26 @@ async def _linked_pairs(bridge: RunningBridge) -> dict[str, str]:
     """RECORDS contacts synced to profiles, their agreements old enough to be trusted."""
     for n in range(RECORDS):
         await create_contact(bridge, FirstName="Lean", LastName=f"Burst{n}", Email=f"lean{n}@x.org")
-    pairs = await eventually(
-        lambda: _all_linked(bridge), within=60
-    )
+    pairs = await eventually(lambda: _all_linked(bridge), within=60)
     await quiet(bridge, within=60)
 
-    # News known within FRESHNESS of an agreement may predate the bridge's own write and are
-    # read again: the burst comes after that (and a second later: Copernica keeps whole seconds).
-    async def agreements_settled() -> bool:
+    # A burst a second later still: Copernica keeps whole seconds.
+    await agreements_settled(bridge, FRESHNESS + 1)
+    return pairs
+
+
+async def agreements_settled(bridge: RunningBridge, older_than: float = FRESHNESS) -> None:
+    """Until every link's agreement is older than ``older_than`` seconds: news known within
+    FRESHNESS of an agreement may predate the bridge's own write, and the engine reads again."""
+
+    async def settled() -> bool:
         async with bridge.pool.acquire() as conn:
             return bool(await conn.fetchval(
                 "SELECT bool_and(synced_at < now() - make_interval(secs => $2)) FROM links"
-                " WHERE tenant_id = $1", bridge.tenant.id, FRESHNESS + 1,
+                " WHERE tenant_id = $1", bridge.tenant.id, older_than,
             ))
 
-    await eventually(agreements_settled, within=15)
-    return pairs
+    await eventually(settled, within=15)
 
 
 async def _all_linked(bridge: RunningBridge) -> dict[str, str] | None:
