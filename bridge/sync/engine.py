@@ -38,7 +38,7 @@ from bridge.metrics import Metrics
 from bridge.salesforce.client import soql_quote as soql_quote  # for bridge/web/history.py
 from bridge.sync.context import TenantContext
 from bridge.sync.jobs import Failure, Job, JobQueue, failure_from
-from bridge.sync.mapping import Mapping, fingerprint, from_copernica, from_salesforce
+from bridge.sync.mapping import Mapping
 from bridge.sync.mapping import to_copernica as copernica_values
 from bridge.sync.mapping import to_salesforce as salesforce_values
 from bridge.sync.objects import CONTACT
@@ -54,15 +54,12 @@ from bridge.sync.plan import (
     plan,
 )
 from bridge.sync.reports import resolve_synced
-from bridge.sync.snapshot import read_payloads
+from bridge.sync.snapshot import read_payloads, what_is_known
 from bridge.vocabulary import SYNC, Direction
 
 log = logging.getLogger(__name__)
 
 COPERNICA_CONCURRENCY = 8
-# Seconds a platform's clock may run ahead of the database's: news of a linked record known no
-# later than this after its last agreement may predate the bridge's own write, and are re-read.
-FRESHNESS = 1.0
 _SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
 
@@ -228,82 +225,13 @@ def _unique(items: list[Item]) -> list[Item]:
 
 
 def _take_payloads(ctx: TenantContext, mapping: Mapping, item: Item) -> None:
-    """Know a side from what the jobs carried instead of reading it, where that is certain:
-
-    - an unlinked record: a whole record or profile a scan or webhook carried stands for a read,
-      and a scan that found no profile for a contact spares the search;
-    - a linked record (no tombstone, every mapped field agreed): a side whose news were known
-      after the link's agreement was recorded (or which is only the agreement again). When a
-      change event or webhook brought them and the other side has no news, that other side is
-      as agreed and is not read; a scan's record is no news of a change, so the other side is
-      read unless its own news are there (a conflict needs both). News of both sides are
-      planned without a read only when both are whole; otherwise both sides are read.
-    """
+    """Know what the jobs' payloads make certain (``bridge.sync.snapshot.what_is_known``)."""
     evidence = read_payloads(job.payload for job in sorted(item.jobs, key=lambda j: j.id))
-    link = item.link
-    whole_profile = evidence.cp_fields is not None and _whole_profile(mapping, evidence.cp_fields)
-    if link is None:
-        if evidence.sf_full and not evidence.sf_read and item.sf_id:
-            item.sf, item.read_sf = SalesforceSide(evidence.sf_values), False
-        if evidence.cp_absent and item.cp_id is None:
-            item.read_cp = item.search_cp = False
-        elif whole_profile and not evidence.cp_read and item.cp_id:
-            assert evidence.cp_fields is not None
-            item.cp, item.read_cp = CopernicaSide(evidence.cp_fields, evidence.cp_modified), False
-        return
-    agreed = dict(link["agreed"])
-    if link["sf_deleted_at"] is not None or any(fm.sf_name not in agreed for fm in mapping.fields):
-        return
-    since = link["synced_at"].timestamp() + FRESHNESS
-    sf_id = link["salesforce_id"]
-    sf: SalesforceSide | None = None
-    sf_changed = False
-    if evidence.sf_values and not evidence.sf_read:
-        candidate = SalesforceSide({**evidence.sf_values, "Id": sf_id}, complete=evidence.sf_full)
-        carried = from_salesforce(mapping, candidate.record)
-        if not candidate.complete:
-            carried = {name: v for name, v in carried.items() if name in candidate.record}
-        sf_changed = not _as_agreed(ctx.key, mapping, agreed, carried)
-        if (not sf_changed and not candidate.deleted) or (evidence.sf_known_at or 0.0) > since:
-            sf = candidate
-    cp: CopernicaSide | None = None
-    cp_changed = False
-    if evidence.cp_fields is not None and whole_profile and not evidence.cp_read:
-        candidate_cp = CopernicaSide(evidence.cp_fields, evidence.cp_modified)
-        cp_changed = _field(evidence.cp_fields, mapping.link_field) != sf_id or not _as_agreed(
-            ctx.key, mapping, agreed, from_copernica(mapping, evidence.cp_fields)
-        )
-        if not cp_changed or (evidence.cp_known_at or 0.0) > since:
-            cp = candidate_cp
-    sf_quiet = not evidence.salesforce_news or (sf is not None and not sf_changed)
-    cp_quiet = not evidence.copernica_news or (cp is not None and not cp_changed)
-    if sf is not None and cp is not None and (sf.complete or not (sf_changed and cp_changed)):
-        item.sf, item.cp = sf, cp
-    elif sf is not None and cp_quiet and (cp is not None or not evidence.sf_full):
-        item.sf, item.cp = sf, cp or CopernicaSide(complete=False)
-    elif cp is not None and sf_quiet and (sf is not None or not evidence.cp_scanned):
-        item.sf, item.cp = sf or SalesforceSide({"Id": sf_id}, complete=False), cp
-    else:
-        return
-    item.read_sf = item.read_cp = False
-
-
-def _whole_profile(mapping: Mapping, fields: ReadMapping[str, str]) -> bool:
-    """Whether ``fields`` hold every mapped field and the link field."""
-    names = {name.lower() for name in fields}
-    return mapping.link_field.lower() in names and all(
-        fm.cp_name.lower() in names for fm in mapping.fields
+    known = what_is_known(
+        evidence, mapping, ctx.key, _link_state(item.link), sf_id=item.sf_id, cp_id=item.cp_id
     )
-
-
-def _as_agreed(
-    key: bytes, mapping: Mapping, agreed: ReadMapping[str, str], values: ReadMapping[str, str]
-) -> bool:
-    """Whether every value fingerprints to what both sides agreed on."""
-    return all(
-        agreed.get(name) == fingerprint(key, mapping.by_sf_name(name), value)
-        for name, value in values.items()
-    )
+    item.sf, item.cp = known.sf, known.cp
+    item.read_sf, item.read_cp, item.search_cp = known.read_sf, known.read_cp, known.search_cp
 
 
 async def _read(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None:
@@ -425,13 +353,16 @@ def _field(fields: ReadMapping[str, str], name: str) -> str:
 def _snapshot(ctx: TenantContext, item: Item) -> Snapshot:
     tenant = ctx.tenant
     settings = Settings(tenant.direction, tenant.apply_deletes, tenant.conflict_rule, ctx.key)
-    link = None
-    if item.link is not None:
-        link = LinkState(
-            item.link["salesforce_id"], item.link["copernica_id"], dict(item.link["agreed"]),
-            sf_deleted=item.link["sf_deleted_at"] is not None,
-        )
-    return Snapshot(settings, item.sf_id, item.cp_id, link, item.sf, item.cp)
+    return Snapshot(settings, item.sf_id, item.cp_id, _link_state(item.link), item.sf, item.cp)
+
+
+def _link_state(link: asyncpg.Record | None) -> LinkState | None:
+    if link is None:
+        return None
+    return LinkState(
+        link["salesforce_id"], link["copernica_id"], dict(link["agreed"]),
+        sf_deleted=link["sf_deleted_at"] is not None, agreed_at=link["synced_at"].timestamp(),
+    )
 
 
 def _audit(

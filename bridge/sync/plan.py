@@ -68,6 +68,7 @@ class LinkState:
     copernica_id: str
     agreed: ReadMapping[str, str]  # fingerprints by Salesforce field name
     sf_deleted: bool = False  # a tombstone: the contact was deleted, the profile kept
+    agreed_at: float = 0.0  # when the agreement was recorded (Unix seconds)
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,15 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
+from collections.abc import Mapping as ReadMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.copernica.models import Profile
 from bridge.salesforce.stream import ChangeEvent
+from bridge.sync.mapping import Mapping, fingerprint, from_copernica, from_salesforce
+from bridge.sync.plan import CopernicaSide, LinkState, SalesforceSide
 
 SF_FIELD = "sf."
 SF_RECORD = "sf_record"
@@ -52,7 +55,7 @@ CP_ABSENT = "cp_absent"
 
 
 def salesforce_record_payload(
-    record: Mapping[str, Any], known_at: float | None = None
+    record: ReadMapping[str, Any], known_at: float | None = None
 ) -> dict[str, Any]:
     """A whole Salesforce record as a query read it (``known_at``: when it started; default now)."""
     at = time.time() if known_at is None else known_at
@@ -93,7 +96,7 @@ def copernica_profile_payload(
 
 
 def copernica_webhook_payload(
-    fields: Mapping[str, str], modified: str, changed_at: float
+    fields: ReadMapping[str, str], modified: str, changed_at: float
 ) -> dict[str, Any]:
     """A profile as a create or update webhook carried it; ``changed_at``: the change's time."""
     token = secrets.token_hex(6)
@@ -137,7 +140,7 @@ class Evidence:
         return self.cp_fields is not None or self.cp_read
 
 
-def read_payloads(payloads: Iterable[Mapping[str, Any]]) -> Evidence:
+def read_payloads(payloads: Iterable[ReadMapping[str, Any]]) -> Evidence:
     """The evidence of several jobs of one record (in the order they were queued: as
     coalescing would have merged them)."""
     merged: dict[str, Any] = {}
@@ -169,7 +172,7 @@ def read_payloads(payloads: Iterable[Mapping[str, Any]]) -> Evidence:
     )
 
 
-def _newest_profile(merged: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+def _newest_profile(merged: ReadMapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
     """The profile that stands (the newer of the last webhook's and a read's), and whether the
     last webhook delivered was overtaken: another one was of its time or later (then only a
     read newer than every webhook stands)."""
@@ -188,3 +191,110 @@ def _newest_profile(merged: Mapping[str, Any]) -> tuple[dict[str, Any] | None, b
 
 def _pair(entry: object) -> bool:
     return isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], int | float)
+
+
+# Seconds a platform's clock may run ahead of the database's: news of a linked record known no
+# later than this after its last agreement may predate the bridge's own write, and are re-read.
+FRESHNESS = 1.0
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the payloads make certain of one record, and what is left to read."""
+
+    sf: SalesforceSide | None = None
+    cp: CopernicaSide | None = None
+    read_sf: bool = True
+    read_cp: bool = True
+    search_cp: bool = True  # look for a profile to link an unlinked contact to
+
+
+def what_is_known(
+    evidence: Evidence, mapping: Mapping, key: bytes, link: LinkState | None, *,
+    sf_id: str | None, cp_id: str | None,
+) -> Known:
+    """Know a side from what the jobs carried instead of reading it, where that is certain:
+
+    - an unlinked record: a whole record or profile a scan or webhook carried stands for a read,
+      and a scan that found no profile for a contact spares the search;
+    - a linked record (no tombstone, every mapped field agreed): a side whose news were known
+      after the link's agreement was recorded (or which are only the agreement again). When a
+      change event or webhook brought them and the other side has no news, that other side is
+      as agreed and is not read; a scan's record is no news of a change, so the other side is
+      read (a conflict needs both) unless its own news are there. News of both sides are
+      planned without a read only when both are whole; otherwise both sides are read.
+    """
+    profile = evidence.cp_fields
+    whole_profile = profile is not None and _whole_profile(mapping, profile)
+    if link is None:
+        whole_record = evidence.sf_full and not evidence.sf_read and bool(sf_id)
+        whole_carried = whole_profile and not evidence.cp_read and bool(cp_id)
+        absent = evidence.cp_absent and cp_id is None
+        return Known(
+            sf=SalesforceSide(evidence.sf_values) if whole_record else None,
+            cp=CopernicaSide(profile, evidence.cp_modified) if whole_carried and profile else None,
+            read_sf=not whole_record,
+            read_cp=not (whole_carried or absent),
+            search_cp=not absent,
+        )
+    agreed = link.agreed
+    if link.sf_deleted or any(fm.sf_name not in agreed for fm in mapping.fields):
+        return Known()
+    since = link.agreed_at + FRESHNESS
+    contact = link.salesforce_id
+    sf: SalesforceSide | None = None
+    sf_changed = False
+    if evidence.sf_values and not evidence.sf_read:
+        candidate = SalesforceSide({**evidence.sf_values, "Id": contact}, complete=evidence.sf_full)
+        carried = from_salesforce(mapping, candidate.record)
+        if not candidate.complete:
+            carried = {name: v for name, v in carried.items() if name in candidate.record}
+        sf_changed = not _as_agreed(key, mapping, agreed, carried)
+        if (not sf_changed and not candidate.deleted) or (evidence.sf_known_at or 0.0) > since:
+            sf = candidate
+    cp: CopernicaSide | None = None
+    cp_changed = False
+    if profile is not None and whole_profile and not evidence.cp_read:
+        cp_changed = _field(profile, mapping.link_field) != contact or not _as_agreed(
+            key, mapping, agreed, from_copernica(mapping, profile)
+        )
+        if not cp_changed or (evidence.cp_known_at or 0.0) > since:
+            cp = CopernicaSide(profile, evidence.cp_modified)
+    sf_quiet = not evidence.salesforce_news or (sf is not None and not sf_changed)
+    cp_quiet = not evidence.copernica_news or (cp is not None and not cp_changed)
+    if sf is not None and cp is not None and (sf.complete or not (sf_changed and cp_changed)):
+        return Known(sf, cp, read_sf=False, read_cp=False)
+    if sf is not None and cp_quiet and (cp is not None or not evidence.sf_full):
+        return Known(sf, cp or CopernicaSide(complete=False), read_sf=False, read_cp=False)
+    if cp is not None and sf_quiet and (sf is not None or not evidence.cp_scanned):
+        return Known(
+            sf or SalesforceSide({"Id": contact}, complete=False), cp, read_sf=False, read_cp=False
+        )
+    if sf is not None and sf.complete and cp_quiet:
+        return Known(sf=sf, read_sf=False)  # a scan's record: only the profile is read
+    if cp is not None and sf_quiet:
+        return Known(cp=cp, read_cp=False)  # a scan's profile: only the contact is read
+    return Known()
+
+
+def _whole_profile(mapping: Mapping, fields: ReadMapping[str, str]) -> bool:
+    """Whether ``fields`` hold every mapped field and the link field."""
+    names = {name.lower() for name in fields}
+    return mapping.link_field.lower() in names and all(
+        fm.cp_name.lower() in names for fm in mapping.fields
+    )
+
+
+def _as_agreed(
+    key: bytes, mapping: Mapping, agreed: ReadMapping[str, str], values: ReadMapping[str, str]
+) -> bool:
+    """Whether every value fingerprints to what both sides agreed on."""
+    return all(
+        agreed.get(name) == fingerprint(key, mapping.by_sf_name(name), value)
+        for name, value in values.items()
+    )
+
+
+def _field(fields: ReadMapping[str, str], name: str) -> str:
+    lowered = name.lower()
+    return next((v for k, v in fields.items() if k.lower() == lowered), "")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.sync.engine import FRESHNESS
+from bridge.sync.snapshot import FRESHNESS
 from tests.e2e.sync_helpers import (
     assert_sides_agree,
     contacts,

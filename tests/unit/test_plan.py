@@ -7,6 +7,9 @@ apply-deletes setting and conflict rule it lists (all of them unless it says oth
 row does not list one, that setting must not change the plan. An outcome reads
 ``sf:<action> cp:<action> link:<action>``, then the audits and conflict winners, then
 ``refused`` when the plan cannot be carried out.
+
+A second table says, for what the jobs carried (change events, webhooks, scans), which sides
+the engine still reads and what stands for a side it does not read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from bridge.copernica.models import Profile
+from bridge.salesforce.stream import ChangeEvent
 from bridge.sync.mapping import fingerprints
 from bridge.sync.plan import (
     CopernicaSide,
@@ -26,6 +31,18 @@ from bridge.sync.plan import (
     Settings,
     Snapshot,
     plan,
+)
+from bridge.sync.snapshot import (
+    FRESHNESS,
+    Known,
+    copernica_absent_payload,
+    copernica_profile_payload,
+    copernica_read_payload,
+    copernica_webhook_payload,
+    read_payloads,
+    salesforce_change_payload,
+    salesforce_record_payload,
+    what_is_known,
 )
 from bridge.vocabulary import CONFLICT_RULES, DIRECTIONS, ConflictRule, Direction
 from tests.unit.test_sync_mapping import KEY, field_map, mapping_of
@@ -290,3 +307,147 @@ def test_a_create_agrees_on_what_it_writes() -> None:
     assert result.merged is not None
     assert result.merged.to_copernica == BASE
     assert result.merged.agreed == AGREED
+
+
+# --- what the jobs' payloads make known (bridge.sync.snapshot) -------------------------------
+
+AGREED_AT = 1_700_000_000.0
+FRESH = AGREED_AT + FRESHNESS + 5  # known well after the agreement was recorded
+STALE = AGREED_AT - 1  # known before it: may predate the bridge's own write
+SETTLED = LinkState(SF_ID, CP_ID, AGREED, agreed_at=AGREED_AT)
+SETTLED_TOMBSTONE = LinkState(SF_ID, CP_ID, AGREED, sf_deleted=True, agreed_at=AGREED_AT)
+PARTLY_AGREED = LinkState(
+    SF_ID, CP_ID, {k: v for k, v in AGREED.items() if k != "Email"}, agreed_at=AGREED_AT
+)
+
+
+def cdc(change_type: str = "UPDATE", at: float = FRESH, **values: Any) -> dict[str, Any]:
+    event = ChangeEvent(
+        channel="/data/ContactChangeEvent", entity="Contact", change_type=change_type,
+        record_ids=[SF_ID], changed_fields=[*values, "LastModifiedDate"],
+        values={**values, "LastModifiedDate": "2024-05-14T09:00:00.000Z"},
+        change_origin="", commit_timestamp=datetime.fromtimestamp(at, UTC), commit_user="",
+        transaction_key="", sequence_number=1, replay_id=1,
+    )
+    return salesforce_change_payload(event)
+
+
+def hook(at: float = FRESH, linked: bool = True, drop: str = "", **values: str) -> dict[str, Any]:
+    fields = dict(profile(linked=linked, **values).fields)
+    fields.pop(drop, None)
+    return copernica_webhook_payload(fields, "2024-05-14 11:00:00", at)
+
+
+def scanned_contact(at: float = FRESH, **values: str) -> dict[str, Any]:
+    return salesforce_record_payload(contact(**values).record, at)
+
+
+def scanned_profile(at: float = FRESH, **values: str) -> dict[str, Any]:
+    side = profile(**values)
+    return copernica_profile_payload(Profile(int(CP_ID), dict(side.fields), modified=side.modified), at)
+
+
+@dataclass(frozen=True)
+class Carried:
+    name: str
+    link: LinkState | None
+    payloads: tuple[dict[str, Any], ...]  # in the order the jobs were queued
+    reads: str  # "none", "sf", "cp" or "both"
+    known: str = ""  # what stands for an unread side: "sf:changes", "cp:agreed", ...
+
+
+def carried_outcome(known: Known) -> str:
+    reads = {(False, False): "none", (True, False): "sf", (False, True): "cp", (True, True): "both"}
+    words = [reads[(known.read_sf, known.read_cp)]]
+    if not known.read_sf and known.sf is not None:
+        words.append("sf:record" if known.sf.complete else "sf:changes")
+    if not known.read_cp:
+        if known.cp is None:
+            words.append("cp:none")
+        else:
+            words.append("cp:profile" if known.cp.complete else "cp:agreed")
+    if not known.search_cp:
+        words.append("no search")
+    return " ".join(words)
+
+
+CARRIED = [
+    # linked, news of one side
+    Carried("a fresh change event", SETTLED, (cdc(FirstName="Bea"),), "none sf:changes cp:agreed"),
+    Carried("a stale change event", SETTLED, (cdc(at=STALE, FirstName="Bea"),), "both"),
+    Carried("a stale change event echoing the agreement", SETTLED,
+            (cdc(at=STALE, FirstName="Ann"),), "none sf:changes cp:agreed"),
+    Carried("a change event of an unmapped field only", SETTLED, (cdc(Phone="123"),),
+            "none sf:changes cp:agreed"),
+    Carried("a create, delete or undelete event", SETTLED, (cdc("DELETE"),), "both"),
+    Carried("a fresh webhook", SETTLED, (hook(FirstName="Bea"),), "none sf:changes cp:profile"),
+    Carried("a stale webhook", SETTLED, (hook(at=STALE, FirstName="Bea"),), "both"),
+    Carried("a stale webhook echoing the agreement", SETTLED, (hook(at=STALE),),
+            "none sf:changes cp:profile"),
+    Carried("a webhook without a mapped field", SETTLED, (hook(drop="email"),), "both"),
+    Carried("a webhook without the link field", SETTLED, (hook(drop="SalesforceId"),), "both"),
+    Carried("a delete webhook", SETTLED, (hook(), copernica_read_payload()), "both"),
+    Carried("two webhooks in order", SETTLED,
+            (hook(FirstName="Bea"), hook(at=FRESH + 2, FirstName="Cy")), "none sf:changes cp:profile"),
+    Carried("two webhooks delivered out of order", SETTLED,
+            (hook(at=FRESH + 2, FirstName="Cy"), hook(FirstName="Bea")), "both"),
+    # linked, news of both sides
+    Carried("change event and webhook, both changed", SETTLED,
+            (cdc(FirstName="Bea"), hook(LastName="Jones")), "both"),
+    Carried("change event and an echoing webhook", SETTLED, (cdc(FirstName="Bea"), hook()),
+            "none sf:changes cp:profile"),
+    Carried("a scan's contact, the profile has no news", SETTLED, (scanned_contact(FirstName="Bea"),),
+            "cp sf:record"),
+    Carried("a scan's profile, the contact has no news", SETTLED, (scanned_profile(FirstName="Bea"),),
+            "sf cp:profile"),
+    Carried("a scan's contact and profile, both changed", SETTLED,
+            (scanned_contact(FirstName="Bea"), scanned_profile(LastName="Jones")),
+            "none sf:record cp:profile"),
+    Carried("no payload at all (a reconcile's or a relink's job)", SETTLED, (), "both"),
+    # linked, but the agreement cannot stand for a side
+    Carried("a tombstone", SETTLED_TOMBSTONE, (cdc(FirstName="Bea"),), "both"),
+    Carried("a field without agreement", PARTLY_AGREED, (cdc(FirstName="Bea"),), "both"),
+    # unlinked
+    Carried("unlinked: a scan's contact, no profile found", None,
+            (scanned_contact(), copernica_absent_payload()), "none sf:record cp:none no search"),
+    Carried("unlinked: a create event", None, (cdc("CREATE"),), "both"),
+    Carried("unlinked: a webhook of a new profile", None, (hook(linked=False),), "sf cp:profile"),
+]
+
+
+@pytest.mark.parametrize("row", CARRIED, ids=[row.name for row in CARRIED])
+def test_what_the_payloads_make_known(row: Carried) -> None:
+    evidence = read_payloads(row.payloads)
+    cp_id = CP_ID if row.link is not None or any("cp" in p for p in row.payloads) else None
+    known = what_is_known(evidence, MAPPING, KEY, row.link, sf_id=SF_ID, cp_id=cp_id)
+    assert carried_outcome(known) == " ".join(filter(None, (row.reads, row.known)))
+
+
+def test_a_change_event_coalesced_after_another_keeps_both_fields() -> None:
+    coalesced = {**cdc(FirstName="Bea"), **cdc(at=FRESH + 1, LastName="Jones")}
+    assert read_payloads([coalesced]).sf_values == {
+        "FirstName": "Bea", "LastName": "Jones", "LastModifiedDate": "2024-05-14T09:00:00.000Z",
+    }
+
+
+def test_a_change_event_outranks_the_record_a_scan_read() -> None:
+    evidence = read_payloads([cdc(FirstName="Bea"), scanned_contact(at=FRESH + 10)])
+    assert evidence.sf_full and evidence.sf_values["FirstName"] == "Bea"
+    assert evidence.sf_values["LastName"] == "Smith"
+
+
+def test_a_read_after_every_webhook_stands_for_the_profile() -> None:
+    evidence = read_payloads([
+        hook(at=FRESH + 2, FirstName="Cy"), hook(FirstName="Bea"), scanned_profile(at=FRESH + 3, FirstName="Di"),
+    ])
+    assert not evidence.cp_read and evidence.cp_fields is not None
+    assert evidence.cp_fields["firstname"] == "Di"
+
+
+def test_a_planned_change_event_writes_only_the_carried_field() -> None:
+    known = what_is_known(read_payloads([cdc(FirstName="Bea")]), MAPPING, KEY, SETTLED,
+                          sf_id=SF_ID, cp_id=CP_ID)
+    result = plan(MAPPING, Snapshot(Settings("both", False, "newest", KEY), SF_ID, CP_ID,
+                                    SETTLED, known.sf, known.cp))
+    assert (result.salesforce, result.copernica) == (None, "update")
+    assert result.merged is not None and result.merged.to_copernica == {"FirstName": "Bea"}
