@@ -38,6 +38,7 @@ from bridge.web.keys import (
     PLATFORMS,
     POOL,
     QUEUE,
+    RECORD_COUNTS,
     ROLE,
     SETTINGS,
     SUPERVISOR,
@@ -59,6 +60,7 @@ def create_app(
     app = web.Application(middlewares=[request_context])
     app[SETTINGS] = settings
     app[ROLE] = role
+    app[RECORD_COUNTS] = {}
     app[METRICS] = Metrics()
     app[SUPERVISOR] = Supervisor(app[METRICS])
     app[VAULT] = Vault(settings.secret_keys)

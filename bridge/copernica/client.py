@@ -490,6 +490,14 @@ class CopernicaClient:
             if len(data) < limit:
                 return
 
+    async def profile_count(self, database: int | str) -> int:
+        """How many profiles the database holds: one page of one profile, with its ``total``."""
+        page = await self._get(
+            f"database/{_ref(database)}/profiles",
+            [("limit", "1"), ("total", "true"), ("dataonly", "true")],
+        )
+        return int(page.get("total", 0)) if isinstance(page, dict) else 0
+
     async def find_profiles(
         self, database: int | str, match: Mapping[str, object], limit: int = MAX_PAGE
     ) -> list[Profile]:

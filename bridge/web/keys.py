@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 from aiohttp import web
 
@@ -24,3 +26,7 @@ WEBHOOK_KEYS: web.AppKey[KeyLookup] = web.AppKey("webhook_keys")
 SYNC = web.AppKey("sync", SyncRuntime)
 PLATFORMS = web.AppKey("platforms", PlatformClients)  # every tenant's platform clients
 SUPERVISOR = web.AppKey("supervisor", Supervisor)  # the long-lived tasks of this process
+# (tenant, database) -> (monotonic, when, contacts, profiles): the counts behind the sync cost
+RECORD_COUNTS: web.AppKey[dict[tuple[int, str], tuple[float, datetime, int, int]]] = web.AppKey(
+    "record_counts"
+)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -26,7 +28,7 @@ from bridge.tenants import Tenant, load_tenant
 from bridge.vocabulary import ADVICE, DIRECTION_WORDS, LINK_FIELD_FALLBACK
 from bridge.web import platforms
 from bridge.web.guard import current, end_session, login_required, redirect, safe_next
-from bridge.web.keys import POOL, QUEUE
+from bridge.web.keys import POOL, QUEUE, RECORD_COUNTS
 from bridge.web.render import render
 
 log = logging.getLogger(__name__)
@@ -130,34 +132,42 @@ async def _salesforce_fields(request: web.Request, tenant: Tenant, context: dict
     context["default_fields"] = platforms.DEFAULT_DATABASE_FIELDS
 
 
+COUNTS_TTL = 900.0  # seconds the counts behind the estimate are shown before counting again
+
+
 async def sync_cost(request: web.Request, tenant: Tenant) -> dict[str, Any]:
     """What "Sync manually" would cost, shown beside the button: ``cost`` (``runs.SyncCost``)
-    with the counts it comes from, or ``problem`` when a side cannot say now. It costs a
-    Salesforce COUNT and one Copernica page of one profile (for the database's total)."""
+    with the counts it comes from and when they were counted, or ``problem`` when a side cannot
+    say now. Counting costs a Salesforce COUNT and one Copernica page; a process counts a
+    tenant's records again only after ``COUNTS_TTL`` or a run, however often the pages are
+    shown."""
     if not tenant.copernica_database:
         return {"problem": "no Copernica database is chosen yet"}
-    try:
-        salesforce = await platforms.salesforce(request, tenant.id)
-        copernica = await platforms.copernica(request, tenant.id)
-        contacts, profiles = await platforms.bounded(asyncio.gather(
-            salesforce.count("SELECT COUNT() FROM Contact"),
-            _profile_total(copernica, tenant.copernica_database),
-        ))
-    except platforms.FAILURES as exc:
-        return {"problem": platforms.user_message(exc)}
+    counts = request.app[RECORD_COUNTS]
+    key = (tenant.id, tenant.copernica_database)
+    known = counts.get(key)
+    if known is not None:
+        async with request.app[POOL].acquire() as conn:
+            synced_at = await conn.fetchval(QUERIES["last_run_finished"], tenant.id)
+        if time.monotonic() - known[0] > COUNTS_TTL or (synced_at and synced_at > known[1]):
+            known = None  # old, or a run has changed the records since
+    if known is None:
+        try:
+            salesforce = await platforms.salesforce(request, tenant.id)
+            copernica = await platforms.copernica(request, tenant.id)
+            contacts, profiles = await platforms.bounded(asyncio.gather(
+                salesforce.count("SELECT COUNT() FROM Contact"),
+                copernica.profile_count(tenant.copernica_database),
+            ))
+        except platforms.FAILURES as exc:
+            return {"problem": platforms.user_message(exc)}
+        known = counts[key] = (time.monotonic(), datetime.now(UTC), contacts, profiles)
+    _, counted_at, contacts, profiles = known
     cost = runs.full_sync_cost(
         contacts, profiles, tenant.direction, bulk_from=reconcile.BULK_FROM
     )
-    return {"cost": cost, "contacts": contacts, "profiles": profiles}
-
-
-async def _profile_total(client: Any, database: str) -> int:
-    # One page of one profile says the database's total. The Copernica client has no method
-    # for it yet (asked for: CopernicaClient.profile_count); until then its one GET path.
-    page = await client._get(
-        f"database/{database}/profiles", [("limit", "1"), ("total", "true"), ("dataonly", "true")]
-    )
-    return int(page.get("total", 0)) if isinstance(page, dict) else 0
+    return {"cost": cost, "contacts": contacts, "profiles": profiles, "counted_at": counted_at,
+            "every_minutes": round(COUNTS_TTL / 60)}
 
 
 @routes.get("/sfcp/status.json")

@@ -16,6 +16,10 @@ WHERE id = $1 AND tenant_id = $2;
 -- name: finish_run
 UPDATE sync_runs SET state = $3, message = $4, finished_at = now() WHERE id = $1 AND tenant_id = $2;
 
+-- name: last_run_finished
+-- When the tenant's latest run ended (NULL: none did): the record counts may have moved since.
+SELECT max(finished_at) FROM sync_runs WHERE tenant_id = $1;
+
 -- name: get_run
 SELECT * FROM sync_runs WHERE id = $1 AND tenant_id = $2;
 
