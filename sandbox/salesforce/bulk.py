@@ -51,9 +51,8 @@ from typing import Any
 from aiohttp import web
 
 from . import schema, soql
-from .auth import bearer
 from .org import Org, Record, SalesforceFault, not_found
-from .rest import _version_ok, fault_reply, reply
+from .rest import admit, fault_reply, reply
 from .state import ORG, SandboxState
 
 DELIMITERS = {
@@ -164,29 +163,9 @@ async def jobs_api(request: web.Request) -> web.StreamResponse:
     """Authenticate and count as every REST call does, then dispatch on the job path."""
     state = request[ORG]
     version = request.match_info["version"]
-    if not _version_ok(version, state):
-        return fault_reply(state, not_found())
-    session = state.sessions.use(bearer(request))
-    if session is None:
-        return fault_reply(
-            state, SalesforceFault("INVALID_SESSION_ID", "Session expired or invalid", status=401)
-        )
-    if session.password_expired:
-        return fault_reply(
-            state,
-            SalesforceFault(
-                "INVALID_OPERATION_WITH_EXPIRED_PASSWORD",
-                "The users password has expired, you must call SetPassword before attempting "
-                "any other API operations",
-                status=403,
-            ),
-        )
-    if state.api_used >= state.settings.daily_api_max:
-        return fault_reply(
-            state,
-            SalesforceFault("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", status=403),
-        )
-    state.api_used += 1
+    session = admit(request, state, version)
+    if isinstance(session, web.Response):
+        return session
     org_jobs = jobs_of(state)
     org_jobs.calls += 1
     parts = [p for p in request.match_info.get("tail", "").split("/") if p]

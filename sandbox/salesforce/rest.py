@@ -31,7 +31,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
 from . import schema, soql
-from .auth import bearer
+from .auth import Session, bearer
 from .cdc import Transaction
 from .org import Org, Record, SalesforceFault, not_found, now
 from .state import ORG, Cursor, SandboxState
@@ -124,9 +124,23 @@ async def data_api(request: web.Request) -> web.Response:
         return await versions(request)
     segments = path.split("/")
     version = segments[0][1:] if segments[0].startswith("v") else ""
+    session = admit(request, state, version)
+    if isinstance(session, web.Response):
+        return session
+    call = Call(request.method, request.query, request.headers, await request.read())
+    try:
+        return await _dispatch(call, state, version, segments[1:], session.user_id)
+    except SalesforceFault as fault:
+        return fault_reply(state, fault)
+
+
+def admit(request: web.Request, state: SandboxState, version: str) -> Session | web.Response:
+    """What every data call goes through first: a known API version, a live session, a password
+    that has not expired, and the daily budget, which the call then spends. The session, or the
+    fault to answer."""
     if not _version_ok(version, state):
         return fault_reply(state, not_found())
-    session = state.sessions.use(_token(request))
+    session = state.sessions.use(bearer(request))
     if session is None:
         return fault_reply(
             state,
@@ -148,15 +162,7 @@ async def data_api(request: web.Request) -> web.Response:
             SalesforceFault("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", status=403),
         )
     state.api_used += 1
-    call = Call(request.method, request.query, request.headers, await request.read())
-    try:
-        return await _dispatch(call, state, version, segments[1:], session.user_id)
-    except SalesforceFault as fault:
-        return fault_reply(state, fault)
-
-
-def _token(request: web.Request) -> str | None:
-    return bearer(request)
+    return session
 
 
 def _method_not_allowed(method: str, allowed: str) -> SalesforceFault:
