@@ -181,8 +181,9 @@ async def synced(postgres: Postgres, size: int, env: Environment) -> FullSync:
         if time.monotonic() - last_print >= every:
             last_print = time.monotonic()
             rss = env.bridge.memory().get("VmRSS", 0)
-            print(f"  full sync {size}: {row['state']} {row['done']}/{row['total'] or '?'},"
-                  f" bridge RSS {rss / 1024:.0f} MiB", flush=True)
+            waiting = (await env.setup.jobs_pending())[0]
+            print(f"  full sync {size}: {row['state']} {row['done']}/{row['total'] or '?'} compared,"
+                  f" {waiting} jobs waiting, bridge RSS {rss / 1024:.0f} MiB", flush=True)
         await asyncio.sleep(0.25)
     usage = Usage.now(env.bridge.pid, env.emulators, postgres.pid()).since(before)
     seconds = (row["finished_at"] - row["started_at"]).total_seconds() if row["started_at"] else 0.0
@@ -469,7 +470,9 @@ def report(results: Results) -> None:
               f" {percentile(samples, 0.99):>7.2f}")
 
     print(
-        "\nPhases. latency ms: edit stored → bridge's write stored on the other side."
+        "\nPhases (steady: paced, half the edits on each side; bursts: as fast as the sandboxes"
+        f" take them, {PUSHERS} clients). latency ms: edit stored → bridge's write stored on the"
+        " other side."
         " SF/1k, CP/1k: API calls per 1,000 changes\n  until all landed (and until settled)."
         " CPU ms/chg: the bridge's. CPU %: of one core, start → all landed,\n  for the bridge,"
         " the Salesforce and Copernica sandboxes, PostgreSQL, the bench, and every other process"

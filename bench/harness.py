@@ -380,37 +380,28 @@ class Watch:
     sf_bridge: dict[str, float] = field(default_factory=dict)
     cp_user: dict[str, float] = field(default_factory=dict)
     cp_bridge: dict[str, float] = field(default_factory=dict)
-    last_bridge_write: float = 0.0
-    hooks: list[tuple[float, float]] = field(default_factory=list)  # (end, ms) per webhook POST
 
     def on_salesforce(self, event: StoredEvent) -> None:
         now = time.perf_counter()
-        payload = event.data["payload"]
         by_bridge = event.caller == CLIENT_ID  # changeOrigin omits it for Collections writes
-        if by_bridge:
-            self.last_bridge_write = now
-        value = payload.get(self.watched)
+        value = event.data["payload"].get(self.watched)
         if isinstance(value, str):
             (self.sf_bridge if by_bridge else self.sf_user).setdefault(value, now)
 
     def on_copernica(self, change: ProfileChange) -> None:
         now = time.perf_counter()
-        by_bridge = change.caller == "rest"
-        if by_bridge:
-            self.last_bridge_write = now
         value = change.fields.get(self.watched)
         if value:
-            (self.cp_bridge if by_bridge else self.cp_user).setdefault(value, now)
+            (self.cp_bridge if change.caller == "rest" else self.cp_user).setdefault(value, now)
 
 
 class SandboxPair:
-    """Both emulators on OS-chosen localhost ports, in this process."""
+    """Both emulators on OS-chosen localhost ports, in this process (``bench_tenants``)."""
 
     def __init__(self) -> None:
         self.sf_app = salesforce.create_app(salesforce.SandboxSettings())
         self.cp_app = copernica.create_app(copernica.SandboxSettings())
         self.runners: list[web.AppRunner] = []
-        self.watch = Watch()
         self.info: demo.Sandboxes | None = None
 
     @property
@@ -431,56 +422,13 @@ class SandboxPair:
             salesforce=self.sf.settings,
             copernica=self.cp.settings,
         )
-        self.sf.org.events.listeners.append(self.watch.on_salesforce)
-        self.cp.account.listeners.append(self.watch.on_copernica)
-        self._time_webhooks()
         return self.info
-
-    def _time_webhooks(self) -> None:
-        """Time each webhook POST of the Copernica sandbox (signing + the bridge's answer)."""
-        dispatcher = self.cp.dispatcher
-        attempt = dispatcher._attempt
-        hooks = self.watch.hooks
-
-        async def timed(url: str, body: bytes) -> tuple[int | None, str | None]:
-            started = time.perf_counter()
-            try:
-                return await attempt(url, body)
-            finally:
-                end = time.perf_counter()
-                hooks.append((end, (end - started) * 1000))
-
-        dispatcher._attempt = timed  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         for runner in reversed(self.runners):
             with contextlib.suppress(Exception):
                 await runner.cleanup()
         self.runners = []
-
-    # counters the bench reads -------------------------------------------------------------
-
-    def api_calls(self) -> tuple[int, int]:
-        """(Salesforce REST calls, Copernica REST calls) served so far: all come from the bridge
-        once it runs, since the bench edits through the control APIs only."""
-        return self.sf.api_used, sum(self.cp.api_calls.values())
-
-    def streaming(self) -> bool:
-        """A CometD client is subscribed to the contact change channel."""
-        return any(CDC_CHANNEL in c.subscriptions for c in self.sf.streaming.clients.values())
-
-    def contacts(self) -> dict[str, dict[str, object]]:
-        return {
-            rid: r.values for rid, r in self.sf.org.records["Contact"].items() if not r.deleted
-        }
-
-    def profiles(self, database: str) -> dict[int, dict[str, str]]:
-        db = self.cp.account.databases[int(database)]
-        return {p.id: db_fields(db, p) for p in db.live_profiles()}
-
-
-def db_fields(db: Any, profile: Any) -> dict[str, str]:
-    return {f.name: profile.values.get(f.id, "") for f in db.fields}
 
 
 async def seed(salesforce_url: str, count: int, chunk: int = 2000) -> None:
