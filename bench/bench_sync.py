@@ -106,6 +106,7 @@ class FullSync:
     seconds: float  # run started → done (sync_runs)
     hwm_kib: int  # the bridge's VmHWM when the run was done
     ready_kib: int  # ... when it first answered /readyz
+    rss_kib: int  # the largest VmRSS sampled (every 0.25 s) while the run went on
     state: str
     message: str
     usage: Usage
@@ -172,7 +173,9 @@ async def synced(postgres: Postgres, size: int, env: Environment) -> FullSync:
     ready_kib = env.bridge.memory().get("VmHWM", 0)
     before = Usage.now(env.bridge.pid, env.emulators, postgres.pid())
     every, last_print = (5.0 if size <= 20_000 else 15.0), time.monotonic()
+    rss = 0
     while True:
+        rss = max(rss, env.bridge.memory().get("VmRSS", 0))
         row = await env.setup.run_row(run_id)
         if row["state"] in ("done", "failed"):
             break
@@ -180,17 +183,16 @@ async def synced(postgres: Postgres, size: int, env: Environment) -> FullSync:
             raise RuntimeError(f"the bridge exited with {env.bridge.process.returncode}")
         if time.monotonic() - last_print >= every:
             last_print = time.monotonic()
-            rss = env.bridge.memory().get("VmRSS", 0)
             waiting = (await env.setup.jobs_pending())[0]
             print(f"  full sync {size}: {row['state']} {row['done']}/{row['total'] or '?'} compared,"
-                  f" {waiting} jobs waiting, bridge RSS {rss / 1024:.0f} MiB", flush=True)
+                  f" {waiting} jobs waiting, bridge RSS {rss / 1024:.0f} MiB (max so far)", flush=True)
         await asyncio.sleep(0.25)
     usage = Usage.now(env.bridge.pid, env.emulators, postgres.pid()).since(before)
     seconds = (row["finished_at"] - row["started_at"]).total_seconds() if row["started_at"] else 0.0
     database = env.setup.tenant.copernica_database or "0"
     return FullSync(
         size=size, seconds=seconds, hwm_kib=env.bridge.memory().get("VmHWM", 0),
-        ready_kib=ready_kib, state=row["state"], message=row["message"] or "", usage=usage,
+        ready_kib=ready_kib, rss_kib=rss, state=row["state"], message=row["message"] or "", usage=usage,
         calls=_delta(await api_calls(env), calls),
         profiles=len(await linked_pairs(info, database)),
         held=(await env.setup.jobs_pending())[1], errors=await env.setup.error_count(),
@@ -503,11 +505,12 @@ def report(results: Results) -> None:
 
     print(
         "\nFirst full sync: seeded Salesforce contacts → empty Copernica, fresh bridge process;"
-        " MiB: the bridge's VmHWM when /readyz first\n  answered and when the run was done;"
+        " MiB: the bridge's VmHWM when /readyz first\n  answered and when the run was done, and"
+        " the largest VmRSS sampled during the run;"
         " calls per 1,000 contacts; CPU % of one core over the run"
     )
     print(
-        f"  {'contacts':>9} {'run s':>8} {'rec/s':>7} {'ready MiB':>10} {'peak MiB':>9}"
+        f"  {'contacts':>9} {'run s':>8} {'rec/s':>7} {'ready MiB':>10} {'peak MiB':>9} {'max RSS':>8}"
         f" {'SF/1k':>6} {'CP/1k':>6} {'profiles':>9} {'held':>5} {'errors':>6}"
         f"  {CPU_COLUMNS}  busiest; state"
     )
@@ -515,7 +518,8 @@ def report(results: Results) -> None:
         sf, cp = _per_1000(f.calls, f.size)
         print(
             f"  {f.size:>9} {f.seconds:>8.1f} {f.size / max(f.seconds, 1e-9):>7.0f}"
-            f" {f.ready_kib / 1024:>10.1f} {f.hwm_kib / 1024:>9.1f} {sf:>6.0f} {cp:>6.0f}"
+            f" {f.ready_kib / 1024:>10.1f} {f.hwm_kib / 1024:>9.1f} {f.rss_kib / 1024:>8.1f}"
+            f" {sf:>6.0f} {cp:>6.0f}"
             f" {f.profiles:>9} {f.held:>5} {f.errors:>6}  {_cpu(f.usage)}  {f.usage.bottleneck()};"
             f" {f.state}{': ' + f.message if f.message else ''}"
         )
