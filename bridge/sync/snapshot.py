@@ -23,7 +23,8 @@ The keys:
   gave it, and when. The newer of it and ``cp`` stands for the profile.
 - ``cp_read``: read the profile from Copernica anyway (a delete webhook).
 - ``cp_absent``: a full sync's scan found no Copernica profile for this contact (none holds its
-  id in the link field, none has its e-mail address): create one without searching.
+  id in the link field, none has its e-mail address): create one without searching. ``true``, or
+  when the scan's pass over Copernica began: then only for a contact last changed before that.
 
 The engine uses a side's values only when they were known after the link last recorded an
 agreement: a value from before may predate the bridge's own write to that side.
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.copernica.models import Profile
+from bridge.salesforce.client import parse_datetime
 from bridge.salesforce.stream import ChangeEvent
 from bridge.sync.mapping import Mapping, fingerprint, from_copernica, from_salesforce
 from bridge.sync.plan import CopernicaSide, LinkState, SalesforceSide
@@ -111,9 +113,11 @@ def copernica_read_payload() -> dict[str, Any]:
     return {CP_READ: True}
 
 
-def copernica_absent_payload() -> dict[str, Any]:
-    """A full sync's scan found no profile for this contact: create one, do not search."""
-    return {CP_ABSENT: True}
+def copernica_absent_payload(indexed_from: float | None = None) -> dict[str, Any]:
+    """A full sync's scan found no profile for this contact: create one, do not search.
+    ``indexed_from``: when the scan's pass over Copernica began (Unix seconds); a contact
+    changed since is searched for after all (see ``_settled_before_scan``)."""
+    return {CP_ABSENT: True if indexed_from is None else indexed_from}
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class Evidence:
     cp_known_at: float | None = None
     cp_read: bool = False  # a delete, or webhooks delivered out of order
     cp_absent: bool = False
+    cp_absent_since: float | None = None  # when the scan that found no profile began to look
     cp_scanned: bool = False  # cp_fields are a read's (a scan's), not a webhook's
 
     @property
@@ -168,6 +173,7 @@ def read_payloads(payloads: Iterable[ReadMapping[str, Any]]) -> Evidence:
         cp_known_at=float(profile["at"]) if profile is not None else None,
         cp_read=cp_read,
         cp_absent=bool(merged.get(CP_ABSENT)),
+        cp_absent_since=_number(merged.get(CP_ABSENT)),
         cp_scanned=profile is not None and "hook" not in profile,
     )
 
@@ -187,6 +193,10 @@ def _newest_profile(merged: ReadMapping[str, Any]) -> tuple[dict[str, Any] | Non
             return (record if fresh else None), not fresh
     found = [p for p in (hook, record) if p is not None]
     return (max(found, key=lambda p: float(p["at"])) if found else None), False
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _pair(entry: object) -> bool:
@@ -229,7 +239,7 @@ def what_is_known(
     if link is None:
         whole_record = evidence.sf_full and not evidence.sf_read and bool(sf_id)
         whole_carried = whole_profile and not evidence.cp_read and bool(cp_id)
-        absent = evidence.cp_absent and cp_id is None
+        absent = evidence.cp_absent and cp_id is None and _settled_before_scan(evidence)
         return Known(
             sf=SalesforceSide(evidence.sf_values) if whole_record else None,
             cp=CopernicaSide(profile, evidence.cp_modified) if whole_carried and profile else None,
@@ -275,6 +285,21 @@ def what_is_known(
     if cp is not None and sf_quiet:
         return Known(cp=cp, read_cp=False)  # a scan's profile: only the contact is read
     return Known()
+
+
+def _settled_before_scan(evidence: Evidence) -> bool:
+    """Whether the scan's "no profile" holds for the contact: given when the scan's pass over
+    Copernica began, only for a contact last changed before then. One changed since may have
+    been created by the bridge for a profile that pass missed (made meanwhile), its link not
+    recorded yet: that one is searched for after all."""
+    if evidence.cp_absent_since is None:
+        return True
+    modified = evidence.sf_values.get("LastModifiedDate")
+    try:
+        changed = parse_datetime(str(modified)).timestamp() if modified else None
+    except ValueError:
+        changed = None
+    return changed is not None and changed < evidence.cp_absent_since - FRESHNESS
 
 
 def _whole_profile(mapping: Mapping, fields: ReadMapping[str, str]) -> bool:

@@ -410,6 +410,13 @@ CARRIED = [
     # unlinked
     Carried("unlinked: a scan's contact, no profile found", None,
             (scanned_contact(), copernica_absent_payload()), "none sf:record cp:none no search"),
+    Carried("unlinked: a contact unchanged since the scan began, no profile found", None,
+            (scanned_contact(), copernica_absent_payload(indexed_from=EARLY.timestamp() + 60)),
+            "none sf:record cp:none no search"),
+    # a contact changed since may be the bridge's own for a profile the scan missed: searched
+    Carried("unlinked: a contact changed since the scan began, no profile found", None,
+            (scanned_contact(), copernica_absent_payload(indexed_from=EARLY.timestamp())),
+            "cp sf:record"),
     Carried("unlinked: a create event", None, (cdc("CREATE"),), "both"),
     Carried("unlinked: a webhook of a new profile", None, (hook(linked=False),), "sf cp:profile"),
 ]
