@@ -120,6 +120,19 @@ def copernica_absent_payload(indexed_from: float | None = None) -> dict[str, Any
     return {CP_ABSENT: True if indexed_from is None else indexed_from}
 
 
+def without_values(payload: ReadMapping[str, Any]) -> dict[str, Any]:
+    """The payload with no customer value left (for a job that stops waiting, e.g. held): what
+    it carried of the sides becomes "read them"."""
+    kept = {
+        key: value for key, value in payload.items()
+        if not key.startswith((SF_FIELD, CP_HOOK_AT))
+        and key not in (SF_RECORD, CP_HOOK, CP_RECORD)
+    }
+    if len(kept) < len(payload):
+        kept |= {SF_READ: True, CP_READ: True}
+    return kept
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What the payloads of one record's jobs say of both sides (``read_payloads``)."""

@@ -43,6 +43,7 @@ from bridge.sync.snapshot import (
     salesforce_change_payload,
     salesforce_record_payload,
     what_is_known,
+    without_values,
 )
 from bridge.vocabulary import CONFLICT_RULES, DIRECTIONS, ConflictRule, Direction
 from tests.unit.test_sync_mapping import KEY, field_map, mapping_of
@@ -458,3 +459,13 @@ def test_a_planned_change_event_writes_only_the_carried_field() -> None:
                                     SETTLED, known.sf, known.cp))
     assert (result.salesforce, result.copernica) == (None, "update")
     assert result.merged is not None and result.merged.to_copernica == {"FirstName": "Bea"}
+
+
+def test_a_payload_without_values_holds_none_and_asks_for_reads() -> None:
+    payload = {"sf_id": SF_ID, "cp_id": CP_ID, "sf_at": FRESH, **cdc(FirstName="Bea"),
+               **hook(FirstName="Bea"), **scanned_contact(), **scanned_profile()}
+    stripped = without_values(payload)
+    assert stripped == {"sf_id": SF_ID, "cp_id": CP_ID, "sf_at": FRESH, "sf_read": True,
+                        "cp_read": True}
+    known = what_is_known(read_payloads([stripped]), MAPPING, KEY, SETTLED, sf_id=SF_ID, cp_id=CP_ID)
+    assert (known.read_sf, known.read_cp) == (True, True)
