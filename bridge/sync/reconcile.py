@@ -14,10 +14,12 @@ when that is cheaper than the searches it saves), an index of link-field values 
 addresses → profile id. Each unlinked contact is then queued with the profile the engine would
 have matched, or with the "no profile matches" key: 0 Copernica searches instead of 2.
 
-Deletes the real-time path missed are found by every run: Salesforce contacts come from
-``queryAll`` (the recycle bin included; a delete moves ``SystemModstamp``), and a linked contact
-that is deleted there is queued, so the engine applies the delete as the tenant's settings say;
-links whose Copernica profile is no longer in the synced database are queued as Copernica deletes.
+Deletes the real-time path missed are found too: Salesforce contacts come from ``queryAll``
+(the recycle bin included; a delete moves ``SystemModstamp``), and a linked contact that is
+deleted there is queued, so the engine applies the delete as the tenant's settings say; links
+whose Copernica profile is no longer in the synced database are queued as Copernica deletes, by
+every full run and by the first reconcile of each day (that look reads every profile id: an
+idle tenant's hourly reconcile costs a COUNT and a query in Salesforce, a page in Copernica).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 WATERMARK = "reconcile"
 OVERLAP = timedelta(minutes=2)  # re-read a little before the watermark: clocks and commits lag
 DRAIN_POLL = 0.25
+DELETES_WATERMARK = "copernica_deletes"  # when a run last looked for missed Copernica deletes
+DELETES_EVERY = timedelta(days=1)
 BULK_FROM = 10_000  # Salesforce reads of at least this many records go through Bulk API 2.0
 
 
@@ -65,11 +69,17 @@ async def run_reconcile(ctx: TenantContext, pool: Pool, queue: JobQueue, job: Jo
         if job.payload.get("kind") == "reconcile":
             since = await conn.fetchval(QUERIES["get_watermark"], tenant.id, WATERMARK)
         await conn.execute(QUERIES["start_run"], run_id, tenant.id, None)
+        checked = await conn.fetchval(QUERIES["get_watermark"], tenant.id, DELETES_WATERMARK)
     started = datetime.now(UTC)
+    # Copernica deletes come as webhooks; looking for missed ones reads every profile id, so a
+    # reconcile does it once a day, and a full run always.
+    find_deletes = since is None or checked is None or started - checked >= DELETES_EVERY
     mapping = await ctx.mapping()
     progress = _Progress(pool, tenant.id, run_id)
     try:
-        cp_ids = {str(i) for i in await ctx.copernica.profile_ids(ctx.database)}
+        cp_ids: set[str] = set()
+        if find_deletes:
+            cp_ids = {str(i) for i in await ctx.copernica.profile_ids(ctx.database)}
         sf_count = 0
         if tenant.sf_to_cp:
             sf_count = await ctx.salesforce.count(
@@ -79,7 +89,7 @@ async def run_reconcile(ctx: TenantContext, pool: Pool, queue: JobQueue, job: Jo
         if tenant.cp_to_sf:
             progress.total += len(cp_ids)  # at most; a reconcile reads only the changed ones
         # First, before this run links anything: the ids are a snapshot.
-        queued = await _find_copernica_deletes(ctx, pool, queue, cp_ids)
+        queued = await _find_copernica_deletes(ctx, pool, queue, cp_ids) if find_deletes else 0
         index = None
         if since is None and tenant.sf_to_cp:
             async with pool.acquire() as conn:
@@ -106,6 +116,8 @@ async def run_reconcile(ctx: TenantContext, pool: Pool, queue: JobQueue, job: Jo
         raise
     async with pool.acquire() as conn:
         await conn.execute(QUERIES["set_watermark"], tenant.id, WATERMARK, started)
+        if find_deletes:
+            await conn.execute(QUERIES["set_watermark"], tenant.id, DELETES_WATERMARK, started)
         message = f"{progress.done} record(s) compared, {queued} brought up to date"
         if held:
             message += f", {held} held (see the error reports)"
