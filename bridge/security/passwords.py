@@ -23,6 +23,12 @@ def hash_password(password: str) -> str:
     return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(digest)}"
 
 
+def unmatchable_hash() -> str:
+    """A hash with today's parameters that no password matches (its digest is random bytes):
+    verifying against it costs what verifying a real one costs, and making it costs nothing."""
+    return f"scrypt${_N}${_R}${_P}${_b64(os.urandom(16))}${_b64(os.urandom(64))}"
+
+
 def verify_password(password: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt, digest = stored.split("$")

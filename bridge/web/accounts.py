@@ -24,7 +24,12 @@ from aiohttp import web
 from bridge.db import QUERIES
 from bridge.mail import send_mail
 from bridge.security import throttle
-from bridge.security.passwords import hash_password, needs_rehash, verify_password
+from bridge.security.passwords import (
+    hash_password,
+    needs_rehash,
+    unmatchable_hash,
+    verify_password,
+)
 from bridge.security.sessions import COOKIE as SESSION_COOKIE
 from bridge.security.sessions import digest, open_session, revoke, revoke_others
 from bridge.web.guard import (
@@ -45,8 +50,9 @@ routes = web.RouteTableDef()
 RESET_LIFETIME = 3600.0
 MIN_PASSWORD = 10
 RESETS_PER_HOUR = 5
-# Checked against when the address is unknown, so both cases cost one scrypt verification.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+# Checked against when the address is unknown, so both cases cost one scrypt verification
+# (made without hashing: a hash at import would cost every process 128 MiB at start).
+_DUMMY_HASH = unmatchable_hash()
 BACKGROUND = web.AppKey("background_tasks", set[asyncio.Task[None]])
 
 
