@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from bridge.app import create_app
 from bridge.copernica.client import CopernicaClient
 from bridge.supervise import healthy as supervise_healthy
+from bridge.sync import reconcile
 from bridge.sync.runs import get_run, request_sync, status
 from bridge.tenants import CopernicaCredentials, save_credentials
 from bridge.vocabulary import webhook_url
@@ -136,6 +137,12 @@ async def test_a_salesforce_delete_whose_event_was_lost_is_applied_by_the_next_r
         await asyncio.sleep(0.5)  # (nothing would apply either by itself)
         assert await profile_of(bridge, doomed) is not None
 
+        async with setup.pool.acquire() as conn:  # the day's first reconcile: deletes too
+            await conn.execute(
+                "UPDATE watermarks SET value = value - interval '1 day'"
+                " WHERE tenant_id = $1 AND name = $2",
+                setup.tenant.id, reconcile.DELETES_WATERMARK,
+            )
         run_id = await request_sync(app[QUEUE], setup.tenant.id, "reconcile", "scheduler")
 
         async def finished():
