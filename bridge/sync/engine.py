@@ -35,7 +35,6 @@ import asyncpg
 from bridge.db import QUERIES, Conn, Pool, connection_trouble
 from bridge.errors import ApiError, MappingError
 from bridge.metrics import Metrics
-from bridge.salesforce.client import soql_quote as soql_quote  # for bridge/web/history.py
 from bridge.sync.context import TenantContext
 from bridge.sync.jobs import Failure, Job, JobQueue, failure_from
 from bridge.sync.mapping import Mapping

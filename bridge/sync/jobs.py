@@ -37,6 +37,7 @@ from bridge.errors import ApiError, ConfigError, MappingError, NotConfigured, wi
 from bridge.retry import RetryPolicy
 from bridge.salesforce.errors import SalesforceError
 from bridge.security.vault import VaultError
+from bridge.sync import snapshot
 from bridge.vocabulary import BULK, PUSH_ERRORS, REAL_TIME, Category, Platform
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,8 @@ class JobQueue:
                 return "lost"  # our lease expired and another worker has it now
             if failure.permanent or job.attempts >= job.max_attempts:
                 await conn.execute(
-                    QUERIES["hold_job"], job.id, failure.message, failure.category, failure.platform
+                    QUERIES["hold_job"], job.id, failure.message, failure.category,
+                    failure.platform, snapshot.without_values(row["payload"]),
                 )
                 log.warning("job %s (%s %s) held: %s", job.id, job.kind, job.key, failure.message)
                 return "held"

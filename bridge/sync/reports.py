@@ -26,6 +26,7 @@ from bridge.salesforce.client import SalesforceClient
 from bridge.salesforce.objects import SYNC_ERROR
 from bridge.sync.context import TenantContext
 from bridge.sync.jobs import Failure, Job, JobQueue
+from bridge.sync.objects import CONTACT
 from bridge.vocabulary import ADVICE, PUSH_ERRORS, SYNC, Category, OneWay, Operation, Platform
 
 NAMES: dict[str, str] = {"salesforce": "Salesforce", "copernica": "Copernica"}
@@ -161,12 +162,11 @@ async def contacts_of(
     if not ids:
         return {}
     base = (await salesforce.session()).instance_url.rstrip("/")
-    soql = f"SELECT Id, Name FROM Contact WHERE Id IN ({', '.join(repr(i) for i in ids)})"
-    found: dict[str, Contact] = {}
-    async for record in salesforce.query(soql):
-        contact = Contact(record.get("Name") or record["Id"], f"{base}/{record['Id']}")
-        found[record["Id"]] = found[record["Id"][:15]] = contact  # 15 or 18 characters
-    return {i: found[i] for i in ids if i in found}
+    records = await salesforce.records_by_id(CONTACT.sobject, ["Id", "Name"], ids)
+    return {
+        i: Contact(record.get("Name") or record["Id"], f"{base}/{record['Id']}")
+        for i, record in records.items()
+    }
 
 
 async def requeue_report(queue: JobQueue, tenant_id: int, report_id: int) -> bool:

@@ -223,13 +223,15 @@ class StreamSupervisor:
                     await self.on_reconnect(tenant_id)
                 self._lost.discard(tenant_id)
                 async for item in stream:
-                    tenant = (await self.contexts.get(tenant_id)).tenant
+                    current = await self.contexts.get(tenant_id)
+                    tenant = current.tenant
                     client_id = self.contexts.settings.client_id
                     if isinstance(item, ChangeEvent) and item.origin_client == client_id:
                         self.metrics.echoes.labels(platform="salesforce").inc()
                     async with self.pool.acquire() as conn:
-                        await ingest_salesforce(
+                        await ingest_salesforce(  # the mapping: jobs keep mapped values only
                             conn, self.queue, tenant, item, client_id=client_id, owner=self.owner,
+                            mapping=current.cached_mapping(tenant),
                         )
         except asyncio.CancelledError:
             raise

@@ -19,8 +19,9 @@ from aiohttp import web
 from bridge.copernica.models import Field
 from bridge.db import QUERIES
 from bridge.sync import statistics
-from bridge.sync.engine import soql_quote, valid_salesforce_id
+from bridge.sync.engine import valid_salesforce_id
 from bridge.sync.mapping import SKIPPED_SF_TYPES, build_mapping
+from bridge.sync.objects import CONTACT
 from bridge.tenants import Tenant, load_tenant, update_tenant
 from bridge.vocabulary import (
     CONFLICT_RULES,
@@ -217,9 +218,9 @@ async def _who(
     problems = []
     try:
         salesforce = await platforms.salesforce(request, tenant.id)
-        soql = (f"SELECT Id FROM Contact WHERE Email = {soql_quote(query)} "
-                f"LIMIT {MATCHES_LIMIT}")
-        found = await platforms.bounded(platforms.collect(salesforce.query(soql)))
+        found = await platforms.bounded(salesforce.records_by_field(
+            CONTACT.sobject, ["Id"], "Email", query, limit=MATCHES_LIMIT
+        ))
         sf_ids = {str(record["Id"]) for record in found}
     except platforms.FAILURES as exc:
         problems.append(f"Salesforce could not be searched: {platforms.user_message(exc)}")

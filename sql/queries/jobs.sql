@@ -134,7 +134,8 @@ WHERE id = $1;
 DELETE FROM jobs WHERE id = $1;
 
 -- name: hold_job
-UPDATE jobs SET state = 'held', locked_until = NULL, locked_by = NULL,
+-- A held job may wait for days: its payload $5 keeps no customer value (they are read again).
+UPDATE jobs SET state = 'held', locked_until = NULL, locked_by = NULL, payload = $5,
                 last_error = $2, error_category = $3, error_platform = $4, updated_at = now()
 WHERE id = $1;
 

@@ -169,7 +169,7 @@ async def test_a_requeue_racing_a_new_change_of_the_record_merges_into_it(pool, 
     try:
         change = racing.transaction()
         await change.start()  # a new change of the record, not committed yet: invisible
-        await racing.execute(QUERIES["enqueue_job"], tenant.id, kind, "cp:1", {"new": 2}, 8, 0.0, 0)
+        await racing.execute(QUERIES["enqueue_job"], tenant.id, kind, "cp:1", {"new": 2}, 8, 0.0, 0, 0.0)
         requeue = asyncio.create_task(queue.requeue(held_id, tenant.id))
         async with pool.acquire() as conn:  # the requeue's update waits on the new row's key
             await wait_until(conn, "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted")
@@ -185,6 +185,18 @@ async def test_a_requeue_racing_a_new_change_of_the_record_merges_into_it(pool, 
 async def wait_until(conn, sql: str) -> None:
     while not await conn.fetchval(sql):  # noqa: ASYNC110 - polls PostgreSQL, nothing to await
         await asyncio.sleep(0.01)
+
+
+async def test_a_held_job_keeps_no_customer_value(pool, tenant, kind):
+    queue = JobQueue(pool)
+    values = {"sf.Email": ["ann@example.com", 1.0], "sf_record": {"Id": "003A", "LastName": "Ann"}}
+    job_id = await queue.enqueue(tenant.id, kind, "sf:003A", {"sf_id": "003A", **values})
+    [job] = await queue.claim(kind)
+    await queue.fail(job, Failure("LastName missing", "validation", permanent=True))
+    async with pool.acquire() as conn:
+        payload = await conn.fetchval("SELECT payload FROM jobs WHERE id = $1", job_id)
+    assert "ann" not in str(payload).lower()  # held for days maybe: the values are read again
+    assert payload["sf_id"] == "003A" and payload["sf_read"] is True
 
 
 async def test_retry_after_is_honoured(pool, tenant, kind):
