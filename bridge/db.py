@@ -131,6 +131,14 @@ async def _init_connection(conn: Conn) -> None:
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _no_session_state(conn: Conn) -> None:
+    """A released connection needs no reset query: asyncpg rolls back an open transaction and
+    forgets the listeners first, and the bridge leaves no session state on a pooled connection
+    (advisory locks are per transaction, but the migration's, which is released where it is
+    taken; the waker unlistens before its connection goes back). asyncpg's default reset would
+    cost a round trip (unlock all, CLOSE ALL, UNLISTEN *, RESET ALL) at every release."""
+
+
 CONNECT_TIMEOUT = 10.0  # seconds to establish one connection
 
 
@@ -144,7 +152,8 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Poo
     nothing in the bridge holds one for as long as it runs but the waker's LISTEN."""
     with unavailable_as_error(url):
         return await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60,
+            url, min_size=min_size, max_size=max_size, init=_init_connection,
+            reset=_no_session_state, command_timeout=60,
             timeout=CONNECT_TIMEOUT, server_settings={"application_name": application_name()},
         )
 

@@ -21,6 +21,7 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import EllipsisType
 from typing import Generic, TypeVar
 
 from bridge.config import Settings
@@ -113,10 +114,13 @@ class PlatformClients:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def salesforce(self, tenant_id: int) -> SalesforceClient:
-        """The tenant's Salesforce client (``NotConfigured``: no credentials saved yet)."""
+    async def salesforce(
+        self, tenant_id: int, *, saved_at: datetime | None | EllipsisType = ...
+    ) -> SalesforceClient:
+        """The tenant's Salesforce client (``NotConfigured``: no credentials saved yet).
+        ``saved_at``: when its credentials were saved, if the caller has just read it."""
         async with self._locks[tenant_id]:
-            version = await self._version(tenant_id, "salesforce")
+            version = await self._version(tenant_id, "salesforce", saved_at)
             kept = self._salesforce.get(tenant_id)
             if kept is not None and kept.version == version:
                 return kept.client
@@ -129,11 +133,13 @@ class PlatformClients:
             self._keep(self._salesforce, tenant_id, _Kept(client, version))
             return client
 
-    async def copernica(self, tenant_id: int) -> CopernicaClient:
+    async def copernica(
+        self, tenant_id: int, *, saved_at: datetime | None | EllipsisType = ...
+    ) -> CopernicaClient:
         """The tenant's Copernica client (``NotConfigured``: no credentials saved yet;
-        ``ValueError``: the saved API token is empty)."""
+        ``ValueError``: the saved API token is empty). ``saved_at`` as for ``salesforce``."""
         async with self._locks[tenant_id]:
-            version = await self._version(tenant_id, "copernica")
+            version = await self._version(tenant_id, "copernica", saved_at)
             kept = self._copernica.get(tenant_id)
             if kept is not None and kept.version == version:
                 return kept.client
@@ -174,7 +180,11 @@ class PlatformClients:
         for client in clients:
             await client.close()
 
-    async def _version(self, tenant_id: int, platform: Platform) -> datetime | None:
+    async def _version(
+        self, tenant_id: int, platform: Platform, known: datetime | None | EllipsisType
+    ) -> datetime | None:
+        if not isinstance(known, EllipsisType):
+            return known
         async with self.pool.acquire() as conn:
             version: datetime | None = await conn.fetchval(
                 QUERIES["credentials_version"], tenant_id, platform

@@ -16,12 +16,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from bridge.copernica.client import CopernicaClient
-from bridge.errors import NotConfigured
+from bridge.db import QUERIES
+from bridge.errors import BridgeError, NotConfigured
 from bridge.platforms import PlatformClients, UsageCounter
 from bridge.salesforce.client import SalesforceClient
 from bridge.sync.mapping import Mapping, build_mapping
 from bridge.sync.objects import CONTACT
-from bridge.tenants import Tenant, load_tenant
+from bridge.tenants import Tenant
 from bridge.vocabulary import LINK_FIELD_FALLBACK
 
 MAPPING_TTL = 300.0  # seconds a mapping is used before it is built anew
@@ -126,10 +127,15 @@ class Contexts:
     async def get(self, tenant_id: int) -> TenantContext:
         """The tenant's context, up to date (``NotConfigured`` while credentials are missing)."""
         async with self._locks[tenant_id]:
-            async with self.pool.acquire() as conn:
-                tenant = await load_tenant(conn, tenant_id)
-            salesforce = await self.platforms.salesforce(tenant_id)
-            copernica = await self.platforms.copernica(tenant_id)
+            async with self.pool.acquire() as conn:  # one round trip: this runs per event
+                row = await conn.fetchrow(QUERIES["tenant_and_credentials_saved"], tenant_id)
+            if row is None:
+                raise BridgeError(f"no tenant with id {tenant_id}")
+            tenant = Tenant.from_row(row)
+            salesforce = await self.platforms.salesforce(
+                tenant_id, saved_at=row["salesforce_saved_at"]
+            )
+            copernica = await self.platforms.copernica(tenant_id, saved_at=row["copernica_saved_at"])
             context = self._contexts.get(tenant_id)
             if context is None:
                 context = self._contexts[tenant_id] = TenantContext(tenant, salesforce, copernica)

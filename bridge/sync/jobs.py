@@ -162,7 +162,6 @@ class JobQueue:
                 QUERIES["enqueue_job"], tenant_id, kind, key, dict(payload),
                 self.retry.max_attempts, delay, priority, self.batch_window if batched else 0.0,
             )
-            await c.execute(QUERIES["notify_jobs"], kind)
         return int(row["id"])
 
     async def enqueue_many(
@@ -184,7 +183,6 @@ class JobQueue:
                 [(tenant_id, kind, key, dict(payload), self.retry.max_attempts, 0.0, priority, 0.0)
                  for key, payload in jobs],
             )
-            await c.execute(QUERIES["notify_jobs"], kind)
 
     async def claim(self, kind: str, limit: int = 1, *, tenant_id: int | None = None) -> list[Job]:
         """Up to ``limit`` ready jobs of one tenant (``tenant_id``, or the one whose turn it is)
@@ -530,7 +528,6 @@ async def requeue_fixed(conn: Conn, tenant_id: int, platform: Platform) -> int:
                 QUERIES["enqueue_job"], tenant_id, PUSH_ERRORS, "errors", {},
                 JobQueue.retry_policy().max_attempts, 0.0, REAL_TIME, 0.0,
             )
-            await conn.execute(QUERIES["notify_jobs"], PUSH_ERRORS)
         for kind in {job["kind"] for job in held}:
             await conn.execute(QUERIES["notify_jobs"], kind)
     if held or resolved:

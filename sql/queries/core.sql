@@ -29,6 +29,15 @@ UPDATE credentials SET ciphertext = $3, updated_at = now() WHERE tenant_id = $1 
 -- name: tenant_by_id
 SELECT * FROM tenants WHERE id = $1;
 
+-- name: tenant_and_credentials_saved
+-- The tenant and when its credentials of each platform were saved (NULL: never), in one look.
+SELECT t.*,
+       (SELECT updated_at FROM credentials c
+        WHERE c.tenant_id = t.id AND c.platform = 'salesforce') AS salesforce_saved_at,
+       (SELECT updated_at FROM credentials c
+        WHERE c.tenant_id = t.id AND c.platform = 'copernica') AS copernica_saved_at
+FROM tenants t WHERE t.id = $1;
+
 -- name: update_tenant_settings
 UPDATE tenants SET name = $2, direction = $3, apply_deletes = $4, auto_sync = $5,
                    conflict_rule = $6, copernica_database = $7, link_field = $8,

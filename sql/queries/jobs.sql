@@ -5,7 +5,9 @@
 -- more urgent priority ($7: 0 real time, 1 the work of a run). It is due in $6 seconds or, with a
 -- batching window of $8 seconds, when the tenant's current window closes: every change of a
 -- tenant in one window is due at once and goes out in one batch (the windows of tenants are
--- staggered, so that they do not all close at the same instant).
+-- staggered, so that they do not all close at the same instant). Workers hear of it (NOTIFY, in
+-- the same round trip; delivered at commit, once per transaction and kind).
+WITH job AS (
 INSERT INTO jobs (tenant_id, kind, key, payload, max_attempts, run_at, priority)
 VALUES ($1, $2, $3, $4, $5,
         CASE WHEN $8::float8 > 0
@@ -19,7 +21,9 @@ DO UPDATE SET payload = jobs.payload || excluded.payload,
               run_at = least(jobs.run_at, excluded.run_at),
               priority = least(jobs.priority, excluded.priority),
               updated_at = now()
-RETURNING id, (xmax = 0) AS inserted;
+RETURNING id, (xmax = 0) AS inserted
+)
+SELECT id, inserted, pg_notify('bridge_jobs', $2) FROM job;
 
 -- name: next_due
 -- Seconds until the first waiting job of kind $1 that is not due yet is due (NULL: none).
