@@ -471,20 +471,20 @@ async def _record(
             # switched meanwhile: links of this batch would point into the old database
             _database_changed([i for i in items if i.failure is None])
             return
+        saves: list[LinkRow] = []
+        drops: list[str] = []
         for item in items:
             audits.extend(audit.row() for audit in item.audits)
             if item.failure is not None:
                 continue
             action, link = item.plan.link, item.link
             if action == "save" and item.sf_id and item.cp_id and item.plan.merged:
-                await _save_link(conn, tenant_id, item.sf_id, item.cp_id, item.plan.merged.agreed)
+                saves.append((item.sf_id, item.cp_id, item.plan.merged.agreed, None))
             elif action == "drop" and link is not None:
-                await conn.execute(QUERIES["drop_link"], tenant_id, link["salesforce_id"])
+                drops.append(link["salesforce_id"])
             elif action == "tombstone" and link is not None:
-                await _save_link(
-                    conn, tenant_id, link["salesforce_id"], link["copernica_id"],
-                    link["agreed"], deleted_at=datetime.now(UTC),
-                )
+                saves.append((link["salesforce_id"], link["copernica_id"], link["agreed"],
+                              datetime.now(UTC)))
             elif action == "relink" and item.plan.relink_to and item.cp_id:
                 master = item.plan.relink_to
                 if link is not None:
@@ -493,6 +493,9 @@ async def _record(
                 await queue.enqueue(
                     tenant_id, SYNC, salesforce_key(master), {"sf_id": master}, conn=conn
                 )
+        await _save_links(conn, tenant_id, saves)
+        if drops:
+            await conn.executemany(QUERIES["drop_link"], [(tenant_id, sf_id) for sf_id in drops])
         if audits:
             await conn.execute(QUERIES["write_audit"], tenant_id, audits)
         synced = [i for item in items if item.failure is None for i in (item.sf_id, item.cp_id) if i]
@@ -528,10 +531,28 @@ async def _record_patiently(
                 await queue.extend(jobs)
 
 
+LinkRow = tuple[str, str, ReadMapping[str, str], datetime | None]  # sf, cp, agreed, deleted at
+
+
 async def _save_link(
-    conn: Conn, tenant_id: int, sf_id: str, cp_id: str, agreed: dict[str, str],
+    conn: Conn, tenant_id: int, sf_id: str, cp_id: str, agreed: ReadMapping[str, str],
     *, deleted_at: datetime | None = None,
 ) -> None:
     """Link the pair; an older link of either record gives way (a merge, a re-created profile)."""
-    await conn.execute(QUERIES["unlink_either"], tenant_id, sf_id, cp_id)
-    await conn.execute(QUERIES["save_link"], tenant_id, sf_id, cp_id, agreed, deleted_at)
+    await _save_links(conn, tenant_id, [(sf_id, cp_id, agreed, deleted_at)])
+
+
+async def _save_links(conn: Conn, tenant_id: int, rows: list[LinkRow]) -> None:
+    """``_save_link`` for many pairs in two round trips. Pairs that share a record are saved
+    one after the other instead, so that the later one wins as it would alone."""
+    if not rows:
+        return
+    if len({r[0] for r in rows}) < len(rows) or len({r[1] for r in rows}) < len(rows):
+        for row in rows:
+            await _save_links(conn, tenant_id, [row])
+        return
+    await conn.executemany(QUERIES["unlink_either"], [(tenant_id, sf, cp) for sf, cp, _, _ in rows])
+    await conn.executemany(
+        QUERIES["save_link"],
+        [(tenant_id, sf, cp, dict(agreed), deleted) for sf, cp, agreed, deleted in rows],
+    )
