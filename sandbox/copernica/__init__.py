@@ -112,6 +112,11 @@ Control API (``/_sandbox/``, no credentials, JSON bodies)
   true}]}``: profiles as if they had always been there (no webhook, no REST call counted).
 - ``GET /_sandbox/webhook-key``: the public key (PEM, ``X-Key-Id`` header);
   ``GET /_sandbox/webhook-key/dkim``: the same key as the DNS TXT value Copernica publishes.
+- ``POST /_sandbox/landings`` ``{"field": "Title", "prefix": ""}`` — start recording when changes
+  carrying that field's value (with that prefix) were stored; ``GET /_sandbox/landings?after=n``
+  answers the entries from the n-th on (``at``: the machine's monotonic clock; ``value``,
+  ``caller``: a user or the bridge; the record), ``next``, and the API calls so far. A reset stops
+  the recording. The benchmark times the bridge with it.
 """
 
 from __future__ import annotations

@@ -50,6 +50,11 @@ org, or on another one with ``?org=<org id>`` (unknown: 404 ``NOT_FOUND``):
 - ``PATCH /_sandbox/limits`` ``{"used"?: n, "max"?: n}`` — set the daily API counter.
 - ``GET /_sandbox/variants``; ``POST /_sandbox/variants`` ``{"soap_login"?: bool,
   "collections_call_options"?: bool, "jwt_certificate_pem"?: pem|null}`` — switch the variants.
+- ``POST /_sandbox/landings`` ``{"field": "Title", "prefix": ""}`` — start recording when changes
+  carrying that field's value (with that prefix) were stored; ``GET /_sandbox/landings?after=n``
+  answers the entries from the n-th on (``at``: the machine's monotonic clock; ``value``,
+  ``caller``: a user or the bridge; the record), ``next``, and the API calls so far. A reset stops
+  the recording. The benchmark times the bridge with it.
 """
 
 from __future__ import annotations
