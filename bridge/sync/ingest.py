@@ -2,7 +2,8 @@
 
 Nothing is acknowledged to its source before the job is committed: the CDC replay marker is
 written in the same transaction as the jobs it covers, and the webhook endpoint answers 2xx only
-after ``ingest_copernica`` returned.
+after ``store_copernica``'s transaction committed (or, for a delivery that stores nothing, after
+it remembered the delivery).
 
 A job carries when its change was committed at the source (``sf_at``: the CDC
 ``commitTimestamp``; ``cp_at``: the webhook's time of the change), in Unix seconds: the sync lag
@@ -11,6 +12,7 @@ metric measures from there to the write on the other side.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -92,35 +94,53 @@ async def ingest_salesforce(
     return queued
 
 
-async def ingest_copernica(
-    conn: Conn, queue: JobQueue, tenant: Tenant, event: WebhookEvent,
-    context: TenantContext | None = None,
-) -> Intake:
-    """Queue the profile a webhook announced ("stored"); "ignored" when the event is not for
-    this bridge (another database, not a profile, a direction switched off, auto-sync off);
-    "echo" when, by the mapping of the workers' ``context``, the profile's fields are exactly
-    what both sides agreed on: the bridge's own write coming back, nothing to do.
+@dataclass(frozen=True)
+class Verdict:
+    """What a Copernica webhook is, known before anything is written: ``intake`` "stored" (it
+    is to be stored: ``store_copernica``), "ignored" or "echo"; ``link`` the profile's link."""
 
-    Deletes are queued whatever the direction: they only drop the link.
-    """
+    intake: Intake
+    link: Record | None = None
+
+
+async def copernica_verdict(
+    conn: Conn, tenant: Tenant, event: WebhookEvent, context: TenantContext | None = None
+) -> Verdict:
+    """Read-only: "ignored" when the event is not for this bridge (another database, not a
+    profile, a direction switched off); "echo" when, by the mapping of the workers' ``context``,
+    the profile's fields are exactly what both sides agreed on (the bridge's own write coming
+    back: nothing to do); else "stored" (deletes whatever the direction: they only drop the
+    link; and while auto-sync is off, for the status bar's note). An echo needs no
+    transaction: the endpoint only remembers the delivery."""
     if not isinstance(event, ProfileEvent) or str(event.database_id) != tenant.copernica_database:
-        return "ignored"
+        return Verdict("ignored")
     if event.type != "delete" and not tenant.cp_to_sf:
-        return "ignored"
+        return Verdict("ignored")
+    if not tenant.auto_sync:
+        return Verdict("stored")
     cp_id = str(event.profile_id)
-    if not tenant.auto_sync:  # not applied; the status bar says it waits for "Sync manually"
-        await note_waiting_change(conn, tenant.id, cp_id, _changed_at(event, tenant.copernica_timezone))
-        return "ignored"
     link = await conn.fetchrow(QUERIES["link_for_copernica"], tenant.id, cp_id)
     if context is not None and event.type != "delete" and _echo(
         context, tenant, cp_id, link, event.fields
     ):
-        return "echo"
-    linked = link["salesforce_id"] if link is not None else None
+        return Verdict("echo", link)
+    return Verdict("stored", link)
+
+
+async def store_copernica(
+    conn: Conn, queue: JobQueue, tenant: Tenant, event: ProfileEvent, verdict: Verdict
+) -> Intake:
+    """Queue the profile a "stored" verdict names, in the caller's transaction ("stored"); with
+    auto-sync off only note that a change waits for "Sync manually" ("ignored")."""
+    cp_id = str(event.profile_id)
+    changed = _changed_at(event, tenant.copernica_timezone)
+    if not tenant.auto_sync:  # not applied; the status bar says it waits for "Sync manually"
+        await note_waiting_change(conn, tenant.id, cp_id, changed)
+        return "ignored"
+    linked = verdict.link["salesforce_id"] if verdict.link is not None else None
     payload: dict[str, Any] = {"cp_id": cp_id}
     if linked:
         payload["sf_id"] = linked
-    changed = _changed_at(event, tenant.copernica_timezone)
     if changed is not None:
         payload["cp_at"] = changed
     if event.type == "delete" or changed is None:

@@ -25,13 +25,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bridge.copernica.webhooks import (
+    ProfileEvent,
     WebhookRejected,
     delivery_key,
     header_shape,
     receive_webhook,
 )
 from bridge.db import QUERIES
-from bridge.sync.ingest import ingest_copernica
+from bridge.sync.ingest import Intake, copernica_verdict, store_copernica
 from bridge.tenants import Tenant
 from bridge.vocabulary import WEBHOOK_PATH
 from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS, SYNC, WEBHOOK_KEYS
@@ -83,14 +84,20 @@ async def receive(request: web.Request) -> web.Response:
         return web.json_response({"error": rejected.reason}, status=rejected.status)
     sync = request.app.get(SYNC)  # a web-only process has no workers, hence no mapping
     context = sync.contexts.cached(tenant.id) if sync is not None else None
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        fresh = await conn.fetchval(
-            QUERIES["claim_webhook_delivery"], tenant.id, delivery_key(request.headers),
-            REPLAY_WINDOW,
-        )
-        intake = "ignored" if fresh is None else await ingest_copernica(
-            conn, request.app[QUEUE], tenant, event, context
-        )
+    claim = (tenant.id, delivery_key(request.headers), REPLAY_WINDOW)
+    async with request.app[POOL].acquire() as conn:
+        verdict = await copernica_verdict(conn, tenant, event, context)
+        intake: Intake = verdict.intake
+        if intake != "stored":  # nothing to store: remembering the delivery is enough
+            fresh = await conn.fetchval(QUERIES["claim_webhook_delivery"], *claim)
+        else:
+            assert isinstance(event, ProfileEvent)  # only a profile's change is stored
+            async with conn.transaction():
+                fresh = await conn.fetchval(QUERIES["claim_webhook_delivery"], *claim)
+                if fresh is not None:
+                    intake = await store_copernica(
+                        conn, request.app[QUEUE], tenant, event, verdict
+                    )
         if random.random() < CLEANUP_SHARE:
             await conn.execute(QUERIES["forget_expired_webhook_deliveries"])
     if fresh is None:
