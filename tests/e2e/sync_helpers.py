@@ -7,6 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from bridge.sync.jobs import JobQueue
+from bridge.sync.runs import RunKind, request_sync
 from tests.fixtures.bridge import RunningBridge
 
 T = TypeVar("T")
@@ -124,3 +126,18 @@ async def bridge_writes(bridge: RunningBridge) -> tuple[int, int]:
     sf = await bridge.salesforce.admin("GET", "/writes")
     cp = await bridge.copernica.admin("GET", "stats")
     return sf["by_client"].get(bridge.settings.client_id, 0), cp["rest_writes"]
+
+
+async def run_to_end(
+    bridge: RunningBridge, kind: RunKind = "full", within: float = 90.0
+) -> tuple[str, str]:
+    """Request a run of ``kind`` as the scheduler would and wait until it ends: its state
+    ("done" or "failed") and message."""
+    run_id = await request_sync(JobQueue(bridge.pool), bridge.tenant.id, kind, "scheduler")
+
+    async def finished() -> tuple[str, str] | None:
+        async with bridge.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT state, message FROM sync_runs WHERE id = $1", run_id)
+        return (row["state"], str(row["message"])) if row["state"] in ("done", "failed") else None
+
+    return await eventually(finished, within)

@@ -8,25 +8,16 @@ from __future__ import annotations
 import pytest
 
 from bridge.sync import reconcile
-from bridge.sync.jobs import JobQueue
-from bridge.sync.runs import request_sync
-from tests.e2e.sync_helpers import eventually, links, profiles, set_tenant
+from tests.e2e.sync_helpers import links, profiles, run_to_end, set_tenant
 from tests.fixtures.bridge import RunningBridge
 
 CONTACTS = 320
 
 
 async def full_sync(bridge: RunningBridge) -> str:
-    run_id = await request_sync(JobQueue(bridge.pool), bridge.tenant.id, "full", "test")
-
-    async def finished() -> tuple[str, str] | None:
-        async with bridge.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT state, message FROM sync_runs WHERE id = $1", run_id)
-        return (row["state"], row["message"]) if row["state"] in ("done", "failed") else None
-
-    state, message = await eventually(finished, within=90)
+    state, message = await run_to_end(bridge, "full")
     assert state == "done", message
-    return str(message)
+    return message
 
 
 async def test_a_large_full_sync_reads_through_bulk_and_matches_without_searches(

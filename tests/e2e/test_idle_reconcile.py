@@ -7,9 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bridge.sync import reconcile
-from bridge.sync.jobs import JobQueue
-from bridge.sync.runs import request_sync
-from tests.e2e.sync_helpers import eventually
+from tests.e2e.sync_helpers import eventually, run_to_end
 from tests.fixtures.bridge import RunningBridge
 
 LINKED = 2500  # profile ids come in pages of 1,000: 3 pages, were they read
@@ -25,14 +23,7 @@ async def api_calls(bridge: RunningBridge) -> tuple[int, int]:
 async def reconcile_run(bridge: RunningBridge) -> tuple[str, tuple[int, int]]:
     """Run one reconcile; its message and the calls it cost on each side."""
     before = await api_calls(bridge)
-    run_id = await request_sync(JobQueue(bridge.pool), bridge.tenant.id, "reconcile", "scheduler")
-
-    async def finished() -> tuple[str, str] | None:
-        async with bridge.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT state, message FROM sync_runs WHERE id = $1", run_id)
-        return (row["state"], row["message"]) if row["state"] in ("done", "failed") else None
-
-    state, message = await eventually(finished, within=60)
+    state, message = await run_to_end(bridge, "reconcile", within=60)
     assert state == "done", message
     after = await api_calls(bridge)
     return message, (after[0] - before[0], after[1] - before[1])

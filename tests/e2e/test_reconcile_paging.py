@@ -3,9 +3,7 @@ linked profiles none is taken for deleted, and the one profile that is gone is f
 
 from __future__ import annotations
 
-from bridge.sync.jobs import JobQueue
-from bridge.sync.runs import request_sync
-from tests.e2e.sync_helpers import eventually, set_tenant
+from tests.e2e.sync_helpers import run_to_end, set_tenant
 from tests.fixtures.bridge import RunningBridge
 
 LINKED = 2500
@@ -27,14 +25,7 @@ async def test_a_reconcile_reads_every_page_of_profile_ids(bridge: RunningBridge
         )
     await bridge.copernica.admin("POST", "variants", {"profileids_cap": 100})
 
-    run_id = await request_sync(JobQueue(bridge.pool), bridge.tenant.id, "full", "test")
-
-    async def finished() -> tuple[str, str] | None:
-        async with bridge.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT state, message FROM sync_runs WHERE id = $1", run_id)
-        return (row["state"], row["message"]) if row["state"] in ("done", "failed") else None
-
-    state, message = await eventually(finished, within=60)
+    state, message = await run_to_end(bridge, "full", within=60)
     assert state == "done", message
     assert ", 1 brought up to date" in message  # only the profile that is gone
     async with bridge.pool.acquire() as conn:

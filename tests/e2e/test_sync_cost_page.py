@@ -7,9 +7,8 @@ import html
 import re
 
 from bridge.sync import reconcile
-from bridge.sync.jobs import JobQueue
-from bridge.sync.runs import full_sync_cost, request_sync
-from tests.e2e.sync_helpers import eventually
+from bridge.sync.runs import full_sync_cost
+from tests.e2e.sync_helpers import run_to_end
 from tests.fixtures.bridge import RunningBridge
 from tests.fixtures.browser import WebUser
 
@@ -35,14 +34,7 @@ async def test_the_tab_and_the_config_page_show_the_cost_of_a_full_sync(
     )
     assert "0 contact(s) and 0 profile(s)" in cost_line((await admin.get("/sfcp"))[1])
     # a run changes the records: the pages count again afterwards
-    run_id = await request_sync(JobQueue(bridge.pool), bridge.tenant.id, "full", "test")
-
-    async def finished() -> str | None:
-        async with bridge.pool.acquire() as conn:
-            state = await conn.fetchval("SELECT state FROM sync_runs WHERE id = $1", run_id)
-        return state if state in ("done", "failed") else None
-
-    assert await eventually(finished, within=120) == "done"
+    assert (await run_to_end(bridge, "full", within=120))[0] == "done"
     # both ways: each side now has the other's records too
     expected = full_sync_cost(370, 370, "both", bulk_from=reconcile.BULK_FROM)
     spent = []
