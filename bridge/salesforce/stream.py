@@ -22,6 +22,7 @@ stream, it resumes from the stored marker.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -351,18 +352,45 @@ class SalesforceStream:
         if self._streaming is None:
             raise StopAsyncIteration
         while True:
-            try:
-                message = await self._streaming.receive()
-            except AiosfstreamException as error:
-                raise _stream_error(error) from error
-            if "data" not in message or "event" not in message.get("data", {}):
-                continue
-            item = parse_message(message)
-            channel = message.get("channel", self.channel)
-            replay_id = item.replay_id if not isinstance(item, ReplayIdInvalid) else None
-            if replay_id is None:
+            item = self._item(await self._receive())
+            if item is not None:
                 return item
-            if replay_id <= self.last_seen.get(channel, -1):
-                continue  # replayed after a re-handshake: already handed out
-            self.last_seen[channel] = replay_id
+
+    async def deliveries(self, most: int = 200) -> AsyncIterator[list[StreamItem]]:
+        """The items in lists: the first that comes, with those that had arrived beside it (at
+        most ``most``), so that the caller stores a delivery of many events in one go."""
+        while True:
+            try:
+                items = [await self.__anext__()]
+            except StopAsyncIteration:
+                return
+            while len(items) < most and self._streaming is not None and (
+                self._signals or self._streaming.has_pending_messages
+            ):
+                if self._signals:
+                    items.append(self._signals.pop(0))
+                elif (item := self._item(await self._receive())) is not None:
+                    items.append(item)
+            yield items
+
+    async def _receive(self) -> dict[str, Any]:
+        assert self._streaming is not None  # open
+        try:
+            return await self._streaming.receive()
+        except AiosfstreamException as error:
+            raise _stream_error(error) from error
+
+    def _item(self, message: dict[str, Any]) -> StreamItem | None:
+        """The item of a message; None for one that is none (a meta message, a replayed
+        duplicate after a re-handshake: already handed out)."""
+        if "data" not in message or "event" not in message.get("data", {}):
+            return None
+        item = parse_message(message)
+        channel = message.get("channel", self.channel)
+        replay_id = item.replay_id if not isinstance(item, ReplayIdInvalid) else None
+        if replay_id is None:
             return item
+        if replay_id <= self.last_seen.get(channel, -1):
+            return None
+        self.last_seen[channel] = replay_id
+        return item

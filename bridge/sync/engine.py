@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge.db import QUERIES, Conn, Pool, connection_trouble
+from bridge.db import QUERIES, Pool, connection_trouble
 from bridge.errors import ApiError, MappingError
 from bridge.metrics import Metrics
 from bridge.sync.context import TenantContext
@@ -52,9 +52,8 @@ from bridge.sync.plan import (
     Snapshot,
     plan,
 )
-from bridge.sync.reports import resolve_synced
 from bridge.sync.snapshot import read_payloads, what_is_known
-from bridge.vocabulary import SYNC, Direction
+from bridge.vocabulary import PUSH_ERRORS, SYNC, Direction
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +182,9 @@ async def _identify(ctx: TenantContext, pool: Pool, jobs: list[Job]) -> list[Ite
     sf_ids = [j.payload["sf_id"] for j in jobs if valid_salesforce_id(j.payload.get("sf_id"))]
     cp_ids = [str(j.payload["cp_id"]) for j in jobs if j.payload.get("cp_id")]
     async with pool.acquire() as conn:
-        by_sf = {
-            r["salesforce_id"]: r
-            for r in await conn.fetch(QUERIES["links_by_salesforce"], ctx.tenant.id, sf_ids)
-        }
-        by_cp = {
-            r["copernica_id"]: r
-            for r in await conn.fetch(QUERIES["links_by_copernica"], ctx.tenant.id, cp_ids)
-        }
+        links = await conn.fetch(QUERIES["links_of"], ctx.tenant.id, sf_ids, cp_ids)
+    by_sf = {r["salesforce_id"]: r for r in links}
+    by_cp = {r["copernica_id"]: r for r in links}
     items: dict[str, Item] = {}
     for job in jobs:
         sf_id = job.payload.get("sf_id") if valid_salesforce_id(job.payload.get("sf_id")) else None
@@ -334,10 +328,9 @@ async def _link(
 ) -> asyncpg.Record | None:
     """The link of a record now (another worker may have linked it since this batch began)."""
     async with pool.acquire() as conn:
-        if sf_id is not None:
-            rows = await conn.fetch(QUERIES["links_by_salesforce"], tenant_id, [sf_id])
-        else:
-            rows = await conn.fetch(QUERIES["links_by_copernica"], tenant_id, [cp_id])
+        rows = await conn.fetch(
+            QUERIES["links_of"], tenant_id, [sf_id] if sf_id else [], [cp_id] if cp_id else []
+        )
     return rows[0] if rows else None
 
 
@@ -464,42 +457,53 @@ def _database_changed(items: list[Item]) -> None:
 async def _record(
     ctx: TenantContext, pool: Pool, queue: JobQueue, mapping: Mapping, items: list[Item]
 ) -> None:
+    """Links, audits and resolved reports of the batch in one round trip (``record_batch``,
+    migration 0011); a merge's re-link also queues its master, in the same transaction."""
     tenant_id = ctx.tenant.id
     audits: list[dict[str, Any]] = []
-    async with pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(QUERIES["lock_tenant_database"], tenant_id) != ctx.database:
-            # switched meanwhile: links of this batch would point into the old database
-            _database_changed([i for i in items if i.failure is None])
-            return
-        saves: list[LinkRow] = []
-        drops: list[str] = []
-        for item in items:
-            audits.extend(audit.row() for audit in item.audits)
-            if item.failure is not None:
-                continue
-            action, link = item.plan.link, item.link
-            if action == "save" and item.sf_id and item.cp_id and item.plan.merged:
-                saves.append((item.sf_id, item.cp_id, item.plan.merged.agreed, None))
-            elif action == "drop" and link is not None:
-                drops.append(link["salesforce_id"])
-            elif action == "tombstone" and link is not None:
-                saves.append((link["salesforce_id"], link["copernica_id"], link["agreed"],
-                              datetime.now(UTC)))
-            elif action == "relink" and item.plan.relink_to and item.cp_id:
-                master = item.plan.relink_to
-                if link is not None:
-                    await conn.execute(QUERIES["drop_link"], tenant_id, link["salesforce_id"])
-                await _save_link(conn, tenant_id, master, item.cp_id, {})
+    saves: list[dict[str, Any]] = []
+    drops: list[str] = []
+    masters: list[str] = []
+    for item in items:
+        audits.extend(audit.row() for audit in item.audits)
+        if item.failure is not None:
+            continue
+        action, link = item.plan.link, item.link
+        if action == "save" and item.sf_id and item.cp_id and item.plan.merged:
+            saves.append(_link_row(item.sf_id, item.cp_id, item.plan.merged.agreed))
+        elif action == "drop" and link is not None:
+            drops.append(link["salesforce_id"])
+        elif action == "tombstone" and link is not None:
+            saves.append(_link_row(link["salesforce_id"], link["copernica_id"], link["agreed"],
+                                   datetime.now(UTC)))
+        elif action == "relink" and item.plan.relink_to and item.cp_id:
+            # the profile's link moves to the master (its old link gives way), agreeing on nothing
+            saves.append(_link_row(item.plan.relink_to, item.cp_id, {}))
+            masters.append(item.plan.relink_to)
+    synced = [i for item in items if item.failure is None for i in (item.sf_id, item.cp_id) if i]
+    async with pool.acquire() as conn:
+        async with conn.transaction() if masters else contextlib.nullcontext():
+            row = await conn.fetchrow(
+                QUERIES["record_batch"], tenant_id, ctx.database, saves, drops, audits, synced
+            )
+            assert row is not None  # the function always answers
+            if not row["database_ok"]:
+                # switched meanwhile: links of this batch would point into the old database
+                _database_changed([i for i in items if i.failure is None])
+                return
+            for master in masters:
                 await queue.enqueue(
                     tenant_id, SYNC, salesforce_key(master), {"sf_id": master}, conn=conn
                 )
-        await _save_links(conn, tenant_id, saves)
-        if drops:
-            await conn.executemany(QUERIES["drop_link"], [(tenant_id, sf_id) for sf_id in drops])
-        if audits:
-            await conn.execute(QUERIES["write_audit"], tenant_id, audits)
-        synced = [i for item in items if item.failure is None for i in (item.sf_id, item.cp_id) if i]
-        await resolve_synced(conn, queue, tenant_id, synced)  # their error reports are over
+        if row["pushed"]:  # resolved reports that Salesforce shows: their status follows
+            await queue.enqueue(tenant_id, PUSH_ERRORS, "errors", {}, conn=conn)
+
+
+def _link_row(
+    sf_id: str, cp_id: str, agreed: ReadMapping[str, str], deleted_at: datetime | None = None
+) -> dict[str, Any]:
+    return {"sf": sf_id, "cp": cp_id, "agreed": dict(agreed),
+            "deleted_at": deleted_at.isoformat() if deleted_at else None}
 
 
 RECORD_PATIENCE = 300.0  # seconds a batch that wrote waits for the database to record it
@@ -529,30 +533,3 @@ async def _record_patiently(
             await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
             with contextlib.suppress(Exception):
                 await queue.extend(jobs)
-
-
-LinkRow = tuple[str, str, ReadMapping[str, str], datetime | None]  # sf, cp, agreed, deleted at
-
-
-async def _save_link(
-    conn: Conn, tenant_id: int, sf_id: str, cp_id: str, agreed: ReadMapping[str, str],
-    *, deleted_at: datetime | None = None,
-) -> None:
-    """Link the pair; an older link of either record gives way (a merge, a re-created profile)."""
-    await _save_links(conn, tenant_id, [(sf_id, cp_id, agreed, deleted_at)])
-
-
-async def _save_links(conn: Conn, tenant_id: int, rows: list[LinkRow]) -> None:
-    """``_save_link`` for many pairs in two round trips. Pairs that share a record are saved
-    one after the other instead, so that the later one wins as it would alone."""
-    if not rows:
-        return
-    if len({r[0] for r in rows}) < len(rows) or len({r[1] for r in rows}) < len(rows):
-        for row in rows:
-            await _save_links(conn, tenant_id, [row])
-        return
-    await conn.executemany(QUERIES["unlink_either"], [(tenant_id, sf, cp) for sf, cp, _, _ in rows])
-    await conn.executemany(
-        QUERIES["save_link"],
-        [(tenant_id, sf, cp, dict(agreed), deleted) for sf, cp, agreed, deleted in rows],
-    )

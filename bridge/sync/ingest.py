@@ -1,7 +1,7 @@
 """Ingestion: a change announced by either platform becomes a durable job.
 
 Nothing is acknowledged to its source before the job is committed: the CDC replay marker is
-written in the same transaction as the jobs it covers, and the webhook endpoint answers 2xx only
+written in the same statement as the jobs it covers, and the webhook endpoint answers 2xx only
 after ``store_copernica``'s transaction committed (or, for a delivery that stores nothing, after
 it remembered the delivery).
 
@@ -12,6 +12,8 @@ metric measures from there to the write on the other side.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -50,48 +52,54 @@ async def ingest_salesforce(
     conn: Conn,
     queue: JobQueue,
     tenant: Tenant,
-    item: StreamItem,
+    items: Sequence[StreamItem],
     *,
     client_id: str,
     owner: str,
     mapping: Mapping | None = None,
 ) -> int:
-    """Store the jobs of one stream item and its replay marker in one transaction.
+    """Store the jobs of a delivery of stream items with its replay marker, in one statement
+    (in one transaction with the full sync that an overflow or a lost marker asks for).
 
     Returns the number of records queued. The bridge's own writes (``changeOrigin`` carrying its
     client id) and changes while Salesforce → Copernica is switched off only move the marker.
     A job keeps the values an update event carried (``bridge.sync.snapshot``): with the workers'
-    ``mapping``, only those of mapped fields.
+    ``mapping``, only those of mapped fields. Events of one record in a delivery make one job,
+    the later values winning (as the queue merges them).
     """
-    relevant = (
-        {*mapping.salesforce_select()} if mapping is not None else None
-    )
-    queued = 0
-    async with conn.transaction():
+    relevant = {*mapping.salesforce_select()} if mapping is not None else None
+    jobs: dict[str, dict[str, Any]] = {}
+    full_sync = None
+    for item in items:
         if isinstance(item, ChangeEvent | GapEvent) and item.entity == CONTACT.sobject:
             own_write = isinstance(item, ChangeEvent) and item.origin_client == client_id
             if tenant.sf_to_cp and tenant.auto_sync and not own_write:
-                committed = item.commit_timestamp.timestamp()
                 carried = (
                     salesforce_change_payload(item, relevant)
                     if isinstance(item, ChangeEvent) else salesforce_read_payload()
                 )
+                committed = item.commit_timestamp.timestamp()
                 for record_id in item.record_ids:
                     if valid_salesforce_id(record_id):
-                        await queue.enqueue(
-                            tenant.id, SYNC, salesforce_key(record_id),
-                            {"sf_id": record_id, "sf_at": committed, **carried}, conn=conn,
+                        jobs.setdefault(salesforce_key(record_id), {}).update(
+                            {"sf_id": record_id, "sf_at": committed, **carried}
                         )
-                        queued += 1
         elif isinstance(item, OverflowEvent | ReplayIdInvalid) and tenant.auto_sync:
             # Changes were missed or are too many to describe: compare everything.
-            await request_sync(queue, tenant.id, "full", f"stream: {type(item).__name__}", conn=conn)
-        if not isinstance(item, ReplayIdInvalid):
-            millis = str(int(item.commit_timestamp.timestamp() * 1000))
+            full_sync = f"stream: {type(item).__name__}"
+    marked = [item for item in items if not isinstance(item, ReplayIdInvalid)]
+    async with conn.transaction() if full_sync else contextlib.nullcontext():
+        if full_sync:
+            await request_sync(queue, tenant.id, "full", full_sync, conn=conn)
+        if marked:
+            last = marked[-1]
+            millis = str(int(last.commit_timestamp.timestamp() * 1000))
             await conn.execute(
-                QUERIES["set_replay"], tenant.id, item.channel, item.replay_id, millis, owner
+                QUERIES["ingest_changes"], tenant.id, SYNC,
+                [{"key": key, "payload": payload} for key, payload in jobs.items()],
+                queue.retry.max_attempts, last.channel, last.replay_id, millis, owner,
             )
-    return queued
+    return len(jobs)
 
 
 @dataclass(frozen=True)

@@ -189,24 +189,11 @@ class JobQueue:
         and of one priority, its most urgent. A tenant with nothing to claim after all (it
         reached ``tenant_workers`` as we took its lock, its jobs wait for their records' running
         ones) is skipped for the next in turn."""
-        tried: list[int] = []
         async with self.pool.acquire() as conn:
-            while True:
-                async with conn.transaction():
-                    turn = await conn.fetchrow(
-                        QUERIES["claim_turn"], kind, tenant_id, self.tenant_workers, tried,
-                        self.run_workers,
-                    )
-                    if turn is None:
-                        return []
-                    workers = self.tenant_workers if turn["priority"] == REAL_TIME else self.run_workers
-                    rows = await conn.fetch(
-                        QUERIES["claim_jobs"], kind, limit, self.lease, self.worker,
-                        turn["tenant_id"], workers, turn["priority"],
-                    )
-                if rows:
-                    break
-                tried.append(turn["tenant_id"])
+            rows = await conn.fetch(
+                QUERIES["claim_batch"], kind, limit, self.lease, self.worker, tenant_id,
+                self.tenant_workers, self.run_workers,
+            )
         jobs = [Job(**dict(row)) for row in rows]
         jobs.sort(key=lambda job: job.id)
         return jobs

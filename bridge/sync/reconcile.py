@@ -218,7 +218,7 @@ async def _add_to_index(
     if not page:
         return
     async with pool.acquire() as conn:
-        rows = await conn.fetch(QUERIES["links_by_copernica"], tenant_id, [str(p.id) for p in page])
+        rows = await conn.fetch(QUERIES["links_of"], tenant_id, [], [str(p.id) for p in page])
     linked = {r["copernica_id"] for r in rows}
     for profile in page:
         index.add(profile, str(profile.id) in linked)
@@ -262,7 +262,7 @@ async def _queue_contacts(
         links = {
             r["salesforce_id"]: r
             for r in await conn.fetch(
-                QUERIES["links_by_salesforce"], ctx.tenant.id, [r["Id"] for r in page]
+                QUERIES["links_of"], ctx.tenant.id, [r["Id"] for r in page], []
             )
         }
         due = []
@@ -316,7 +316,7 @@ async def _queue_profiles(
         links = {
             r["copernica_id"]: r
             for r in await conn.fetch(
-                QUERIES["links_by_copernica"], ctx.tenant.id, [str(p.id) for p in page]
+                QUERIES["links_of"], ctx.tenant.id, [], [str(p.id) for p in page]
             )
         }
         due = []

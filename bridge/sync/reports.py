@@ -126,19 +126,6 @@ def record_name(record_id: str | None) -> str:
     return f"Copernica profile {record_id}" if record_id.isdigit() else f"record {record_id}"
 
 
-async def resolve_synced(conn: Conn, queue: JobQueue, tenant_id: int, record_ids: list[str]) -> int:
-    """These records just went through: their unresolved reports are resolved (the held jobs
-    behind them go), and the Salesforce records of pushed ones follow at the next push.
-    Returns the number resolved."""
-    if not record_ids:
-        return 0
-    row = await conn.fetchrow(QUERIES["resolve_synced_reports"], tenant_id, record_ids)
-    assert row is not None  # an aggregate: always one row
-    if row["pushed"]:
-        await queue.enqueue(tenant_id, PUSH_ERRORS, "errors", {}, conn=conn)
-    return int(row["resolved"])
-
-
 async def error_reports(
     conn: Conn, tenant_id: int, limit: int = 50
 ) -> list[asyncpg.Record]:

@@ -15,7 +15,7 @@ A lease that cannot be renewed stops its stream before it expires: when a third 
 ``lease_ttl`` is all that is left since the last renewal that went through, every stream of
 the process stops (they start again once a renewal goes through), so two processes never
 stream one tenant. No connection is held for a stream: each look borrows one from the pool for
-a moment, and so does each event, to store its jobs with its replay id.
+a moment, and so does each delivery of events, to store its jobs with its replay id.
 
 Each tenant's stream is a task of the process's ``Supervisor`` (``stream:<tenant id>``): a
 stream that fails (Salesforce down, the database gone, the connection lost) is logged, started
@@ -44,6 +44,7 @@ from bridge.sync.context import Contexts
 from bridge.sync.ingest import ingest_salesforce
 from bridge.sync.jobs import JobQueue
 from bridge.vocabulary import CDC_CHANNEL as CHANNEL
+from bridge.vocabulary import SYNC
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ class PostgresReplayStore:
     async def set(self, channel: str, marker: ReplayMarker) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(
-                QUERIES["set_replay"], self.tenant_id, channel, marker.replay_id, marker.date,
-                self.owner,
+                QUERIES["ingest_changes"], self.tenant_id, SYNC, [], 0, channel,
+                marker.replay_id, marker.date, self.owner,
             )
 
 
@@ -222,16 +223,19 @@ class StreamSupervisor:
                 if (tenant_id in self._lost or taken_over) and self.on_reconnect is not None:
                     await self.on_reconnect(tenant_id)
                 self._lost.discard(tenant_id)
-                async for item in stream:
+                async for items in stream.deliveries():
                     current = await self.contexts.get(tenant_id)
                     tenant = current.tenant
                     client_id = self.contexts.settings.client_id
-                    if isinstance(item, ChangeEvent) and item.origin_client == client_id:
-                        self.metrics.echoes.labels(platform="salesforce").inc()
+                    echoes = sum(
+                        isinstance(i, ChangeEvent) and i.origin_client == client_id for i in items
+                    )
+                    if echoes:
+                        self.metrics.echoes.labels(platform="salesforce").inc(echoes)
                     async with self.pool.acquire() as conn:
                         await ingest_salesforce(  # the mapping: jobs keep mapped values only
-                            conn, self.queue, tenant, item, client_id=client_id, owner=self.owner,
-                            mapping=current.cached_mapping(tenant),
+                            conn, self.queue, tenant, items, client_id=client_id,
+                            owner=self.owner, mapping=current.cached_mapping(tenant),
                         )
         except asyncio.CancelledError:
             raise

@@ -33,83 +33,11 @@ WHERE kind = $1 AND state = 'waiting' AND run_at > now();
 -- name: notify_jobs
 SELECT pg_notify('bridge_jobs', $1);
 
--- name: claim_turn
--- The tenant whose turn it is to have jobs of kind $1 claimed ($2: that tenant only, NULL: any),
--- and the priority of its most urgent ready job: the tenant with the most urgent one (real-time
--- changes before the work of runs), then the one served longest ago; none that runs as many
--- batches of the kind and priority as it may ($3 for real-time changes, $5 for the work of
--- runs: a tenant's real-time changes do not wait for its own full sync's batches, and a full sync
--- leaves the other workers to real-time changes; a dead process's batches do not count: they are
--- claimable once their lease ends), none in $4 (tried in this claim). Each tenant's most urgent job is read from an index,
--- in two probes (waiting and due; running with an expired lease), without the rule of one writer
--- per record: claim_jobs applies the whole rule, and a tenant it finds nothing for is tried no
--- more in this claim.
--- A transaction-level lock per tenant and kind makes claimers that look at once take different
--- tenants, in turn order (the filter runs lazily, up to the first lock it gets); when every one
--- is being claimed by others, it waits for the first in turn.
-WITH turns AS MATERIALIZED (
-    SELECT t.id AS tenant_id, best.priority
-    FROM tenants t
-    CROSS JOIN LATERAL (
-        SELECT min(urgent.priority) AS priority FROM (
-            (SELECT j.priority FROM jobs j
-             WHERE j.tenant_id = t.id AND j.kind = $1 AND j.state = 'waiting' AND j.run_at <= now()
-             ORDER BY j.priority LIMIT 1)
-            UNION ALL
-            (SELECT j.priority FROM jobs j
-             WHERE j.tenant_id = t.id AND j.kind = $1 AND j.state = 'running'
-               AND j.locked_until < now()
-             ORDER BY j.priority LIMIT 1)
-        ) urgent
-    ) best
-    LEFT JOIN job_turns turn ON turn.tenant_id = t.id AND turn.kind = $1
-    WHERE best.priority IS NOT NULL AND ($2::bigint IS NULL OR t.id = $2)
-      AND t.id <> ALL($4::bigint[])
-      AND (SELECT count(DISTINCT j.claim) FROM jobs j
-           WHERE j.tenant_id = t.id AND j.kind = $1 AND j.state = 'running'
-             AND j.locked_until >= now() AND j.priority = best.priority
-             AND NOT EXISTS (SELECT 1 FROM bridge_processes p
-                             WHERE p.id = j.locked_by AND p.expires_at < now()))
-          < CASE WHEN best.priority = 0 THEN $3::integer ELSE $5::integer END
-    ORDER BY best.priority, turn.served_at NULLS FIRST, t.id
-)
-(SELECT tenant_id, priority FROM turns
- WHERE pg_try_advisory_xact_lock(hashtext('claim:' || $1), tenant_id::integer) LIMIT 1)
-UNION ALL
-(SELECT tenant_id, priority FROM turns
- WHERE pg_advisory_xact_lock(hashtext('claim:' || $1), tenant_id::integer) IS NOT NULL LIMIT 1)
-LIMIT 1;
-
--- name: claim_jobs
--- Up to $2 ready jobs of kind $1 and priority $7 of tenant $5 (claim_turn's pick, in the same
--- transaction), under a lease, as one claim: a batch of real-time changes is not held up by the
--- work of a run in the same batch. None when the tenant runs $6 batches of the kind and priority
--- already (counted again now that the lock is held). Which jobs are ready is the view
--- claimable_jobs (migrations 0004, 0008). The tenant's turn moves to the back.
-WITH busy AS (
-    SELECT count(DISTINCT j.claim) AS batches FROM jobs j
-    WHERE j.tenant_id = $5 AND j.kind = $1 AND j.state = 'running' AND j.locked_until >= now()
-      AND j.priority = $7
-      AND NOT EXISTS (SELECT 1 FROM bridge_processes p
-                      WHERE p.id = j.locked_by AND p.expires_at < now())
-), picked AS (
-    SELECT c.id FROM claimable_jobs c
-    WHERE c.kind = $1 AND c.tenant_id = $5 AND c.priority = $7
-      AND (SELECT batches FROM busy) < $6
-    ORDER BY c.run_at, c.id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-), this_claim AS (
-    SELECT nextval('job_claims') AS claim
-), turn AS (
-    INSERT INTO job_turns (tenant_id, kind, served_at)
-    SELECT $5, $1, clock_timestamp() WHERE EXISTS (SELECT 1 FROM picked)
-    ON CONFLICT (tenant_id, kind) DO UPDATE SET served_at = excluded.served_at
-)
-UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, claim = (SELECT claim FROM this_claim),
-                locked_until = now() + make_interval(secs => $3), locked_by = $4, updated_at = now()
-FROM picked WHERE jobs.id = picked.id
-RETURNING jobs.id, jobs.tenant_id, jobs.kind, jobs.key, jobs.payload, jobs.attempts, jobs.max_attempts;
+-- name: claim_batch
+-- Up to $2 ready jobs of kind $1 of the tenant whose turn it is ($5: that tenant only), of its most
+-- urgent priority, under a lease of $3 seconds for worker $4; at most $6 real-time batches and $7
+-- batches of runs per tenant at once. One round trip: the function of migration 0011.
+SELECT * FROM claim_batch($1, $2, $3, $4, $5, $6, $7);
 
 -- name: complete_jobs
 DELETE FROM jobs WHERE id = ANY($1::bigint[]) AND state = 'running' AND locked_by = $2;

@@ -108,20 +108,6 @@ UPDATE error_reports SET job_id = $3, occurred_at = now(), status = 'open', mess
                          status_pushed = (salesforce_id IS NULL)
 WHERE id = $1 AND tenant_id = $2;
 
--- name: resolve_synced_reports
--- Records $2 went through: their unresolved reports are resolved and the held jobs behind them go
--- (the record is in agreement now; running them again would do nothing).
-WITH resolved AS (
-    UPDATE error_reports SET status = 'resolved', resolved_at = now(),
-                             status_pushed = (salesforce_id IS NULL)
-    WHERE tenant_id = $1 AND status <> 'resolved' AND record_id = ANY($2::text[])
-    RETURNING job_id, salesforce_id IS NOT NULL AS pushed
-), gone AS (
-    DELETE FROM jobs j USING resolved r
-    WHERE j.id = r.job_id AND j.tenant_id = $1 AND j.state = 'held'
-)
-SELECT count(*) AS resolved, count(*) FILTER (WHERE pushed) AS pushed FROM resolved;
-
 -- name: delete_held_job
 DELETE FROM jobs WHERE id = $1 AND tenant_id = $2 AND state = 'held';
 

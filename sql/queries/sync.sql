@@ -1,30 +1,18 @@
 -- The sync engine: links, audit log, stream state, watermarks, API usage.
 
--- name: links_by_salesforce
-SELECT * FROM links WHERE tenant_id = $1 AND salesforce_id = ANY($2::text[]);
-
--- name: links_by_copernica
-SELECT * FROM links WHERE tenant_id = $1 AND copernica_id = ANY($2::text[]);
+-- name: links_of
+-- The links of contacts $2 and of profiles $3.
+SELECT * FROM links WHERE tenant_id = $1
+  AND (salesforce_id = ANY($2::text[]) OR copernica_id = ANY($3::text[]));
 
 -- name: link_for_copernica
 -- With the agreement, so that a webhook echoing it is dropped at the door.
 SELECT salesforce_id, agreed, sf_deleted_at FROM links WHERE tenant_id = $1 AND copernica_id = $2;
 
--- name: unlink_either
--- Before linking a pair: an older link of either record gives way (a separate statement, so
--- the unique index no longer sees it when save_link runs).
-DELETE FROM links WHERE tenant_id = $1 AND (salesforce_id = $2 OR copernica_id = $3)
-  AND NOT (salesforce_id = $2 AND copernica_id = $3);
-
--- name: save_link
-INSERT INTO links (tenant_id, salesforce_id, copernica_id, agreed, sf_deleted_at, synced_at)
-VALUES ($1, $2, $3, $4, $5, now())
-ON CONFLICT (tenant_id, salesforce_id) DO UPDATE
-SET copernica_id = excluded.copernica_id, agreed = excluded.agreed,
-    sf_deleted_at = excluded.sf_deleted_at, synced_at = now();
-
--- name: drop_link
-DELETE FROM links WHERE tenant_id = $1 AND salesforce_id = $2;
+-- name: record_batch
+-- What a sync batch wrote: links $3 saved, links of contacts $4 dropped, audits $5, reports of
+-- records $6 resolved, if tenant $1 still syncs database $2 (the function of migration 0011).
+SELECT * FROM record_batch($1, $2, $3, $4, $5, $6);
 
 -- name: links_page
 SELECT salesforce_id, copernica_id FROM links
@@ -42,14 +30,31 @@ UPDATE audit_log SET detail = NULL WHERE detail IS NOT NULL AND at < now() - mak
 -- name: get_replay
 SELECT replay_id, replay_date FROM stream_state WHERE tenant_id = $1 AND channel = $2;
 
--- name: set_replay
-INSERT INTO stream_state (tenant_id, channel, replay_id, replay_date, owner, updated_at)
-VALUES ($1, $2, $3, $4, $5, now())
-ON CONFLICT (tenant_id, channel) DO UPDATE
-SET replay_id = greatest(stream_state.replay_id, excluded.replay_id),
-    replay_date = CASE WHEN excluded.replay_id >= coalesce(stream_state.replay_id, -1)
-                       THEN excluded.replay_date ELSE stream_state.replay_date END,
-    owner = excluded.owner, updated_at = now();
+-- name: ingest_changes
+-- A delivery of tenant $1's change stream in one statement: its jobs of kind $2 ($3: [{key,
+-- payload}], keys unique; due now, real time, $4 attempts; a waiting job of the same key absorbs
+-- the payload, as enqueue_job does) and the replay marker of channel $5 ($6 replay id, $7 its
+-- date; never moved back) by owner $8. The marker never moves without the jobs it covers.
+WITH marker AS (
+    INSERT INTO stream_state (tenant_id, channel, replay_id, replay_date, owner, updated_at)
+    VALUES ($1, $5, $6, $7, $8, now())
+    ON CONFLICT (tenant_id, channel) DO UPDATE
+    SET replay_id = greatest(stream_state.replay_id, excluded.replay_id),
+        replay_date = CASE WHEN excluded.replay_id >= coalesce(stream_state.replay_id, -1)
+                           THEN excluded.replay_date ELSE stream_state.replay_date END,
+        owner = excluded.owner, updated_at = now()
+), job AS (
+    INSERT INTO jobs (tenant_id, kind, key, payload, max_attempts, run_at, priority)
+    SELECT $1, $2, j.key, j.payload, $4, now(), 0
+    FROM jsonb_to_recordset($3::jsonb) AS j(key text, payload jsonb)
+    ON CONFLICT (tenant_id, kind, key) WHERE state = 'waiting'
+    DO UPDATE SET payload = jobs.payload || excluded.payload,
+                  run_at = least(jobs.run_at, excluded.run_at),
+                  priority = least(jobs.priority, excluded.priority),
+                  updated_at = now()
+    RETURNING 1
+)
+SELECT count(*) AS queued FROM (SELECT pg_notify('bridge_jobs', $2) FROM job) AS notified;
 
 -- name: set_stream_owner
 INSERT INTO stream_state (tenant_id, channel, owner, updated_at) VALUES ($1, $2, $3, now())
