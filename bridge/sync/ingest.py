@@ -118,8 +118,7 @@ async def copernica_verdict(
     profile, a direction switched off); "echo" when, by the mapping of the workers' ``context``,
     the profile's fields are exactly what both sides agreed on (the bridge's own write coming
     back: nothing to do); else "stored" (deletes whatever the direction: they only drop the
-    link; and while auto-sync is off, for the status bar's note). An echo needs no
-    transaction: the endpoint only remembers the delivery."""
+    link; and while auto-sync is off, for the status bar's note)."""
     if not isinstance(event, ProfileEvent) or str(event.database_id) != tenant.copernica_database:
         return Verdict("ignored")
     if event.type != "delete" and not tenant.cp_to_sf:
@@ -136,15 +135,43 @@ async def copernica_verdict(
 
 
 async def store_copernica(
-    conn: Conn, queue: JobQueue, tenant: Tenant, event: ProfileEvent, verdict: Verdict
-) -> Intake:
-    """Queue the profile a "stored" verdict names, in the caller's transaction ("stored"); with
-    auto-sync off only note that a change waits for "Sync manually" ("ignored")."""
+    conn: Conn, queue: JobQueue, tenant: Tenant, event: WebhookEvent, verdict: Verdict,
+    delivery: bytes, remember_for: float,
+) -> Intake | None:
+    """Remember the delivery (its key, for ``remember_for`` seconds) and store what the
+    verdict says, in one statement: the job of a "stored" profile ("stored"; with auto-sync
+    off only a note that a change waits for "Sync manually": "ignored"), nothing more for an
+    echo or an event not for this bridge. None, and nothing stored: a replay."""
+    key, payload, window = None, None, 0.0
+    if verdict.intake == "stored" and not tenant.auto_sync:
+        assert isinstance(event, ProfileEvent)  # only a profile's change is stored
+        async with conn.transaction():
+            if not await conn.fetchval(
+                QUERIES["claim_webhook_delivery"], tenant.id, delivery, remember_for,
+                None, None, None, None, None,
+            ):
+                return None
+            changed = _changed_at(event, tenant.copernica_timezone)
+            await note_waiting_change(conn, tenant.id, str(event.profile_id), changed)
+        return "ignored"
+    if verdict.intake == "stored":
+        assert isinstance(event, ProfileEvent)
+        key, payload = _copernica_job(tenant, event, verdict)
+        # Changes towards Salesforce wait for the tenant's batching window: one Collections call.
+        window = queue.batch_window if event.type != "delete" else 0.0
+    fresh = await conn.fetchval(
+        QUERIES["claim_webhook_delivery"], tenant.id, delivery, remember_for, SYNC, key,
+        payload, queue.retry.max_attempts, window,
+    )
+    return verdict.intake if fresh else None
+
+
+def _copernica_job(
+    tenant: Tenant, event: ProfileEvent, verdict: Verdict
+) -> tuple[str, dict[str, Any]]:
+    """The key and payload of the job of a changed profile."""
     cp_id = str(event.profile_id)
     changed = _changed_at(event, tenant.copernica_timezone)
-    if not tenant.auto_sync:  # not applied; the status bar says it waits for "Sync manually"
-        await note_waiting_change(conn, tenant.id, cp_id, changed)
-        return "ignored"
     linked = verdict.link["salesforce_id"] if verdict.link is not None else None
     payload: dict[str, Any] = {"cp_id": cp_id}
     if linked:
@@ -155,12 +182,7 @@ async def store_copernica(
         payload |= copernica_read_payload()
     else:
         payload |= copernica_webhook_payload(event.fields, event.modified, changed)
-    key = salesforce_key(linked) if linked else copernica_key(cp_id)
-    # Changes towards Salesforce wait for the tenant's batching window: one Collections call.
-    await queue.enqueue(
-        tenant.id, SYNC, key, payload, batched=event.type != "delete", conn=conn
-    )
-    return "stored"
+    return (salesforce_key(linked) if linked else copernica_key(cp_id)), payload
 
 
 def _echo(

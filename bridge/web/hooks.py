@@ -6,7 +6,7 @@ A delivery is verified (digest, date, HTTP signature, ``Host`` = the bridge's pu
 are what the link agreed on, or what the workers are writing, by their cached mapping) is
 answered without a job. A delivery accepted before and sent again while its ``Date`` is still
 acceptable is a replay: refused (409) with nothing stored. The delivery's key is remembered in
-the transaction that stores its job, so a delivery whose job could not be stored may come again.
+the statement that stores its job, so a delivery whose job could not be stored may come again.
 
 The first refusal of a tenant (per process) is logged with the *shape* of the delivery's headers
 (which ones, how the signature is written — never a value), so an operator can see why
@@ -25,14 +25,13 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bridge.copernica.webhooks import (
-    ProfileEvent,
     WebhookRejected,
     delivery_key,
     header_shape,
     receive_webhook,
 )
 from bridge.db import QUERIES
-from bridge.sync.ingest import Intake, copernica_verdict, store_copernica
+from bridge.sync.ingest import copernica_verdict, store_copernica
 from bridge.tenants import Tenant
 from bridge.vocabulary import WEBHOOK_PATH
 from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS, SYNC, WEBHOOK_KEYS
@@ -84,23 +83,15 @@ async def receive(request: web.Request) -> web.Response:
         return web.json_response({"error": rejected.reason}, status=rejected.status)
     sync = request.app.get(SYNC)  # a web-only process has no workers, hence no mapping
     context = sync.contexts.cached(tenant.id) if sync is not None else None
-    claim = (tenant.id, delivery_key(request.headers), REPLAY_WINDOW)
     async with request.app[POOL].acquire() as conn:
         verdict = await copernica_verdict(conn, tenant, event, context)
-        intake: Intake = verdict.intake
-        if intake != "stored":  # nothing to store: remembering the delivery is enough
-            fresh = await conn.fetchval(QUERIES["claim_webhook_delivery"], *claim)
-        else:
-            assert isinstance(event, ProfileEvent)  # only a profile's change is stored
-            async with conn.transaction():
-                fresh = await conn.fetchval(QUERIES["claim_webhook_delivery"], *claim)
-                if fresh is not None:
-                    intake = await store_copernica(
-                        conn, request.app[QUEUE], tenant, event, verdict
-                    )
+        intake = await store_copernica(
+            conn, request.app[QUEUE], tenant, event, verdict, delivery_key(request.headers),
+            REPLAY_WINDOW,
+        )
         if random.random() < CLEANUP_SHARE:
             await conn.execute(QUERIES["forget_expired_webhook_deliveries"])
-    if fresh is None:
+    if intake is None:
         deliveries.inc(outcome="rejected")
         replayed = WebhookRejected(409, "this delivery was received before (a replay)")
         _report_first(tenant, replayed, request.headers)

@@ -183,3 +183,35 @@ BEGIN
     RETURN QUERY SELECT true, resolved_pushed;
 END
 $$;
+
+-- The one way a job is stored (bridge/sync/jobs.py, JobQueue.enqueue; a stream's delivery, a
+-- webhook's change): a waiting job with the same tenant+kind+key absorbs the new payload (newer
+-- keys win) and the more urgent priority (0 real time, 1 the work of a run). It is due in
+-- `delay` seconds or, with a batching window of `window` seconds, when the tenant's current
+-- window closes: every change of a tenant in one window is due at once and goes out in one batch
+-- (the windows of tenants are staggered, so that they do not all close at the same instant).
+-- Workers hear of it (NOTIFY, delivered at commit, once per transaction and kind).
+CREATE FUNCTION enqueue_job(
+    p_tenant bigint, p_kind text, p_key text, p_payload jsonb, p_max_attempts integer,
+    p_delay float8, p_priority integer, p_window float8
+) RETURNS TABLE (id bigint, inserted boolean)
+LANGUAGE sql VOLATILE AS $$
+    WITH job AS (
+        INSERT INTO jobs (tenant_id, kind, key, payload, max_attempts, run_at, priority)
+        VALUES (p_tenant, p_kind, p_key, p_payload, p_max_attempts,
+                CASE WHEN p_window > 0
+                     THEN to_timestamp(
+                         (floor((extract(epoch FROM now()) + (p_tenant % 89) * p_window / 89)
+                                / p_window) + 1) * p_window
+                         - (p_tenant % 89) * p_window / 89)
+                     ELSE now() + make_interval(secs => p_delay) END,
+                p_priority)
+        ON CONFLICT (tenant_id, kind, key) WHERE state = 'waiting'
+        DO UPDATE SET payload = jobs.payload || excluded.payload,
+                      run_at = least(jobs.run_at, excluded.run_at),
+                      priority = least(jobs.priority, excluded.priority),
+                      updated_at = now()
+        RETURNING jobs.id, (jobs.xmax = 0) AS inserted
+    )
+    SELECT job.id, job.inserted FROM job CROSS JOIN LATERAL (SELECT pg_notify('bridge_jobs', p_kind)) n
+$$;

@@ -1,29 +1,10 @@
 -- The durable job queue (bridge/sync/jobs.py).
 
 -- name: enqueue_job
--- A waiting job with the same tenant+kind+key absorbs the new payload (newer keys win) and the
--- more urgent priority ($7: 0 real time, 1 the work of a run). It is due in $6 seconds or, with a
--- batching window of $8 seconds, when the tenant's current window closes: every change of a
--- tenant in one window is due at once and goes out in one batch (the windows of tenants are
--- staggered, so that they do not all close at the same instant). Workers hear of it (NOTIFY, in
--- the same round trip; delivered at commit, once per transaction and kind).
-WITH job AS (
-INSERT INTO jobs (tenant_id, kind, key, payload, max_attempts, run_at, priority)
-VALUES ($1, $2, $3, $4, $5,
-        CASE WHEN $8::float8 > 0
-             THEN to_timestamp(
-                 (floor((extract(epoch FROM now()) + ($1::bigint % 89) * $8 / 89) / $8) + 1) * $8
-                 - ($1::bigint % 89) * $8 / 89)
-             ELSE now() + make_interval(secs => $6) END,
-        $7)
-ON CONFLICT (tenant_id, kind, key) WHERE state = 'waiting'
-DO UPDATE SET payload = jobs.payload || excluded.payload,
-              run_at = least(jobs.run_at, excluded.run_at),
-              priority = least(jobs.priority, excluded.priority),
-              updated_at = now()
-RETURNING id, (xmax = 0) AS inserted
-)
-SELECT id, inserted, pg_notify('bridge_jobs', $2) FROM job;
+-- Store job ($1 tenant, $2 kind, $3 key, $4 payload, $5 attempts) or merge it into the waiting one
+-- with its key; due in $6 seconds, or when the batching window of $8 seconds closes; priority $7.
+-- The function of migration 0011.
+SELECT * FROM enqueue_job($1, $2, $3, $4, $5, $6, $7, $8);
 
 -- name: next_due
 -- Seconds until the first waiting job of kind $1 that is not due yet is due (NULL: none).

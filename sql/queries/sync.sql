@@ -32,9 +32,9 @@ SELECT replay_id, replay_date FROM stream_state WHERE tenant_id = $1 AND channel
 
 -- name: ingest_changes
 -- A delivery of tenant $1's change stream in one statement: its jobs of kind $2 ($3: [{key,
--- payload}], keys unique; due now, real time, $4 attempts; a waiting job of the same key absorbs
--- the payload, as enqueue_job does) and the replay marker of channel $5 ($6 replay id, $7 its
--- date; never moved back) by owner $8. The marker never moves without the jobs it covers.
+-- payload}], keys unique; due now, real time, $4 attempts: enqueue_job) and the replay marker
+-- of channel $5 ($6 replay id, $7 its date; never moved back) by owner $8. The marker never
+-- moves without the jobs it covers.
 WITH marker AS (
     INSERT INTO stream_state (tenant_id, channel, replay_id, replay_date, owner, updated_at)
     VALUES ($1, $5, $6, $7, $8, now())
@@ -43,18 +43,10 @@ WITH marker AS (
         replay_date = CASE WHEN excluded.replay_id >= coalesce(stream_state.replay_id, -1)
                            THEN excluded.replay_date ELSE stream_state.replay_date END,
         owner = excluded.owner, updated_at = now()
-), job AS (
-    INSERT INTO jobs (tenant_id, kind, key, payload, max_attempts, run_at, priority)
-    SELECT $1, $2, j.key, j.payload, $4, now(), 0
-    FROM jsonb_to_recordset($3::jsonb) AS j(key text, payload jsonb)
-    ON CONFLICT (tenant_id, kind, key) WHERE state = 'waiting'
-    DO UPDATE SET payload = jobs.payload || excluded.payload,
-                  run_at = least(jobs.run_at, excluded.run_at),
-                  priority = least(jobs.priority, excluded.priority),
-                  updated_at = now()
-    RETURNING 1
 )
-SELECT count(*) AS queued FROM (SELECT pg_notify('bridge_jobs', $2) FROM job) AS notified;
+SELECT count(*) AS queued
+FROM jsonb_to_recordset($3::jsonb) AS j(key text, payload jsonb)
+CROSS JOIN LATERAL enqueue_job($1, $2, j.key, j.payload, $4, 0, 0, 0) AS e;
 
 -- name: set_stream_owner
 INSERT INTO stream_state (tenant_id, channel, owner, updated_at) VALUES ($1, $2, $3, now())
