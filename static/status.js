@@ -1,7 +1,8 @@
 // The status bar of the tab and the dashboard: polls the tenant's status JSON and shows the
 // sentences the server wrote (status.lines), so the page and the first render say the same.
-// Every 2 s while something moves (a run, waiting changes, a failing platform), every 5 s
-// otherwise: trouble shows within seconds. Text only, no HTML.
+// Every second while a run is queued or running (its count moves), every 2 s while waiting
+// changes or a failing platform are shown, every 5 s otherwise: trouble shows within seconds.
+// Text only, no HTML.
 (function () {
   "use strict";
   var bar = document.getElementById("status-bar");
@@ -49,7 +50,8 @@
     }
     lastState = state;
     lastTrouble = trouble;
-    return state === "queued" || state === "running" || trouble !== "" || status.waiting > 0;
+    if (state === "queued" || state === "running") { return 1000; }
+    return trouble !== "" || status.waiting > 0 ? 2000 : 5000;
   }
 
   function poll() {
@@ -59,8 +61,7 @@
         return response.ok ? response.json() : null;
       })
       .then(function (status) {
-        var busy = status ? render(status) : false;
-        window.setTimeout(poll, busy ? 2000 : 5000);
+        window.setTimeout(poll, status ? render(status) : 5000);
       })
       .catch(function () { window.setTimeout(poll, 5000); });
   }

@@ -215,3 +215,27 @@ LANGUAGE sql VOLATILE AS $$
     )
     SELECT job.id, job.inserted FROM job CROSS JOIN LATERAL (SELECT pg_notify('bridge_jobs', p_kind)) n
 $$;
+
+-- A verified Copernica webhook delivery in one round trip (bridge/sync/ingest.py,
+-- store_copernica): remember its key until `seconds` from now and, with a `key`, store its job
+-- (enqueue_job, due when the batching window closes). False, and nothing stored: the same
+-- delivery was accepted before and its time is not up yet (a replay).
+CREATE FUNCTION store_webhook_delivery(
+    p_tenant bigint, p_delivery bytea, p_seconds float8, p_kind text, p_key text,
+    p_payload jsonb, p_max_attempts integer, p_window float8
+) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    INSERT INTO webhook_deliveries (tenant_id, delivery, expires_at)
+    VALUES (p_tenant, p_delivery, now() + make_interval(secs => p_seconds))
+    ON CONFLICT (tenant_id, delivery) DO UPDATE SET expires_at = EXCLUDED.expires_at
+        WHERE webhook_deliveries.expires_at < now();
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF p_key IS NOT NULL THEN
+        PERFORM enqueue_job(p_tenant, p_kind, p_key, p_payload, p_max_attempts, 0, 0, p_window);
+    END IF;
+    RETURN true;
+END
+$$;

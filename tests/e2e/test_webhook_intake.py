@@ -121,3 +121,32 @@ async def test_replays_strangers_and_deep_bodies_are_refused_and_store_nothing(
     assert "409" in first and "header shape" in first
     assert genuine["Signature"].split('signature="')[1][:16] not in first
     assert genuine["Digest"].split("=", 1)[1][:16] not in first
+
+
+DELIVERIES = 40  # of each kind
+
+
+async def test_deliveries_for_another_database_are_answered_remembered_and_store_no_job(
+    web_only: RunningBridge,
+) -> None:
+    bridge = web_only
+    url = webhook_url(bridge.settings.public_url, bridge.tenant.hook_token)
+    signer = bridge.copernica.state.signer
+    account = f"account-{bridge.copernica.state.settings.account_id}"
+    ours = update_body(bridge)
+    others = ours.replace(
+        f"database={bridge.tenant.copernica_database}".encode(), b"database=999999"
+    )
+    async with aiohttp.ClientSession() as http:
+
+        async def post(body: bytes) -> tuple[int, dict[str, str]]:
+            headers = signer.headers_for(url, body, account)
+            async with http.post(url, data=body, headers=headers) as reply:
+                return reply.status, await reply.json()
+
+        # many, mixed: PostgreSQL may plan a statement once for all after its first runs
+        for number in range(1, DELIVERIES + 1):
+            assert await post(ours) == (200, {"status": "stored"})
+            assert await post(others) == (200, {"status": "ignored"})
+            # one job (the changes of one profile merge), every delivery remembered
+            assert await stored(bridge) == (1, 2 * number)
