@@ -58,11 +58,6 @@ class Metrics:
             "nothing the mapping covers) and cost no write, by the announcing platform",
             ["platform"], registry=registry,
         )
-        self.run_yields = Counter(
-            "bridge_run_yields_total",
-            "Writes of a full sync or reconcile that waited for real-time changes to go first",
-            registry=registry,
-        )
         self.task_restarts = Counter(
             "bridge_task_restarts_total",
             "Restarts of the bridge's long-lived tasks after a failure, by task",

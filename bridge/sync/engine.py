@@ -53,7 +53,7 @@ from bridge.sync.plan import (
     plan,
 )
 from bridge.sync.snapshot import read_payloads, what_is_known
-from bridge.vocabulary import PUSH_ERRORS, REAL_TIME, SYNC, Direction
+from bridge.vocabulary import PUSH_ERRORS, SYNC, Direction
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,6 @@ async def sync_batch(
         synced = await conn.fetchval(QUERIES["tenant_database"], ctx.tenant.id)
     if synced != ctx.database:  # switched away meanwhile: plans made on the old one are void
         _database_changed([i for i in items if i.failure is None])
-    # The work of a run lets real-time changes go first, write by write (JobQueue).
-    yielding = Yielding(queue, metrics) if jobs[0].priority != REAL_TIME else None
-    if yielding is not None:
-        await yielding()
     await _write_salesforce(ctx, mapping, items)
     # The webhooks of these updates may come before the links say what was agreed: the door
     # knows them as echoes meanwhile.
@@ -142,7 +138,7 @@ async def sync_batch(
     ctx.writing.update(writing)
     ctx.creating.update(creating)
     try:
-        await _write_copernica(ctx, pool, mapping, items, yielding)
+        await _write_copernica(ctx, pool, mapping, items)
         await _record_patiently(ctx, pool, queue, mapping, items, jobs)
     finally:
         for cp_id in writing:
@@ -402,8 +398,7 @@ async def _write_salesforce(ctx: TenantContext, mapping: Mapping, items: list[It
 
 
 async def _write_copernica(
-    ctx: TenantContext, pool: Pool, mapping: Mapping, items: list[Item],
-    yielding: Yielding | None = None,
+    ctx: TenantContext, pool: Pool, mapping: Mapping, items: list[Item]
 ) -> None:
     limit = asyncio.Semaphore(COPERNICA_CONCURRENCY)
     writes = [i for i in items if i.plan.copernica and i.failure is None]
@@ -414,8 +409,6 @@ async def _write_copernica(
         if item.sf_id and action in ("update", "create"):
             values[mapping.link_field] = item.sf.id if item.sf else item.sf_id
         async with limit:
-            if yielding is not None and action != "delete":  # a delete holds the tenant's lock
-                await yielding()
             try:
                 if action == "delete":
                     await ctx.copernica.delete_profile(int(item.cp_id or 0))
@@ -451,19 +444,6 @@ async def _write_copernica(
         for item in deletes:
             if item.failure is None and not any(a.action == "delete" for a in item.audits):
                 item.failure = failure_from(error)
-
-
-@dataclass
-class Yielding:
-    """Called before each write of a run's batch: waits while real-time changes go first
-    (``JobQueue.yield_to_real_time``), counted in ``bridge_run_yields_total``."""
-
-    queue: JobQueue
-    metrics: Metrics | None
-
-    async def __call__(self) -> None:
-        if await self.queue.yield_to_real_time(SYNC) and self.metrics is not None:
-            self.metrics.run_yields.inc()
 
 
 def _database_changed(items: list[Item]) -> None:

@@ -43,8 +43,6 @@ from bridge.vocabulary import BULK, PUSH_ERRORS, REAL_TIME, Category, Platform
 log = logging.getLogger(__name__)
 
 CHANNEL = "bridge_jobs"
-YIELD_LOOK = 0.02  # seconds between two looks for real-time work (yield_to_real_time)
-YIELD_MOST = 1.0  # seconds one write of a run waits for real-time work at most
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,6 @@ class Job:
     payload: dict[str, Any]
     attempts: int  # including the current one
     max_attempts: int
-    priority: int = REAL_TIME  # REAL_TIME, or BULK: the work of a run
 
 
 @dataclass(frozen=True)
@@ -127,11 +124,6 @@ class JobQueue:
     tenant_workers: int = 2  # batches of real-time changes of one kind one tenant may run at once, in all
     run_workers: int = 1  # batches of the work of runs (full sync, reconcile) one tenant may run at once
     batch_window: float = 0.2  # seconds a ``batched`` change waits for the others of its tenant
-    # The work of runs yields to real-time changes: it looks (at most every YIELD_LOOK seconds,
-    # one look shared by all its writers) whether any are ready or running, and waits while they
-    # are, YIELD_MOST seconds at most per write, so that a full sync cannot starve.
-    _busy: tuple[float, bool] = field(default=(float("-inf"), False), init=False, repr=False)
-    _looking: asyncio.Future[bool] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def configured(cls, pool: Pool, settings: Settings) -> JobQueue:
@@ -205,31 +197,6 @@ class JobQueue:
         jobs = [Job(**dict(row)) for row in rows]
         jobs.sort(key=lambda job: job.id)
         return jobs
-
-    async def yield_to_real_time(self, kind: str) -> bool:
-        """Before a write of the work of a run: wait while real-time changes of ``kind`` are
-        ready or being applied, anywhere, for ``YIELD_MOST`` seconds at most. True: it waited."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + YIELD_MOST
-        waited = False
-        while await self._real_time_busy(kind) and loop.time() < deadline:
-            waited = True
-            await asyncio.sleep(YIELD_LOOK)
-        return waited
-
-    async def _real_time_busy(self, kind: str) -> bool:
-        looked, busy = self._busy
-        if asyncio.get_running_loop().time() - looked < YIELD_LOOK:
-            return busy
-        if self._looking is None or self._looking.done():
-            self._looking = asyncio.ensure_future(self._look_for_real_time(kind))
-        return await asyncio.shield(self._looking)
-
-    async def _look_for_real_time(self, kind: str) -> bool:
-        async with self.pool.acquire() as conn:
-            busy = bool(await conn.fetchval(QUERIES["real_time_busy"], kind))
-        self._busy = (asyncio.get_running_loop().time(), busy)
-        return busy
 
     async def next_due(self, kind: str) -> float | None:
         """Seconds until the next job of ``kind`` that waits for its time is due (a retry, a

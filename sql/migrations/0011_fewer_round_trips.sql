@@ -26,7 +26,7 @@ CREATE FUNCTION claim_batch(
     p_kind text, p_limit integer, p_lease float8, p_worker text, p_tenant bigint,
     p_tenant_workers integer, p_run_workers integer
 ) RETURNS TABLE (id bigint, tenant_id bigint, kind text, key text, payload jsonb,
-                 attempts integer, max_attempts integer, priority smallint)
+                 attempts integer, max_attempts integer)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -104,7 +104,7 @@ BEGIN
                             locked_by = p_worker, updated_at = now()
             FROM picked WHERE jobs.id = picked.id
             RETURNING jobs.id, jobs.tenant_id, jobs.kind, jobs.key, jobs.payload, jobs.attempts,
-                      jobs.max_attempts, jobs.priority
+                      jobs.max_attempts
         )
         SELECT * FROM taken;
         GET DIAGNOSTICS claimed = ROW_COUNT;
@@ -239,7 +239,3 @@ BEGIN
     RETURN true;
 END
 $$;
-
--- Whether real-time changes are ready or running (query real_time_busy): the work of a run waits
--- for them. Few rows, whatever the size of a full sync's backlog.
-CREATE INDEX jobs_real_time ON jobs (kind, state, run_at) WHERE priority = 0;

@@ -6,14 +6,6 @@
 -- The function of migration 0011.
 SELECT * FROM enqueue_job($1, $2, $3, $4, $5, $6, $7, $8);
 
--- name: real_time_busy
--- Whether real-time changes of kind $1 are being applied (leased) or are due, in any tenant and
--- process: the work of runs waits meanwhile (index jobs_real_time, migration 0011).
-SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = $1 AND priority = 0 AND state = 'running'
-                                     AND locked_until >= now())
-    OR EXISTS (SELECT 1 FROM jobs WHERE kind = $1 AND priority = 0 AND state = 'waiting'
-                                     AND run_at <= now());
-
 -- name: next_due
 -- Seconds until the first waiting job of kind $1 that is not due yet is due (NULL: none).
 SELECT extract(epoch FROM min(run_at) - now())::float8 FROM jobs
