@@ -10,7 +10,8 @@
   held jobs stay visible and can be requeued. Completed jobs are deleted (their payload may hold
   customer values, which the bridge does not keep at rest).
 - ``enqueue`` sends ``NOTIFY bridge_jobs``; ``Waker`` listens, and workers poll as well.
-- ``claim``'s rule of which jobs are ready lives once, in the view ``claimable_jobs``.
+- ``claim``'s rule of which jobs are ready lives once, in the function ``claim_batch``
+  (migration 0011).
 - ``release`` hands claimed jobs back untried (a process that stops mid-batch);
   ``requeue_fixed`` brings back what a platform's missing or wrong credentials held.
 """

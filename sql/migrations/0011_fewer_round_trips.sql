@@ -15,13 +15,20 @@
 -- sync leaves the other workers to real-time changes; a dead process's batches do not count: they
 -- are claimable once their lease ends). Each tenant's most urgent job is read from an index, in
 -- two probes (waiting and due; running with an expired lease), without the rule of one writer per
--- record: the pick applies the whole rule (the view claimable_jobs, migrations 0004 and 0008),
--- and a tenant it finds nothing for (it reached its limit as we took its lock, its jobs wait for
+-- record: the pick applies the whole rule (below), and a tenant it finds nothing for (it reached its limit as we took its lock, its jobs wait for
 -- their records' running ones) is skipped for the next in turn. A lock per tenant and kind makes
 -- claimers that look at once take different tenants, in turn order (the filter runs lazily, up
 -- to the first lock it gets); when every one is being claimed by others, it waits for the first
 -- in turn, but only while it holds no lock of its own (two claimers that each held one and waited
 -- for the other's would deadlock). The tenant's turn moves to the back.
+-- The rule of which jobs are ready moves from the view claimable_jobs (0004, 0008) into
+-- claim_batch, in two parts read in the claim's order from their own indexes, so that a claim
+-- stops after the jobs it takes instead of reading (and sorting) a full sync's whole backlog.
+DROP VIEW claimable_jobs;
+-- in the order of a claim, ties by id (a run queues its jobs with one timestamp)
+CREATE INDEX jobs_tenant_due ON jobs (tenant_id, kind, priority, run_at, id) WHERE state = 'waiting';
+DROP INDEX jobs_tenant_ready;
+
 CREATE FUNCTION claim_batch(
     p_kind text, p_limit integer, p_lease float8, p_worker text, p_tenant bigint,
     p_tenant_workers integer, p_run_workers integer
@@ -83,13 +90,37 @@ BEGIN
               AND j.locked_until >= now() AND j.priority = turn.priority
               AND NOT EXISTS (SELECT 1 FROM bridge_processes p
                               WHERE p.id = j.locked_by AND p.expires_at < now())
-        ), picked AS (
-            SELECT c.id FROM claimable_jobs c
-            WHERE c.kind = p_kind AND c.tenant_id = turn.tenant_id AND c.priority = turn.priority
-              AND (SELECT batches FROM busy)
+        ), candidates AS (
+            -- Ready: waiting and due, or running with an expired lease (its worker died). One
+            -- record, one writer: a waiting job is not ready while a job of its key runs, even
+            -- one whose lease expired (that one is taken again first, alone, and only when no
+            -- older job of its key runs).
+            (SELECT j.id, j.run_at FROM jobs j
+             WHERE j.tenant_id = turn.tenant_id AND j.kind = p_kind AND j.priority = turn.priority
+               AND j.state = 'waiting' AND j.run_at <= now()
+               AND NOT EXISTS (SELECT 1 FROM jobs r
+                               WHERE r.tenant_id = j.tenant_id AND r.kind = j.kind
+                                 AND r.key = j.key AND r.state = 'running')
+             ORDER BY j.run_at, j.id LIMIT p_limit)
+            UNION ALL
+            (SELECT j.id, j.run_at FROM jobs j
+             WHERE j.tenant_id = turn.tenant_id AND j.kind = p_kind AND j.priority = turn.priority
+               AND j.state = 'running' AND j.locked_until < now()
+               AND NOT EXISTS (SELECT 1 FROM jobs r
+                               WHERE r.tenant_id = j.tenant_id AND r.kind = j.kind
+                                 AND r.key = j.key AND r.state = 'running' AND r.id < j.id)
+             ORDER BY j.run_at, j.id LIMIT p_limit)
+        ), chosen AS (
+            SELECT c.id FROM candidates c
+            WHERE (SELECT batches FROM busy)
                   < CASE WHEN turn.priority = 0 THEN p_tenant_workers ELSE p_run_workers END
             ORDER BY c.run_at, c.id
             LIMIT p_limit
+        ), picked AS (  -- locked, and looked at again as they are now (read without locks above)
+            SELECT j.id FROM jobs j
+            WHERE j.id IN (SELECT id FROM chosen)
+              AND ((j.state = 'waiting' AND j.run_at <= now())
+                   OR (j.state = 'running' AND j.locked_until < now()))
             FOR UPDATE SKIP LOCKED
         ), this_claim AS (
             SELECT nextval('job_claims') AS claim
