@@ -57,7 +57,7 @@ from bridge.vocabulary import PUSH_ERRORS, SYNC, Direction
 
 log = logging.getLogger(__name__)
 
-COPERNICA_CONCURRENCY = 8
+COPERNICA_CONCURRENCY = 12
 _SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
 
