@@ -57,6 +57,9 @@ RATES = (10, 100, 500)  # changes per second in all, alternating Salesforce and 
 PUSHERS = 8  # concurrent edit requests while pushing "as fast as the sandboxes take them"
 FLOOR_SAMPLES = 100
 LAND_TIMEOUT = 180.0
+# Copernica webhook deliveries in flight at once: real Copernica's number (and order) is not
+# documented; one at a time would cap Copernica → Salesforce at 1 / the bridge's answer time
+WEBHOOK_CONCURRENCY = int(os.environ.get("BENCH_WEBHOOK_CONCURRENCY", "4"))
 QUIET = 1.0  # seconds without an API call (and no job waiting) before a phase counts as settled
 
 
@@ -133,7 +136,7 @@ class Environment:
     """Both sandboxes (processes), a tenant wired to them, and the bridge serving it."""
 
     postgres: Postgres
-    emulators: Emulators = field(default_factory=Emulators)
+    emulators: Emulators = field(default_factory=lambda: Emulators(WEBHOOK_CONCURRENCY))
     setup: Setup | None = None
     bridge: Bridge | None = None
 
@@ -464,7 +467,8 @@ def report(results: Results) -> None:
         f" {'quick' if plan == QUICK else 'full'} run took {time.monotonic() - results.started:.0f} s"
     )
     print(f"live phases on {plan.live_contacts} synced contacts; sandboxes, bridge and PostgreSQL"
-          " each in their own processes")
+          " each in their own processes; the Copernica sandbox sends"
+          f" {WEBHOOK_CONCURRENCY} webhook(s) at once (BENCH_WEBHOOK_CONCURRENCY)")
 
     print("\nSandbox floor: one REST GET through the bridge's clients (ms)    n     p50     p99")
     for label, samples in (("Salesforce", results.floor_sf), ("Copernica", results.floor_cp)):

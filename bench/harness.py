@@ -200,11 +200,15 @@ class Emulator:
 
 
 class Emulators:
-    """Both sandboxes as processes with their default org and account (the default settings)."""
+    """Both sandboxes as processes with their default org and account (the default settings, but
+    ``webhook_concurrency`` Copernica webhook deliveries in flight at once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, webhook_concurrency: int = 1) -> None:
+        self.webhook_concurrency = webhook_concurrency
         self.salesforce = Emulator("salesforce", "localhost")
-        self.copernica = Emulator("copernica", "127.0.0.1")
+        self.copernica = Emulator(
+            "copernica", "127.0.0.1", "--webhook-concurrency", str(webhook_concurrency)
+        )
         self.info = demo.Sandboxes(
             salesforce_url=self.salesforce.url, copernica_url=self.copernica.url,
             salesforce=salesforce.SandboxSettings(), copernica=copernica.SandboxSettings(),

@@ -65,7 +65,8 @@ Choices where Copernica's documentation is silent
   Any 2xx acknowledges; anything else (or no answer within ``webhook_timeout``) is retried after
   ``webhook_retry_base`` seconds, doubling, up to ``webhook_max_attempts`` attempts, then recorded
   in the feedback-loop errors. Deliveries to one webhook are sequential (a retry holds the queue),
-  so order is kept unless the ``reorder`` fault is on. ``interests`` are sent as ``interests[]=name``.
+  so order is kept unless the ``reorder`` fault is on; ``webhook_concurrency`` above 1 (CLI
+  ``--webhook-concurrency``) lets that many go out at once, in any order. ``interests`` are sent as ``interests[]=name``.
 - ``legacy_statuses=True`` models what was observed on the v2 API instead of the documented codes:
   every successful PUT answers 303 See Other with ``Location`` (the new profile after an upsert
   that created one, else the requested URL without the version), DELETE answers 200.

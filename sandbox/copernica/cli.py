@@ -29,6 +29,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--webhook-retry-base", type=float, default=defaults.webhook_retry_base, help="seconds"
     )
+    parser.add_argument(
+        "--webhook-concurrency", type=int, default=defaults.webhook_concurrency,
+        help="deliveries in flight per webhook (1 keeps their order)",
+    )
     args = parser.parse_args(argv)
     settings = SandboxSettings(
         api_token=args.token,
@@ -38,6 +42,7 @@ def main(argv: list[str]) -> int:
         statistics_seed=args.seed,
         signing_key_pem=args.signing_key.read_bytes() if args.signing_key else None,
         webhook_retry_base=args.webhook_retry_base,
+        webhook_concurrency=args.webhook_concurrency,
     )
     base = f"http://{args.host}:{args.port}"
     print(f"Copernica sandbox on {base}")

@@ -1,7 +1,8 @@
 """Webhook delivery of the Copernica sandbox: form-encoded payloads, signed like Copernica signs.
 
 Each webhook has its own queue and background task, so a REST write answers before its webhook
-is delivered and deliveries to one handler keep their order (a retry holds the queue). Faults
+is delivered. With one delivery in flight per webhook (the default) deliveries to one handler keep
+their order (a retry holds the queue); ``concurrency`` lets more go out at once, in any order. Faults
 (failed attempts, duplicates, swapped order) are switched on through the control API.
 """
 
@@ -183,6 +184,7 @@ class Dispatcher:
         retry_base: float,
         timeout: float,
         reorder_hold: float,
+        concurrency: int = 1,
     ) -> None:
         self.account = account
         self.signer = signer
@@ -192,12 +194,13 @@ class Dispatcher:
         self.retry_base = retry_base
         self.timeout = timeout
         self.reorder_hold = reorder_hold
+        self.concurrency = max(1, concurrency)
         self.faults = DeliveryFaults()
         self.log: deque[dict[str, Any]] = deque(maxlen=2000)
         self.feedback_loop_errors: deque[dict[str, Any]] = deque(maxlen=1000)
         self.session: aiohttp.ClientSession | None = None
         self._queues: dict[int, asyncio.Queue[Delivery]] = {}
-        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._workers: dict[int, list[asyncio.Task[None]]] = {}
         self._held: dict[int, tuple[Delivery, asyncio.TimerHandle]] = {}
         self._events = 0
         self._inflight = 0
@@ -209,9 +212,10 @@ class Dispatcher:
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
 
     async def stop(self) -> None:
-        for task in self._workers.values():
+        tasks = [task for workers in self._workers.values() for task in workers]
+        for task in tasks:
             task.cancel()
-        for task in self._workers.values():
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers.clear()
@@ -250,10 +254,10 @@ class Dispatcher:
         self._inflight += 1
         self._idle.clear()
         queue = self._queues.setdefault(hook.id, asyncio.Queue())
-        if hook.id not in self._workers or self._workers[hook.id].done():
-            self._workers[hook.id] = asyncio.get_running_loop().create_task(
-                self._work(hook.id, queue)
-            )
+        workers = self._workers.setdefault(hook.id, [])
+        workers[:] = [task for task in workers if not task.done()]
+        while len(workers) < self.concurrency:
+            workers.append(asyncio.get_running_loop().create_task(self._work(hook.id, queue)))
         held = self._held.pop(hook.id, None)
         if held is not None:
             held[1].cancel()

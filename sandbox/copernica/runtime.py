@@ -40,6 +40,9 @@ class SandboxSettings:
     webhook_max_attempts: int = 5  # attempts per delivery before it lands in feedback-loop-errors
     webhook_retry_base: float = 1.0  # seconds before the 2nd attempt; doubles, capped at 60 s
     webhook_timeout: float = 10.0  # seconds a handler may take to answer
+    # deliveries in flight per webhook: 1 keeps their order; more go out at once, in any order
+    # (how many real Copernica sends at once, and in which order, is not documented)
+    webhook_concurrency: int = 1
     webhook_reorder_hold: float = (
         2.0  # a held-back (reordered) delivery goes out after this at most
     )
@@ -113,6 +116,7 @@ class Sandbox:
             retry_base=settings.webhook_retry_base,
             timeout=settings.webhook_timeout,
             reorder_hold=settings.webhook_reorder_hold,
+            concurrency=settings.webhook_concurrency,
         )
         return account, dispatcher
 

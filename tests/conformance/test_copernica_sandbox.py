@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from sandbox.copernica import SandboxSettings
 from tests.fixtures.copernica import RunningSandbox
 
 pytestmark = pytest.mark.asyncio
@@ -509,6 +510,29 @@ async def test_delivery_retries_faults_and_feedback(
     assert (
         errors[-1]["response"] == 500 and errors[-1]["recipient"] == copernica_webhook_receiver.url
     )
+
+
+@pytest.mark.parametrize("copernica_settings", [SandboxSettings(webhook_concurrency=3)])
+async def test_deliveries_go_out_three_at_a_time_when_set(
+    copernica_sandbox: RunningSandbox, copernica_webhook_receiver: Any
+) -> None:
+    sb = copernica_sandbox
+    await make_field(sb, "Name")
+    await sb.v3(
+        "POST", "webhooks", json={"handler": copernica_webhook_receiver.url, "trigger": "create"}
+    )
+    copernica_webhook_receiver.gate.clear()  # the handler answers nothing yet
+    for n in range(5):
+        await make_profile(sb, Name=f"p{n}")
+    await copernica_webhook_receiver.wait_for(3)  # three in flight, none answered
+    assert len(copernica_webhook_receiver.received) == 3
+    copernica_webhook_receiver.gate.set()
+    await sb.admin("POST", "webhooks/drain")
+    names = {dict(parse_qsl(h.body.decode()))["fields[Name]"]
+             for h in copernica_webhook_receiver.received}
+    assert names == {f"p{n}" for n in range(5)}
+    attempts = (await sb.admin("GET", "webhooks/deliveries"))["attempts"]
+    assert len(attempts) == 5 and all(a["ok"] for a in attempts)
 
 
 # faults and control ---------------------------------------------------------------------------
