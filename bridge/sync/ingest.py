@@ -103,22 +103,40 @@ async def ingest_salesforce(
 
 
 @dataclass(frozen=True)
+class Link:
+    """A Copernica profile's link, as a webhook needs it."""
+
+    salesforce_id: str
+    agreed: dict[str, str]
+    sf_deleted_at: datetime | None = None
+
+    @classmethod
+    def of_webhook_tenant(cls, row: Record) -> Link | None:
+        """The link in a ``webhook_tenant`` row, if the profile has one."""
+        if not row["linked"]:
+            return None
+        return cls(row["link_salesforce_id"], row["link_agreed"] or {}, row["link_sf_deleted_at"])
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What a Copernica webhook is, known before anything is written: ``intake`` "stored" (it
     is to be stored: ``store_copernica``), "ignored" or "echo"; ``link`` the profile's link."""
 
     intake: Intake
-    link: Record | None = None
+    link: Link | None = None
 
 
-async def copernica_verdict(
-    conn: Conn, tenant: Tenant, event: WebhookEvent, context: TenantContext | None = None
+def copernica_verdict(
+    tenant: Tenant, event: WebhookEvent, link: Link | None,
+    context: TenantContext | None = None,
 ) -> Verdict:
-    """Read-only: "ignored" when the event is not for this bridge (another database, not a
-    profile, a direction switched off); "echo" when, by the mapping of the workers' ``context``,
-    the profile's fields are exactly what both sides agreed on (the bridge's own write coming
-    back: nothing to do); else "stored" (deletes whatever the direction: they only drop the
-    link; and while auto-sync is off, for the status bar's note)."""
+    """"ignored" when the event is not for this bridge (another database, not a profile, a
+    direction switched off); "echo" when, by the mapping of the workers' ``context``, the
+    profile's fields are exactly what both sides agreed on (the bridge's own write coming back:
+    nothing to do); else "stored" (deletes whatever the direction: they only drop the link; and
+    while auto-sync is off, for the status bar's note). ``link``: the profile's, read with the
+    tenant."""
     if not isinstance(event, ProfileEvent) or str(event.database_id) != tenant.copernica_database:
         return Verdict("ignored")
     if event.type != "delete" and not tenant.cp_to_sf:
@@ -126,7 +144,6 @@ async def copernica_verdict(
     if not tenant.auto_sync:
         return Verdict("stored")
     cp_id = str(event.profile_id)
-    link = await conn.fetchrow(QUERIES["link_for_copernica"], tenant.id, cp_id)
     if context is not None and event.type != "delete" and _echo(
         context, tenant, cp_id, link, event.fields
     ):
@@ -172,7 +189,7 @@ def _copernica_job(
     """The key and payload of the job of a changed profile."""
     cp_id = str(event.profile_id)
     changed = _changed_at(event, tenant.copernica_timezone)
-    linked = verdict.link["salesforce_id"] if verdict.link is not None else None
+    linked = verdict.link.salesforce_id if verdict.link is not None else None
     payload: dict[str, Any] = {"cp_id": cp_id}
     if linked:
         payload["sf_id"] = linked
@@ -186,7 +203,7 @@ def _copernica_job(
 
 
 def _echo(
-    context: TenantContext, tenant: Tenant, cp_id: str, link: Record | None,
+    context: TenantContext, tenant: Tenant, cp_id: str, link: Link | None,
     fields: dict[str, str],
 ) -> bool:
     """Whether the engine would certainly find nothing to do on Copernica's side: a current
@@ -201,11 +218,11 @@ def _echo(
     claimed = carried.get(mapping.link_field.lower(), "")
     if link is None:
         agreements = [context.creating[claimed]] if claimed in context.creating else []
-    elif link["sf_deleted_at"] is not None or claimed != link["salesforce_id"]:
+    elif link.sf_deleted_at is not None or claimed != link.salesforce_id:
         return False
     else:
         writing_for, writing = context.writing.get(cp_id, ("", {}))
-        agreements = [link["agreed"], writing] if writing_for == claimed else [link["agreed"]]
+        agreements = [link.agreed, writing] if writing_for == claimed else [link.agreed]
     key, values = tenant.fingerprint_key.encode(), from_copernica(mapping, fields)
     return any(
         all(agreed.get(fm.sf_name) == fingerprint(key, fm, values[fm.sf_name]) for fm in mapping.fields)

@@ -25,13 +25,15 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bridge.copernica.webhooks import (
+    ProfileEvent,
     WebhookRejected,
     delivery_key,
     header_shape,
+    profile_hint,
     receive_webhook,
 )
 from bridge.db import QUERIES
-from bridge.sync.ingest import copernica_verdict, store_copernica
+from bridge.sync.ingest import Link, copernica_verdict, store_copernica
 from bridge.tenants import Tenant
 from bridge.vocabulary import WEBHOOK_PATH
 from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS, SYNC, WEBHOOK_KEYS
@@ -62,11 +64,16 @@ async def ready(request: web.Request) -> web.Response:
 
 @routes.post(WEBHOOK_PATH + "{token}")
 async def receive(request: web.Request) -> web.Response:
-    tenant = await _tenant(request)
+    body = await request.read()
+    hinted = profile_hint(body)
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(QUERIES["webhook_tenant"], request.match_info["token"], hinted)
+    if row is None:
+        raise web.HTTPNotFound(text="unknown webhook address")
+    tenant, link = Tenant.from_row(row), Link.of_webhook_tenant(row)
     deliveries = request.app[METRICS].counter(
         "bridge_webhooks_total", "Copernica webhook deliveries, by outcome"
     )
-    body = await request.read()
     try:
         event = await receive_webhook(
             request.method, request.path_qs, request.headers, body,
@@ -84,7 +91,11 @@ async def receive(request: web.Request) -> web.Response:
     sync = request.app.get(SYNC)  # a web-only process has no workers, hence no mapping
     context = sync.contexts.cached(tenant.id) if sync is not None else None
     async with request.app[POOL].acquire() as conn:
-        verdict = await copernica_verdict(conn, tenant, event, context)
+        if isinstance(event, ProfileEvent) and str(event.profile_id) != hinted:  # a JSON body
+            found = await conn.fetchrow(QUERIES["webhook_tenant"], tenant.hook_token,
+                                        str(event.profile_id))
+            link = Link.of_webhook_tenant(found) if found is not None else None
+        verdict = copernica_verdict(tenant, event, link, context)
         intake = await store_copernica(
             conn, request.app[QUEUE], tenant, event, verdict, delivery_key(request.headers),
             REPLAY_WINDOW,

@@ -46,3 +46,11 @@ WHERE id = $1 RETURNING *;
 
 -- name: tenant_by_hook_token
 SELECT * FROM tenants WHERE hook_token = $1;
+
+-- name: webhook_tenant
+-- The tenant of hook token $1 and the link of Copernica profile $2 (NULLs: none), with the
+-- agreement that tells an echo: a webhook's one read.
+SELECT t.*, l.tenant_id IS NOT NULL AS linked, l.salesforce_id AS link_salesforce_id,
+       l.agreed AS link_agreed, l.sf_deleted_at AS link_sf_deleted_at
+FROM tenants t LEFT JOIN links l ON l.tenant_id = t.id AND l.copernica_id = $2
+WHERE t.hook_token = $1;

@@ -5,10 +5,6 @@
 SELECT * FROM links WHERE tenant_id = $1
   AND (salesforce_id = ANY($2::text[]) OR copernica_id = ANY($3::text[]));
 
--- name: link_for_copernica
--- With the agreement, so that a webhook echoing it is dropped at the door.
-SELECT salesforce_id, agreed, sf_deleted_at FROM links WHERE tenant_id = $1 AND copernica_id = $2;
-
 -- name: record_batch
 -- What a sync batch wrote: links $3 saved, links of contacts $4 dropped, audits $5, reports of
 -- records $6 resolved, if tenant $1 still syncs database $2 (the function of migration 0011).

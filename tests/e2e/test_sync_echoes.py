@@ -11,6 +11,7 @@ profile read — while a user's change, however close behind, still travels."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from urllib.parse import urlencode
 
@@ -153,18 +154,26 @@ async def test_a_webhook_not_certainly_an_echo_becomes_a_job(bridge: RunningBrid
     url = webhook_url(bridge.settings.public_url, bridge.tenant.hook_token)
     account = f"account-{bridge.copernica.state.settings.account_id}"
 
-    async def deliver(kind: str, fields: dict[str, str]) -> str:
-        body = urlencode([
-            ("type", kind), ("profile", cp_id), ("database", bridge.tenant.copernica_database or ""),
-            *((f"fields[{name}]", value) for name, value in fields.items()),
-        ]).encode()
-        headers = bridge.copernica.state.signer.headers_for(url, body, account)
+    async def deliver(kind: str, fields: dict[str, str], as_json: bool = False) -> str:
+        database = bridge.tenant.copernica_database or ""
+        if as_json:  # the profile's link is then read once the body is parsed
+            body = json.dumps(
+                {"type": kind, "profile": cp_id, "database": database, "fields": fields}
+            ).encode()
+        else:
+            body = urlencode([
+                ("type", kind), ("profile", cp_id), ("database", database),
+                *((f"fields[{name}]", value) for name, value in fields.items()),
+            ]).encode()
+        media = "application/json" if as_json else "application/x-www-form-urlencoded"
+        headers = bridge.copernica.state.signer.headers_for(url, body, account, content_type=media)
         async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as reply:
             assert reply.status == 200
             return str((await reply.json())["status"])
 
     agreed = dict(profile["fields"])
     assert await deliver("update", agreed) == "echo"  # what the link agreed on, all of it
+    assert await deliver("update", agreed, as_json=True) == "echo"
     assert await deliver("update", {k: v for k, v in agreed.items() if k != "Title"}) == "stored"
     assert await deliver("update", {**agreed, "SalesforceId": ""}) == "stored"
     assert await deliver("delete", agreed) == "stored"
