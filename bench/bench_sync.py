@@ -59,7 +59,7 @@ FLOOR_SAMPLES = 100
 LAND_TIMEOUT = 180.0
 # Copernica webhook deliveries in flight at once: real Copernica's number (and order) is not
 # documented; one at a time would cap Copernica → Salesforce at 1 / the bridge's answer time
-WEBHOOK_CONCURRENCY = int(os.environ.get("BENCH_WEBHOOK_CONCURRENCY", "4"))
+WEBHOOK_CONCURRENCY = int(os.environ.get("BENCH_WEBHOOK_CONCURRENCY", "8"))
 QUIET = 1.0  # seconds without an API call (and no job waiting) before a phase counts as settled
 
 
