@@ -571,11 +571,16 @@ def _deleted(request: Call, state: SandboxState, sobject: str) -> dict[str, Any]
 
 
 def _limits(state: SandboxState) -> dict[str, Any]:
+    from .bulk import jobs_of  # bulk builds on this module
+
     daily = state.settings.daily_api_max
+    query_jobs = jobs_of(state).created
     return {
         "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
         "DailyApiRequests": {"Max": daily, "Remaining": max(0, daily - state.api_used)},
         "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+        # Bulk API 2.0 query jobs: 10,000 in 24 hours (the sandbox counts those of its org so far)
+        "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": max(0, 10000 - query_jobs)},
         "DailyDurableGenericStreamingApiEvents": {"Max": 200000, "Remaining": 200000},
         "DailyDurableStreamingApiEvents": {"Max": 200000, "Remaining": 200000},
         "DurableStreamingApiConcurrentClients": {

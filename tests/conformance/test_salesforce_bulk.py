@@ -322,3 +322,16 @@ def test_csv_values_get_the_rest_types() -> None:
     assert typed("double", "12.5") == 12.5 and typed("int", "7") == 7
     assert typed("datetime", "2024-05-14T09:21:37.000Z") == "2024-05-14T09:21:37.000+0000"
     assert typed("date", "2024-05-14") == "2024-05-14"
+
+
+async def test_limits_count_the_query_jobs_of_the_day(bulk: Bulk) -> None:
+    async def remaining() -> int:
+        status, limits, _ = await bulk.call("GET", f"{V}/limits")
+        assert status == 200
+        assert limits["DailyBulkV2QueryJobs"]["Max"] == 10000
+        return int(limits["DailyBulkV2QueryJobs"]["Remaining"])
+
+    before = await remaining()
+    await bulk.create("SELECT Id FROM Contact")
+    await bulk.create("SELECT Id, LastName FROM Contact")
+    assert await remaining() == before - 2
