@@ -463,7 +463,7 @@ class Setup:
 
     async def jobs_pending(self) -> tuple[int, int]:
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(QUERIES["tenant_jobs_pending"], self.tenant.id, "sync")
+            row = await conn.fetchrow(QUERIES["tenant_jobs_pending"], self.tenant.id, "sync", None)
         return int(row["pending"]), int(row["held"])
 
     async def error_count(self) -> int:

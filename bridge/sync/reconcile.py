@@ -363,10 +363,14 @@ def _differs(current: dict[str, str], agreed: dict[str, str]) -> bool:
 
 
 async def _drain(pool: Pool, queue: JobQueue, tenant_id: int, job: Job) -> int:
-    """Wait until the tenant's queued changes are applied (or held); return the held count."""
+    """Wait until the changes the run queued are applied (or held), with those of the tenant
+    queued before them, but not the real-time changes that keep coming after (a busy tenant's
+    run would never end); return the tenant's held count."""
+    async with pool.acquire() as conn:
+        upto = await conn.fetchval(QUERIES["last_job_id"])
     while True:
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(QUERIES["tenant_jobs_pending"], tenant_id, SYNC)
+            row = await conn.fetchrow(QUERIES["tenant_jobs_pending"], tenant_id, SYNC, upto)
         assert row is not None  # an aggregate: always one row
         if row["pending"] == 0:
             return int(row["held"])

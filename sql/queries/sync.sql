@@ -76,11 +76,17 @@ SELECT updated_at FROM credentials WHERE tenant_id = $1 AND platform = $2;
 SELECT max(created_at) FROM sync_runs WHERE tenant_id = $1 AND ($2::text IS NULL OR kind = $2);
 
 -- name: tenant_jobs_pending
--- pending: 1 while a job of kind $2 of tenant $1 waits or runs (looked up, not counted: a run asks
--- every quarter second while its backlog drains), else 0; held: how many are held.
+-- pending: 1 while a job of kind $2 of tenant $1 with an id up to $3 (NULL: any) waits or runs
+-- (looked up, not counted: a run asks every quarter second while its backlog drains), else 0;
+-- held: how many are held.
 SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE tenant_id = $1 AND kind = $2
+                                AND id <= coalesce($3::bigint, id)
                                 AND state IN ('waiting', 'running') LIMIT 1) AS one) AS pending,
        (SELECT count(*) FROM jobs WHERE tenant_id = $1 AND kind = $2 AND state = 'held') AS held;
+
+-- name: last_job_id
+-- The id of the newest job stored so far, of any tenant.
+SELECT last_value FROM jobs_id_seq;
 
 -- name: unpushed_error_reports
 SELECT * FROM error_reports WHERE tenant_id = $1 AND salesforce_id IS NULL ORDER BY id LIMIT $2;
