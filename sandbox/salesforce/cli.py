@@ -9,6 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bridge.cli import run_loop
+
 from . import SandboxSettings, create_app
 
 DEFAULT_PORT = 8801
@@ -86,5 +88,5 @@ async def serve(host: str, port: int, settings: SandboxSettings) -> None:
 def main(argv: list[str]) -> int:
     args, settings = parse(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, settings))
+        run_loop(serve(args.host, args.port, settings))
     return 0
