@@ -6,9 +6,11 @@ sandboxes' ``/_sandbox/landings`` every 0.1 s for the moments edits carrying a t
 (user edits and the bridge's writes, timed by the sandboxes themselves on the machine's monotonic
 clock) and their API call counters. ``Usage`` reads the processes' CPU times from ``/proc``.
 
-``SandboxPair`` still runs both sandboxes in the bench's own event loop, watched directly
-(``Watch``), for ``bench_tenants``, which makes its tenants' orgs and accounts in process.
-The bridge always runs as a subprocess, so that its memory (VmHWM) and CPU time are its own.
+``Cpu`` is the same for any set of named processes (``bench_tenants``: several bridges and
+sandboxes). ``bench_tenants`` makes its tenants' orgs and accounts over the sandboxes' control
+APIs (``POST /_sandbox/orgs``, ``POST /_sandbox/accounts``) and reads their landings per org and
+account. The bridge always runs as a subprocess, so that its memory (VmHWM) and CPU time are its
+own.
 """
 
 from __future__ import annotations
@@ -39,10 +41,6 @@ from bridge.sync.runs import request_sync
 from bridge.tenants import Tenant, create_tenant
 from bridge.vocabulary import CDC_CHANNEL, CLIENT_ID, LINK_FIELD_FALLBACK
 from sandbox import copernica, demo, salesforce
-from sandbox.copernica import SANDBOX, Sandbox
-from sandbox.copernica.state import ProfileChange
-from sandbox.salesforce.cdc import StoredEvent
-from sandbox.salesforce.state import STATE, SandboxState
 
 
 def percentile(samples: list[float], share: float) -> float:
@@ -339,12 +337,61 @@ class Usage:
             "PostgreSQL (all backends)": self.share(self.postgres),
             "the bench": self.share(self.bench),
         }
-        name, top = max(shares.items(), key=lambda item: item[1])
-        if top >= 90:
-            return f"{name} ({top:.0f}% of a core)"
-        if self.machine_total > 0 and self.machine_busy / self.machine_total >= 0.9:
-            return f"the machine's cores (other processes: {self.share(self.others):.0f}% of a core)"
-        return "none at 90% of a core"
+        return busiest(shares, self.machine_busy, self.machine_total, self.share(self.others))
+
+
+def busiest(shares: dict[str, float], busy: float, total: float, others: float) -> str:
+    """The process at (nearly) a full core, else whether the machine's cores were all busy
+    (``shares`` and ``others`` in percent of a core; ``busy`` and ``total`` machine seconds)."""
+    name, top = max(shares.items(), key=lambda item: item[1])
+    if top >= 90:
+        return f"{name} ({top:.0f}% of a core)"
+    if total > 0 and busy / total >= 0.9:
+        return f"the machine's cores (other processes: {others:.0f}% of a core)"
+    return "none at 90% of a core"
+
+
+@dataclass
+class Cpu:
+    """CPU seconds of named processes (each its own, or with its children: PostgreSQL's
+    backends), of the bench and of the whole machine, and the wall clock; a difference of two by
+    ``since``. Names keep their order."""
+
+    wall: float
+    seconds: dict[str, float]
+    machine_busy: float
+    machine_total: float
+
+    @classmethod
+    def now(cls, processes: dict[str, int], families: dict[str, int] | None = None) -> Cpu:
+        busy, total = machine_busy()
+        seconds = {name: cpu_seconds(pid) for name, pid in processes.items()}
+        seconds.update({name: family_cpu_seconds(pid) for name, pid in (families or {}).items()})
+        seconds["the bench"] = cpu_seconds(os.getpid())
+        return cls(time.monotonic(), seconds, busy, total)
+
+    def since(self, before: Cpu) -> Cpu:
+        return Cpu(
+            self.wall - before.wall,
+            {name: value - before.seconds.get(name, 0.0) for name, value in self.seconds.items()},
+            self.machine_busy - before.machine_busy, self.machine_total - before.machine_total,
+        )
+
+    def share(self, seconds: float) -> float:
+        """``seconds`` of CPU as a share of one core over this span, in percent."""
+        return 100 * seconds / self.wall if self.wall > 0 else float("nan")
+
+    @property
+    def others(self) -> float:
+        """CPU seconds of the machine that none of the named processes (nor the bench) used."""
+        return max(0.0, self.machine_busy - sum(self.seconds.values()))
+
+    def shares(self) -> dict[str, float]:
+        return {name: self.share(value) for name, value in self.seconds.items()}
+
+    def bottleneck(self) -> str:
+        shares, others = self.shares(), self.share(self.others)
+        return busiest(shares, self.machine_busy, self.machine_total, others)
 
 
 async def linked_pairs(info: demo.Sandboxes, database: str) -> list[tuple[str, int]]:
@@ -366,73 +413,6 @@ async def streaming(info: demo.Sandboxes) -> bool:
     async with aiohttp.ClientSession() as http, http.get(url) as reply:
         clients = (await reply.json())["clients"]
     return any(CDC_CHANNEL in c["subscriptions"] for c in clients)
-
-
-# --- sandboxes in this process and what landed in them --------------------------------------------------------
-
-
-@dataclass
-class Watch:
-    """When a value of ``watched`` first appeared on each side, and who wrote it.
-
-    ``user`` maps a value to the moment a user's edit carrying it landed, ``bridge`` to the moment
-    the bridge's write carrying it landed (``perf_counter`` seconds), per platform.
-    """
-
-    watched: str = "Title"
-    sf_user: dict[str, float] = field(default_factory=dict)
-    sf_bridge: dict[str, float] = field(default_factory=dict)
-    cp_user: dict[str, float] = field(default_factory=dict)
-    cp_bridge: dict[str, float] = field(default_factory=dict)
-
-    def on_salesforce(self, event: StoredEvent) -> None:
-        now = time.perf_counter()
-        by_bridge = event.caller == CLIENT_ID  # changeOrigin omits it for Collections writes
-        value = event.data["payload"].get(self.watched)
-        if isinstance(value, str):
-            (self.sf_bridge if by_bridge else self.sf_user).setdefault(value, now)
-
-    def on_copernica(self, change: ProfileChange) -> None:
-        now = time.perf_counter()
-        value = change.fields.get(self.watched)
-        if value:
-            (self.cp_bridge if change.caller == "rest" else self.cp_user).setdefault(value, now)
-
-
-class SandboxPair:
-    """Both emulators on OS-chosen localhost ports, in this process (``bench_tenants``)."""
-
-    def __init__(self) -> None:
-        self.sf_app = salesforce.create_app(salesforce.SandboxSettings())
-        self.cp_app = copernica.create_app(copernica.SandboxSettings())
-        self.runners: list[web.AppRunner] = []
-        self.info: demo.Sandboxes | None = None
-
-    @property
-    def sf(self) -> SandboxState:
-        return self.sf_app[STATE]
-
-    @property
-    def cp(self) -> Sandbox:
-        return self.cp_app[SANDBOX]
-
-    async def start(self) -> demo.Sandboxes:
-        sf_runner, sf_port = await serve(self.sf_app)
-        cp_runner, cp_port = await serve(self.cp_app)
-        self.runners = [sf_runner, cp_runner]
-        self.info = demo.Sandboxes(
-            salesforce_url=f"http://localhost:{sf_port}",
-            copernica_url=f"http://127.0.0.1:{cp_port}",
-            salesforce=self.sf.settings,
-            copernica=self.cp.settings,
-        )
-        return self.info
-
-    async def stop(self) -> None:
-        for runner in reversed(self.runners):
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
-        self.runners = []
 
 
 async def seed(salesforce_url: str, count: int, chunk: int = 2000) -> None:
