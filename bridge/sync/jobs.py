@@ -9,7 +9,8 @@
 - ``fail`` retries with the shared back-off policy, or holds the job after its last attempt;
   held jobs stay visible and can be requeued. Completed jobs are deleted (their payload may hold
   customer values, which the bridge does not keep at rest).
-- ``enqueue`` sends ``NOTIFY bridge_jobs``; ``Waker`` listens, and workers poll as well.
+- ``enqueue`` sends ``NOTIFY bridge_jobs`` (with the time a job waiting for its batching window
+  is due); ``Waker`` listens and wakes one worker at a time, and workers poll as well.
 - ``claim``'s rule of which jobs are ready lives once, in the function ``claim_batch``
   (migration 0011).
 - ``release`` hands claimed jobs back untried (a process that stops mid-batch);
@@ -44,6 +45,10 @@ from bridge.vocabulary import BULK, PUSH_ERRORS, REAL_TIME, Category, Platform
 log = logging.getLogger(__name__)
 
 CHANNEL = "bridge_jobs"
+# Workers look for a job that waited for its time (a batching window, a retry) this long after it
+# is due: a webhook stored just as its window closed is still committing then, and would go out
+# alone in a Salesforce call of its own, a moment after the window's batch.
+DUE_GRACE = 0.025
 
 
 @dataclass(frozen=True)
@@ -311,6 +316,9 @@ class Waker:
     """Wakes idle workers: LISTEN on a connection of its own, and a poll every
     ``poll_interval`` seconds whatever happens.
 
+    A notification wakes one idle worker of its kind (a worker whose claim filled its batch
+    wakes the next: more may wait); one that names a later due time (a change waiting for its
+    batching window) wakes them when that time comes, once for all the notifications naming it.
     ``run`` keeps the listening connection (supervised: when PostgreSQL goes away it raises,
     and the supervisor starts it again with back-off). While it is down, workers find new jobs
     by polling alone, up to ``poll_interval`` late; once it is back every worker is woken, for
@@ -322,19 +330,48 @@ class Waker:
         self.poll_interval = poll_interval
         self.check_interval = check_interval  # how often a quiet connection is pinged
         self.listening = False
-        self._events: dict[str, asyncio.Event] = {}
+        self._idle: dict[str, list[asyncio.Future[None]]] = {}  # waiting workers, by kind
+        self._missed: set[str] = set()  # kinds rung while none of their workers waited
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}  # (kind, due) → wake-up
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
 
-    def _event(self, kind: str) -> asyncio.Event:
-        return self._events.setdefault(kind, asyncio.Event())
+    def ring(self, kind: str) -> None:
+        """Wake one idle worker of ``kind``; with none idle, the next one that would wait
+        claims again at once (it may have found nothing just before the news came)."""
+        waiter = next((w for w in self._idle.get(kind, []) if not w.done()), None)
+        if waiter is not None:
+            waiter.set_result(None)
+        else:
+            self._missed.add(kind)
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, kind: object) -> None:
-        self._event(str(kind)).set()
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        kind, _, due = str(payload).partition(" ")
+        if not due:
+            self.ring(kind)
+        elif (kind, due) not in self._timers:
+            delay = max(0.0, float(due) - time.time()) + DUE_GRACE
+            self._timers[(kind, due)] = asyncio.get_running_loop().call_later(
+                delay, self._due, kind, due
+            )
+
+    def _due(self, kind: str, due: str) -> None:
+        # every idle worker: windows of tenants may close at the same instant
+        del self._timers[(kind, due)]
+        if not self._wake(kind):
+            self._missed.add(kind)
+
+    def _wake(self, kind: str) -> int:
+        idle = [waiter for waiter in self._idle.get(kind, []) if not waiter.done()]
+        for waiter in idle:
+            waiter.set_result(None)
+        return len(idle)
 
     def wake_all(self) -> None:
-        for event in self._events.values():
-            event.set()
+        """Every worker looks again, those busy now too once they are done."""
+        for kind in {*self._idle, *(kind for kind, _ in self._timers)}:
+            self._wake(kind)
+            self._missed.add(kind)
 
     async def run(self) -> None:
         """Listen until the connection breaks (then raise); never returns otherwise."""
@@ -357,6 +394,9 @@ class Waker:
         finally:
             self.listening = False
             self._listening.clear()
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
                     if not conn.is_closed():
@@ -382,13 +422,23 @@ class Waker:
             await asyncio.gather(task, return_exceptions=True)
 
     async def wait(self, kind: str, due: float | None = None) -> None:
-        """Return on a NOTIFY for ``kind``, when a job is ``due`` (seconds) or after the polling
+        """Return when woken for ``kind``, when a job is ``due`` (seconds) or after the polling
         interval, whichever comes first."""
-        event = self._event(kind)
-        timeout = self.poll_interval if due is None else min(self.poll_interval, max(0.0, due))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
-        event.clear()
+        if kind in self._missed:
+            self._missed.discard(kind)
+            return
+        timeout = (
+            self.poll_interval if due is None
+            else min(self.poll_interval, max(0.0, due) + DUE_GRACE)
+        )
+        waiter = asyncio.get_running_loop().create_future()
+        idle = self._idle.setdefault(kind, [])
+        idle.append(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
+        finally:
+            idle.remove(waiter)
 
 
 Handler = Callable[[list[Job]], Awaitable[Mapping[int, Failure] | None]]
@@ -425,6 +475,8 @@ async def run_worker(
         if not jobs:
             await waker.wait(kind, await queue.next_due(kind))
             continue
+        if len(jobs) == batch_size:  # more may be ready: another idle worker looks too
+            waker.ring(kind)
         deadline = time.monotonic() + queue.lease - SETTLE_MARGIN
         try:
             try:

@@ -3,8 +3,9 @@ window are due together, so they go out in one batch; an idle worker wakes when 
 
 import asyncio
 import secrets
+from datetime import timedelta
 
-from bridge.sync.jobs import JobQueue, Waker
+from bridge.sync.jobs import JobQueue, Waker, run_worker
 from bridge.tenants import create_tenant
 
 
@@ -37,12 +38,76 @@ async def test_changes_of_one_window_are_due_at_once_and_claimed_as_one_batch(po
         assert await conn.fetchval("SELECT now() >= $1::timestamptz", window_end)
 
 
+class CountingQueue(JobQueue):
+    """The queue, counting the claims its workers make and their questions of when to look
+    again."""
+
+    claims = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked = asyncio.Event()
+
+    async def claim(self, kind, limit=1):
+        self.claims += 1
+        return await super().claim(kind, limit)
+
+    async def next_due(self, kind):
+        self.asked.set()
+        return await super().next_due(kind)
+
+
+async def test_a_window_of_changes_wakes_its_worker_once_when_it_closes(pool):
+    """Each change of a window notifies; the idle worker is not woken by each (to claim nothing
+    while the window is open) but once, when the window closes, and takes them all."""
+    kind, tenant = f"test-{secrets.token_hex(4)}", await _new_tenant(pool)
+    queue = CountingQueue(pool, batch_window=3.0)
+    waker = Waker(pool, poll_interval=60.0)  # the poll alone would come much later
+    await waker.start()
+    batches: list[int] = []
+    done = asyncio.Event()
+
+    async def handle(jobs):
+        batches.append(len(jobs))
+        if sum(batches) == 10:
+            done.set()
+
+    task = asyncio.create_task(run_worker(queue, waker, kind, handle, batch_size=200))
+    try:
+        await asyncio.wait_for(queue.asked.wait(), 30)  # it found nothing and goes to sleep
+        for n in range(10):  # as webhooks come: one transaction, one notification each
+            await queue.enqueue(tenant, kind, f"cp:{n}", {"cp_at": 1.0}, batched=True)
+            await asyncio.sleep(0.05)
+        windows = len(await _due(pool, tenant, kind))
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await waker.stop()
+    assert len(batches) == windows  # one batch per window (the changes may straddle two)
+    # one claim as it started; per window, the one that took it and one that found nothing more;
+    # one for a window that closed just as the worker woke by itself
+    assert queue.claims <= 2 * windows + 2
+
+
 async def test_a_change_that_is_not_batched_is_due_at_once(pool):
     kind, tenant = f"test-{secrets.token_hex(4)}", await _new_tenant(pool)
     queue = JobQueue(pool, batch_window=2.0)
     await queue.enqueue(tenant, kind, "sf:1", {"sf_at": 1.0})
     assert [job.key for job in await queue.claim(kind, 200)] == ["sf:1"]
     assert await queue.next_due(kind) is None
+
+
+async def test_a_window_opens_with_the_first_change_and_later_ones_join_it(pool):
+    kind, tenant = f"test-{secrets.token_hex(4)}", await _new_tenant(pool)
+    queue = JobQueue(pool, batch_window=5.0)
+    async with pool.acquire() as conn:
+        before = await conn.fetchval("SELECT now()")
+        await queue.enqueue(tenant, kind, "cp:1", {}, batched=True, conn=conn)
+        after = await conn.fetchval("SELECT now()")
+        await queue.enqueue(tenant, kind, "cp:2", {}, batched=True, conn=conn)  # a webhook later
+    [end] = await _due(pool, tenant, kind)
+    assert before + timedelta(seconds=5) <= end <= after + timedelta(seconds=5)
 
 
 async def test_windows_of_tenants_close_at_different_instants(pool):
@@ -53,4 +118,4 @@ async def test_windows_of_tenants_close_at_different_instants(pool):
     for tenant in tenants:
         await queue.enqueue(tenant, kind, "cp:1", {}, batched=True)
         ends |= await _due(pool, tenant, kind)
-    assert len(ends) == 3  # staggered: not every tenant's batch at the same instant
+    assert len(ends) == 3  # each opened with its first change: not every batch at one instant
