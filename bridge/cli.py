@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import importlib
 import logging
 import secrets
@@ -317,6 +318,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         if settings.database_url and not await _database_or_stop(settings.database_url, host, port, stop):
             return
         runner = await start_site(create_app(settings, role=args.role), host, port)
+        # What start-up made lives as long as the process: out of the collector's sight, its
+        # full passes (every few seconds under load) stop stalling the event loop ~25 ms each.
+        gc.collect()
+        gc.freeze()
         try:
             await stop.wait()
             log.info("stopping")

@@ -28,11 +28,11 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from collections.abc import Mapping as ReadMapping
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from bridge.copernica.client import MAX_PAGE
@@ -57,7 +57,19 @@ OVERLAP = timedelta(minutes=2)  # re-read a little before the watermark: clocks 
 DRAIN_POLL = 0.25
 DELETES_WATERMARK = "copernica_deletes"  # when a run last looked for missed Copernica deletes
 DELETES_EVERY = timedelta(days=1)
+T = TypeVar("T")
 BULK_FROM = 10_000  # Salesforce reads of at least this many records go through Bulk API 2.0
+SLICE = 250  # records a scan compares between two turns of the event loop
+
+
+async def _in_slices(items: Sequence[T]) -> AsyncIterator[T]:
+    """``items``, with a turn of the event loop after every ``SLICE`` of them: comparing a page
+    of 2,000 takes tens of milliseconds, which the process's real-time changes should not wait
+    for."""
+    for n, item in enumerate(items, 1):
+        yield item
+        if n % SLICE == 0:
+            await asyncio.sleep(0)
 
 
 async def run_reconcile(ctx: TenantContext, pool: Pool, queue: JobQueue, job: Job) -> None:
@@ -220,7 +232,7 @@ async def _add_to_index(
     async with pool.acquire() as conn:
         rows = await conn.fetch(QUERIES["links_of"], tenant_id, [], [str(p.id) for p in page])
     linked = {r["copernica_id"] for r in rows}
-    for profile in page:
+    async for profile in _in_slices(page):
         index.add(profile, str(profile.id) in linked)
 
 
@@ -266,7 +278,7 @@ async def _queue_contacts(
             )
         }
         due = []
-        for record in page:
+        async for record in _in_slices(page):
             link = links.get(record["Id"])
             payload = {"sf_id": record["Id"]} | salesforce_record_payload(record, read_at)
             if record.get("IsDeleted"):  # in the recycle bin: news only for a live link
@@ -320,7 +332,7 @@ async def _queue_profiles(
             )
         }
         due = []
-        for profile in page:
+        async for profile in _in_slices(page):
             link = links.get(str(profile.id))
             if index is not None:
                 index.add(profile, link is not None)
