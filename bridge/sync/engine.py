@@ -224,7 +224,10 @@ def _take_payloads(ctx: TenantContext, mapping: Mapping, item: Item) -> None:
         evidence, mapping, ctx.key, _link_state(item.link), sf_id=item.sf_id, cp_id=item.cp_id
     )
     item.sf, item.cp = known.sf, known.cp
-    item.read_sf, item.read_cp, item.search_cp = known.read_sf, known.read_cp, known.search_cp
+    item.read_sf, item.read_cp = known.read_sf, known.read_cp
+    # A failed attempt may have made the profile all the same (a reply that named no id, a
+    # time-out): its retry looks for it rather than trust the scan that found none.
+    item.search_cp = known.search_cp or any(job.attempts > 1 for job in item.jobs)
 
 
 async def _read(ctx: TenantContext, mapping: Mapping, items: list[Item]) -> None:
