@@ -57,9 +57,9 @@ OVERLAP = timedelta(minutes=2)  # re-read a little before the watermark: clocks 
 DRAIN_POLL = 0.25
 DELETES_WATERMARK = "copernica_deletes"  # when a run last looked for missed Copernica deletes
 DELETES_EVERY = timedelta(days=1)
-T = TypeVar("T")
 BULK_FROM = 10_000  # Salesforce reads of at least this many records go through Bulk API 2.0
 SLICE = 250  # records a scan compares between two turns of the event loop
+T = TypeVar("T")
 
 
 async def _in_slices(items: Sequence[T]) -> AsyncIterator[T]:

@@ -3,7 +3,7 @@
 -- name: enqueue_job
 -- Store job ($1 tenant, $2 kind, $3 key, $4 payload, $5 attempts) or merge it into the waiting one
 -- with its key; due in $6 seconds, or when the batching window of $8 seconds closes; priority $7.
--- The function of migration 0011.
+-- The function of migration 0013.
 SELECT * FROM enqueue_job($1, $2, $3, $4, $5, $6, $7, $8);
 
 -- name: next_due
