@@ -30,10 +30,12 @@ from bridge.metrics import Metrics
 from bridge.platforms import PlatformClients
 from bridge.security.vault import Vault
 from bridge.supervise import Supervisor
+from bridge.sync.ingest import WebhookIntake
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runtime import SyncOptions, SyncRuntime
 from bridge.web import health, hooks, pages
 from bridge.web.keys import (
+    INTAKE,
     METRICS,
     PLATFORMS,
     POOL,
@@ -93,6 +95,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     async with open_pool(app[SETTINGS]) as pool:
         app[POOL] = pool
         app[QUEUE] = JobQueue.configured(pool, app[SETTINGS])
+        app[INTAKE] = WebhookIntake(pool)
         yield
 
 

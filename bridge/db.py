@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
@@ -226,6 +227,65 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 def connection_trouble(error: BaseException) -> bool:
     """The database went away (or is shutting down, or starting): not a fault of the query."""
     return isinstance(error, CONNECTION_ERRORS)
+
+
+Arg = TypeVar("Arg")
+Result = TypeVar("Result")
+
+
+class Coalescer(Generic[Arg, Result]):
+    """One round trip for every caller that comes while the previous one is on its way: ``run``
+    takes their arguments, in the order they came, and answers one result for each. Alone, a
+    caller waits for nobody; under load, for one round trip more at most, and the database
+    parses, plans and commits once for all of them. A batch that fails for something else than
+    the database going away is tried again one caller at a time: one bad call fails its own
+    caller only."""
+
+    def __init__(self, run: Callable[[list[Arg]], Awaitable[list[Result]]], *, most: int = 200) -> None:
+        self._run, self._most = run, most
+        self._waiting: list[tuple[Arg, asyncio.Future[Result]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def __call__(self, arg: Arg) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiting.append((arg, future))
+        if self._draining is None:
+            # An empty context: the log lines of a batch are not the first caller's.
+            self._draining = asyncio.create_task(self._drain(), context=contextvars.Context())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
+                await self._answer([(arg, future) for arg, future in batch if not future.done()])
+        finally:
+            self._draining = None
+            for _, future in self._waiting:  # only when cancelled: nobody runs them any more
+                future.cancel()
+            self._waiting = []
+
+    async def _answer(self, batch: list[tuple[Arg, asyncio.Future[Result]]]) -> None:
+        if not batch:
+            return
+        try:
+            results = await self._run([arg for arg, _ in batch])
+        except Exception as error:
+            if len(batch) > 1 and not connection_trouble(error):
+                for one in batch:
+                    await self._answer([one])
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+        else:
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
 
 def _first_line(error: BaseException) -> str:

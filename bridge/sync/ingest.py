@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from asyncpg import Record
 
 from bridge.copernica.webhooks import ProfileEvent, WebhookEvent
-from bridge.db import QUERIES, Conn
+from bridge.db import QUERIES, Coalescer, Conn, Pool
 from bridge.salesforce.stream import (
     ChangeEvent,
     GapEvent,
@@ -151,8 +151,49 @@ def copernica_verdict(
     return Verdict("stored", link)
 
 
+class WebhookIntake:
+    """The webhook endpoint's two round trips to PostgreSQL — the look-up of tenant and link, and
+    remembering the delivery with its job — each made once for all the deliveries that come
+    while the previous one is on its way (``Coalescer``): during a burst or a full sync's echoes
+    the database parses, plans and commits once for many deliveries, not for each."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self._lookups: Coalescer[tuple[str, str | None], Record | None] = Coalescer(self._look_up)
+        self._claims: Coalescer[tuple[Any, ...], bool] = Coalescer(self._claim)
+
+    async def look_up(self, token: str, profile: str | None) -> Record | None:
+        """The ``webhook_tenants`` row of a delivery: None, an unknown hook token."""
+        return await self._lookups((token, profile))
+
+    async def claim(
+        self, tenant: Tenant, delivery: bytes, remember_for: float, key: str | None,
+        payload: dict[str, Any] | None, max_attempts: int, window: float,
+    ) -> bool:
+        """``claim_webhook_delivery``: False, a replay (nothing stored)."""
+        return await self._claims(
+            (tenant.id, delivery, remember_for, SYNC, key, payload, max_attempts, window)
+        )
+
+    async def _look_up(self, deliveries: list[tuple[str, str | None]]) -> list[Record | None]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(QUERIES["webhook_tenants"], *_columns(deliveries))
+        found = {row["n"]: row for row in rows}
+        return [found.get(n) for n in range(1, len(deliveries) + 1)]
+
+    async def _claim(self, deliveries: list[tuple[Any, ...]]) -> list[bool]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(QUERIES["claim_webhook_deliveries"], *_columns(deliveries))
+        return [row["fresh"] for row in rows]
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as columns: the arrays a statement over ``unnest`` takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 async def store_copernica(
-    conn: Conn, queue: JobQueue, tenant: Tenant, event: WebhookEvent, verdict: Verdict,
+    intake: WebhookIntake, queue: JobQueue, tenant: Tenant, event: WebhookEvent, verdict: Verdict,
     delivery: bytes, remember_for: float,
 ) -> Intake | None:
     """Remember the delivery (its key, for ``remember_for`` seconds) and store what the
@@ -162,7 +203,7 @@ async def store_copernica(
     key, payload, window = None, None, 0.0
     if verdict.intake == "stored" and not tenant.auto_sync:
         assert isinstance(event, ProfileEvent)  # only a profile's change is stored
-        async with conn.transaction():
+        async with intake.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval(
                 QUERIES["claim_webhook_delivery"], tenant.id, delivery, remember_for,
                 None, None, None, None, None,
@@ -176,9 +217,8 @@ async def store_copernica(
         key, payload = _copernica_job(tenant, event, verdict)
         # Changes towards Salesforce wait for the tenant's batching window: one Collections call.
         window = queue.batch_window if event.type != "delete" else 0.0
-    fresh = await conn.fetchval(
-        QUERIES["claim_webhook_delivery"], tenant.id, delivery, remember_for, SYNC, key,
-        payload, queue.retry.max_attempts, window,
+    fresh = await intake.claim(
+        tenant, delivery, remember_for, key, payload, queue.retry.max_attempts, window
     )
     return verdict.intake if fresh else None
 

@@ -36,7 +36,7 @@ from bridge.db import QUERIES
 from bridge.sync.ingest import Link, copernica_verdict, store_copernica
 from bridge.tenants import Tenant
 from bridge.vocabulary import WEBHOOK_PATH
-from bridge.web.keys import METRICS, POOL, QUEUE, SETTINGS, SYNC, WEBHOOK_KEYS
+from bridge.web.keys import INTAKE, METRICS, POOL, QUEUE, SETTINGS, SYNC, WEBHOOK_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ async def ready(request: web.Request) -> web.Response:
 async def receive(request: web.Request) -> web.Response:
     body = await request.read()
     hinted = profile_hint(body)
-    async with request.app[POOL].acquire() as conn:
-        row = await conn.fetchrow(QUERIES["webhook_tenant"], request.match_info["token"], hinted)
+    intake = request.app[INTAKE]
+    row = await intake.look_up(request.match_info["token"], hinted)
     if row is None:
         raise web.HTTPNotFound(text="unknown webhook address")
     tenant, link = Tenant.from_row(row), Link.of_webhook_tenant(row)
@@ -90,27 +90,26 @@ async def receive(request: web.Request) -> web.Response:
         return web.json_response({"error": rejected.reason}, status=rejected.status)
     sync = request.app.get(SYNC)  # a web-only process has no workers, hence no mapping
     context = sync.contexts.cached(tenant.id) if sync is not None else None
-    async with request.app[POOL].acquire() as conn:
-        if isinstance(event, ProfileEvent) and str(event.profile_id) != hinted:  # a JSON body
-            found = await conn.fetchrow(QUERIES["webhook_tenant"], tenant.hook_token,
-                                        str(event.profile_id))
-            link = Link.of_webhook_tenant(found) if found is not None else None
-        verdict = copernica_verdict(tenant, event, link, context)
-        intake = await store_copernica(
-            conn, request.app[QUEUE], tenant, event, verdict, delivery_key(request.headers),
-            REPLAY_WINDOW,
-        )
-        if random.random() < CLEANUP_SHARE:
+    if isinstance(event, ProfileEvent) and str(event.profile_id) != hinted:  # a JSON body
+        found = await intake.look_up(tenant.hook_token, str(event.profile_id))
+        link = Link.of_webhook_tenant(found) if found is not None else None
+    verdict = copernica_verdict(tenant, event, link, context)
+    stored = await store_copernica(
+        intake, request.app[QUEUE], tenant, event, verdict, delivery_key(request.headers),
+        REPLAY_WINDOW,
+    )
+    if random.random() < CLEANUP_SHARE:
+        async with request.app[POOL].acquire() as conn:
             await conn.execute(QUERIES["forget_expired_webhook_deliveries"])
-    if intake is None:
+    if stored is None:
         deliveries.inc(outcome="rejected")
         replayed = WebhookRejected(409, "this delivery was received before (a replay)")
         _report_first(tenant, replayed, request.headers)
         return web.json_response({"error": replayed.reason}, status=replayed.status)
-    if intake == "echo":  # the bridge's own write coming back: no job, no API call
+    if stored == "echo":  # the bridge's own write coming back: no job, no API call
         request.app[METRICS].echoes.labels(platform="copernica").inc()
-    deliveries.inc(outcome=intake)
-    return web.json_response({"status": intake})
+    deliveries.inc(outcome=stored)
+    return web.json_response({"status": stored})
 
 
 def _report_first(tenant: Tenant, rejected: WebhookRejected, headers: Mapping[str, str]) -> None:

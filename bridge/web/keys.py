@@ -13,12 +13,14 @@ from bridge.metrics import Metrics
 from bridge.platforms import PlatformClients
 from bridge.security.vault import Vault
 from bridge.supervise import Supervisor
+from bridge.sync.ingest import WebhookIntake
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runtime import SyncRuntime
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 QUEUE = web.AppKey("queue", JobQueue)
+INTAKE = web.AppKey("intake", WebhookIntake)  # the webhook endpoint's round trips
 VAULT = web.AppKey("vault", Vault)
 METRICS = web.AppKey("metrics", Metrics)
 ROLE = web.AppKey("role", str)

@@ -4,6 +4,7 @@ with 4xx and store nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -150,3 +151,31 @@ async def test_deliveries_for_another_database_are_answered_remembered_and_store
             assert await post(others) == (200, {"status": "ignored"})
             # one job (the changes of one profile merge), every delivery remembered
             assert await stored(bridge) == (1, 2 * number)
+
+
+async def test_deliveries_at_once_are_each_answered_and_a_replay_among_them_refused(
+    web_only: RunningBridge,
+) -> None:
+    """Deliveries that come together share their round trips to PostgreSQL: each still gets its
+    own answer, its own job and its own remembered key, and of a delivery sent twice at once
+    exactly one is taken."""
+    bridge = web_only
+    url = webhook_url(bridge.settings.public_url, bridge.tenant.hook_token)
+    signer = bridge.copernica.state.signer
+    account = f"account-{bridge.copernica.state.settings.account_id}"
+    bodies = [update_body(bridge, profile=500_000 + n) for n in range(DELIVERIES)]
+    signed = [(body, signer.headers_for(url, body, account)) for body in bodies]
+    async with aiohttp.ClientSession() as http:
+
+        async def post(body: bytes, headers: dict[str, str]) -> int:
+            async with http.post(url, data=body, headers=headers) as reply:
+                await reply.read()
+                return reply.status
+
+        answers = await asyncio.gather(*(post(b, h) for b, h in [signed[0], *signed]))
+    assert sorted(answers[:2]) == [200, 409]  # the same delivery twice: one replay
+    assert answers[2:] == [200] * (DELIVERIES - 1)
+    assert await stored(bridge) == (DELIVERIES, DELIVERIES)
+    async with bridge.pool.acquire() as conn:
+        keys = await conn.fetch("SELECT key FROM jobs WHERE tenant_id = $1", bridge.tenant.id)
+    assert sorted(r["key"] for r in keys) == sorted(f"cp:{500_000 + n}" for n in range(DELIVERIES))
