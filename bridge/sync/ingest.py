@@ -152,19 +152,19 @@ def copernica_verdict(
 
 
 class WebhookIntake:
-    """The webhook endpoint's two round trips to PostgreSQL — the look-up of tenant and link, and
-    remembering the delivery with its job — each made once for all the deliveries that come
-    while the previous one is on its way (``Coalescer``): during a burst or a full sync's echoes
-    the database parses, plans and commits once for many deliveries, not for each."""
+    """The webhook endpoint's round trips to PostgreSQL: the look-up of tenant and link, and
+    remembering the delivery with its job — the latter made once for all the deliveries that
+    come while the previous one is on its way (``Coalescer``): during a burst or a full sync's
+    echoes the database commits once for many deliveries, not for each."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self._lookups: Coalescer[tuple[str, str | None], Record | None] = Coalescer(self._look_up)
         self._claims: Coalescer[tuple[Any, ...], bool] = Coalescer(self._claim)
 
     async def look_up(self, token: str, profile: str | None) -> Record | None:
-        """The ``webhook_tenants`` row of a delivery: None, an unknown hook token."""
-        return await self._lookups((token, profile))
+        """The ``webhook_tenant`` row of a delivery: None, an unknown hook token."""
+        async with self.pool.acquire() as conn:
+            return await conn.fetchrow(QUERIES["webhook_tenant"], token, profile)
 
     async def claim(
         self, tenant: Tenant, delivery: bytes, remember_for: float, key: str | None,
@@ -174,12 +174,6 @@ class WebhookIntake:
         return await self._claims(
             (tenant.id, delivery, remember_for, SYNC, key, payload, max_attempts, window)
         )
-
-    async def _look_up(self, deliveries: list[tuple[str, str | None]]) -> list[Record | None]:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(QUERIES["webhook_tenants"], *_columns(deliveries))
-        found = {row["n"]: row for row in rows}
-        return [found.get(n) for n in range(1, len(deliveries) + 1)]
 
     async def _claim(self, deliveries: list[tuple[Any, ...]]) -> list[bool]:
         async with self.pool.acquire() as conn:

@@ -47,13 +47,11 @@ WHERE id = $1 RETURNING *;
 -- name: tenant_by_hook_token
 SELECT * FROM tenants WHERE hook_token = $1;
 
--- name: webhook_tenants
--- For each delivery, position by position of hook tokens $1 and Copernica profiles $2: the tenant
--- of the token and the link of the profile (NULLs: none), with the agreement that tells an echo
--- (a webhook's one read, made for every delivery waiting meanwhile). `n`: the delivery's position
--- (1-based); none for an unknown token.
-SELECT d.n, t.*, l.tenant_id IS NOT NULL AS linked, l.salesforce_id AS link_salesforce_id,
+-- name: webhook_tenant
+-- The tenant of hook token $1 and the link of Copernica profile $2 (NULLs: none), with the
+-- agreement that tells an echo: a webhook's one read. (One delivery at a time: over `unnest` of
+-- many, PostgreSQL plans the statement anew at every call, which costs more than it saves.)
+SELECT t.*, l.tenant_id IS NOT NULL AS linked, l.salesforce_id AS link_salesforce_id,
        l.agreed AS link_agreed, l.sf_deleted_at AS link_sf_deleted_at
-FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS d(token, profile, n)
-JOIN tenants t ON t.hook_token = d.token
-LEFT JOIN links l ON l.tenant_id = t.id AND l.copernica_id = d.profile;
+FROM tenants t LEFT JOIN links l ON l.tenant_id = t.id AND l.copernica_id = $2
+WHERE t.hook_token = $1;
