@@ -41,6 +41,7 @@ from bridge.sync.jobs import (
     Job,
     JobQueue,
     Waker,
+    count_outgrown_tables,
     failure_from,
     run_worker,
     worker_name,
@@ -353,12 +354,8 @@ class SyncRuntime:
             await conn.execute(QUERIES["forget_stale_health"], STALE_HEALTH)
 
     async def _count_anew(self) -> None:
-        """PostgreSQL's statistics of a table that outgrew them, made anew (``outgrown_statistics``):
-        autovacuum would, but only once a minute and once a tenth of the table changed, while a
-        first full sync goes from nothing to 100,000 jobs and links in two minutes."""
         async with self.pool.acquire() as conn:
-            for row in await conn.fetch(QUERIES["outgrown_statistics"]):
-                await conn.execute(QUERIES[f"analyze_{row['name']}"])
+            await count_outgrown_tables(conn)
 
     async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
         while not self.stopping.is_set():

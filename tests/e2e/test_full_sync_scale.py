@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.sync import reconcile
-from tests.e2e.sync_helpers import eventually, links, profiles, run_to_end, set_tenant
+from tests.e2e.sync_helpers import links, profiles, run_to_end, set_tenant
 from tests.fixtures.bridge import RunningBridge
 
 CONTACTS = 320
@@ -84,25 +84,3 @@ async def test_below_the_threshold_the_rest_query_is_used(
     assert "20 record(s) compared" in message
     assert len(await links(bridge)) == 20
     assert (await bridge.salesforce.admin("GET", "/bulk"))["jobs_created"] == 0
-
-
-async def test_the_tables_a_full_sync_grows_are_counted_anew_as_they_grow(
-    bridge: RunningBridge,
-) -> None:
-    """PostgreSQL plans a statement for the size of a table it last counted: a first full sync
-    that grows `links` from nothing has the bridge count it again (not only autovacuum, once a
-    minute), so that its look-ups by key stay look-ups."""
-    await set_tenant(bridge, direction="sf_to_cp")
-    await bridge.salesforce.admin(
-        "POST", "/records/Contact", {"records": [{"LastName": f"Grow{i}"} for i in range(1_100)]}
-    )
-    await full_sync(bridge)
-
-    async def counted() -> float:
-        async with bridge.pool.acquire() as conn:
-            return await conn.fetchval(
-                "SELECT c.reltuples FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid"
-                " WHERE c.oid = 'links'::regclass AND s.analyze_count > 0"  # ours, not autovacuum's
-            ) or 0.0
-
-    assert await eventually(counted) >= 1_000
