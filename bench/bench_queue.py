@@ -15,10 +15,8 @@ import asyncio
 import statistics
 import time
 
-import asyncpg
-
 from bench.harness import Postgres
-from bridge.db import QUERIES, _init_connection, create_pool
+from bridge.db import QUERIES, Conn, create_pool
 from bridge.tenants import create_tenant
 from bridge.vocabulary import SYNC
 
@@ -28,7 +26,7 @@ LINKS_PER_STEP = 2_000  # links recorded between measures
 BATCH = 50
 
 
-async def claims(conn: asyncpg.Connection, tenant: int) -> list[tuple[int, float]]:
+async def claims(conn: Conn, tenant: int) -> list[tuple[int, float]]:
     """(jobs waiting, ms per claim of BATCH) at each step."""
     for _ in range(8):  # plans made on the empty table
         await conn.fetch(QUERIES["claim_batch"], SYNC, BATCH, 60.0, "bench", None, 2, 1)
@@ -51,7 +49,7 @@ async def claims(conn: asyncpg.Connection, tenant: int) -> list[tuple[int, float
     return rows
 
 
-async def records(conn: asyncpg.Connection, tenant: int, database: str) -> list[tuple[int, float]]:
+async def records(conn: Conn, tenant: int, database: str) -> list[tuple[int, float]]:
     """(links, ms per record of BATCH saved links) at each step."""
     rows, made = [], 0
     for _ in range(STEPS):
@@ -71,21 +69,16 @@ async def run() -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     postgres = Postgres()
     await postgres.start()
     try:
-        url = await postgres.new_database()
-        pool = await create_pool(url, max_size=2)
+        pool = await create_pool(await postgres.new_database(), max_size=1)  # one connection
         try:
             tenant = await create_tenant(pool, "bench")
+            database = "1"
+            async with pool.acquire() as conn:
+                await conn.execute("UPDATE tenants SET copernica_database = $2 WHERE id = $1",
+                                   tenant.id, database)
+                return await claims(conn, tenant.id), await records(conn, tenant.id, database)
         finally:
             await pool.close()
-        database = "1"
-        conn = await asyncpg.connect(url)
-        try:
-            await _init_connection(conn)
-            await conn.execute("UPDATE tenants SET copernica_database = $2 WHERE id = $1",
-                               tenant.id, database)
-            return await claims(conn, tenant.id), await records(conn, tenant.id, database)
-        finally:
-            await conn.close()
     finally:
         await postgres.stop()
 

@@ -28,15 +28,25 @@ class Squares:
         return [n * n for n in numbers]
 
 
+async def held_open(run: Squares, squares: Coalescer[int, int], n: int) -> asyncio.Future[int]:
+    """``squares(n)`` on its way, its round trip held open until ``let_through``."""
+    run.open.clear()
+    first = asyncio.ensure_future(squares(n))
+    await run.started.wait()
+    return first
+
+
+async def let_through(run: Squares) -> None:
+    await asyncio.sleep(0)  # the callers started meanwhile join the queue
+    run.open.set()
+
+
 async def test_callers_during_a_round_trip_share_the_next_and_get_their_own_answers() -> None:
     run = Squares()
     squares = Coalescer(run)
-    run.open.clear()
-    first = asyncio.ensure_future(squares(2))
-    await run.started.wait()
+    first = await held_open(run, squares, 2)
     rest = [asyncio.ensure_future(squares(n)) for n in range(3, 9)]
-    await asyncio.sleep(0)
-    run.open.set()
+    await let_through(run)
     assert await first == 4
     assert await asyncio.gather(*rest) == [n * n for n in range(3, 9)]
     assert run.batches == [[2], list(range(3, 9))]
@@ -47,12 +57,9 @@ async def test_callers_during_a_round_trip_share_the_next_and_get_their_own_answ
 async def test_a_bad_argument_fails_its_own_caller_only() -> None:
     run = Squares()
     squares = Coalescer(run)
-    run.open.clear()
-    first = asyncio.ensure_future(squares(1))
-    await run.started.wait()
+    first = await held_open(run, squares, 1)
     rest = [asyncio.ensure_future(squares(n)) for n in (2, -1, 3)]
-    await asyncio.sleep(0)
-    run.open.set()
+    await let_through(run)
     assert await first == 1
     answers = await asyncio.gather(*rest, return_exceptions=True)
     assert answers[0] == 4 and answers[2] == 9
@@ -77,14 +84,12 @@ async def test_a_database_gone_fails_the_whole_batch_at_once() -> None:
 async def test_a_caller_that_gave_up_is_left_out() -> None:
     run = Squares()
     squares = Coalescer(run)
-    run.open.clear()
-    first = asyncio.ensure_future(squares(1))
-    await run.started.wait()
+    first = await held_open(run, squares, 1)
     impatient = asyncio.ensure_future(squares(5))
     patient = asyncio.ensure_future(squares(6))
     await asyncio.sleep(0)
     impatient.cancel()
-    run.open.set()
+    await let_through(run)
     assert (await first, await patient) == (1, 36)
     with pytest.raises(asyncio.CancelledError):
         await impatient
