@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from bridge.retry import RetryPolicy
+from bridge.slices import in_slices
 from bridge.usage import ApiUsage
 
 from .client import SalesforceClient
@@ -209,22 +210,20 @@ class _ResultSet:
                 continue
             records.append(text)
             if len(records) == page_size:
-                yield self._typed(header, records)
+                yield await self._typed(header, records)
                 records = []
         if pending:
             raise SalesforceError(
                 "the result set ended inside a quoted value", category="transient"
             )
         if records and header is not None:
-            yield self._typed(header, records)
+            yield await self._typed(header, records)
 
-    def _typed(self, header: list[str], lines: list[str]) -> list[dict[str, Any]]:
+    async def _typed(self, header: list[str], lines: list[str]) -> list[dict[str, Any]]:
+        kinds = [self.types.get(name, "string") for name in header]
         return [
-            {
-                name: typed(self.types.get(name, "string"), value)
-                for name, value in zip(header, row, strict=True)
-            }
-            for row in csv.reader(lines)
+            {name: typed(kind, value) for name, kind, value in zip(header, kinds, row, strict=True)}
+            async for row in in_slices(csv.reader(lines))
         ]
 
 

@@ -35,6 +35,7 @@ import asyncpg
 from bridge.db import QUERIES, Pool, connection_trouble
 from bridge.errors import ApiError, MappingError
 from bridge.metrics import Metrics
+from bridge.slices import in_slices
 from bridge.sync.context import TenantContext
 from bridge.sync.jobs import Failure, Job, JobQueue, failure_from
 from bridge.sync.mapping import Mapping
@@ -105,11 +106,11 @@ async def sync_batch(
     sync lag of every write and the announced changes that needed none (echoes)."""
     mapping = await ctx.mapping()
     items = await _identify(ctx, pool, jobs)
-    for item in items:
+    async for item in in_slices(items):
         _take_payloads(ctx, mapping, item)
     await _read(ctx, mapping, items)
     await _match_unlinked(ctx, pool, mapping, items)
-    for item in _unique(items):
+    async for item in in_slices(_unique(items)):
         item.plan = plan(mapping, _snapshot(ctx, item), CONTACT)
         item.audits.extend(item.plan.audits)
         if item.plan.refused:

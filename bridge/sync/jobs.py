@@ -49,6 +49,7 @@ CHANNEL = "bridge_jobs"
 # is due: a webhook stored just as its window closed is still committing then, and would go out
 # alone in a Salesforce call of its own, a moment after the window's batch.
 DUE_GRACE = 0.025
+ENQUEUE_SLICE = 250  # jobs of ``enqueue_many`` per round trip
 
 
 @dataclass(frozen=True)
@@ -179,16 +180,19 @@ class JobQueue:
         priority: int = BULK,
         conn: Conn | None = None,
     ) -> None:
-        """``enqueue`` for many (key, payload) pairs in one round trip and one NOTIFY: the work
-        of a run, so by default behind the real-time changes."""
+        """``enqueue`` for many (key, payload) pairs in a few round trips: the work of a run,
+        so by default behind the real-time changes."""
         if not jobs:
             return
         async with _connection(self.pool, conn) as c:
-            await c.executemany(
-                QUERIES["enqueue_job"],
-                [(tenant_id, kind, key, dict(payload), self.retry.max_attempts, 0.0, priority, 0.0)
-                 for key, payload in jobs],
-            )
+            # in slices: encoding a page of 2,000 payloads at once holds the event loop
+            for start in range(0, len(jobs), ENQUEUE_SLICE):
+                await c.executemany(
+                    QUERIES["enqueue_job"],
+                    [(tenant_id, kind, key, dict(payload), self.retry.max_attempts, 0.0,
+                      priority, 0.0)
+                     for key, payload in jobs[start : start + ENQUEUE_SLICE]],
+                )
 
     async def claim(self, kind: str, limit: int = 1, *, tenant_id: int | None = None) -> list[Job]:
         """Up to ``limit`` ready jobs of one tenant (``tenant_id``, or the one whose turn it is)

@@ -28,17 +28,18 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator
 from collections.abc import Mapping as ReadMapping
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.copernica.client import MAX_PAGE
 from bridge.copernica.models import Profile
 from bridge.db import QUERIES, Pool
 from bridge.salesforce.bulk import bulk_query_pages
+from bridge.slices import in_slices
 from bridge.sync.context import TenantContext
 from bridge.sync.engine import copernica_key, salesforce_key
 from bridge.sync.jobs import Job, JobQueue
@@ -58,20 +59,6 @@ DRAIN_POLL = 0.25
 DELETES_WATERMARK = "copernica_deletes"  # when a run last looked for missed Copernica deletes
 DELETES_EVERY = timedelta(days=1)
 BULK_FROM = 10_000  # Salesforce reads of at least this many records go through Bulk API 2.0
-SLICE = 250  # records a scan compares between two turns of the event loop
-T = TypeVar("T")
-
-
-async def _in_slices(items: Sequence[T]) -> AsyncIterator[T]:
-    """``items``, with a turn of the event loop after every ``SLICE`` of them: comparing a page
-    of 2,000 takes tens of milliseconds, which the process's real-time changes should not wait
-    for."""
-    for n, item in enumerate(items, 1):
-        yield item
-        if n % SLICE == 0:
-            await asyncio.sleep(0)
-
-
 async def run_reconcile(ctx: TenantContext, pool: Pool, queue: JobQueue, job: Job) -> None:
     """Carry out the run of ``job`` (a ``reconcile`` job), recording progress on it."""
     run_id = int(job.payload["run_id"])
@@ -232,7 +219,7 @@ async def _add_to_index(
     async with pool.acquire() as conn:
         rows = await conn.fetch(QUERIES["links_of"], tenant_id, [], [str(p.id) for p in page])
     linked = {r["copernica_id"] for r in rows}
-    async for profile in _in_slices(page):
+    async for profile in in_slices(page):
         index.add(profile, str(profile.id) in linked)
 
 
@@ -278,7 +265,7 @@ async def _queue_contacts(
             )
         }
         due = []
-        async for record in _in_slices(page):
+        async for record in in_slices(page):
             link = links.get(record["Id"])
             payload = {"sf_id": record["Id"]} | salesforce_record_payload(record, read_at)
             if record.get("IsDeleted"):  # in the recycle bin: news only for a live link
@@ -332,7 +319,7 @@ async def _queue_profiles(
             )
         }
         due = []
-        async for profile in _in_slices(page):
+        async for profile in in_slices(page):
             link = links.get(str(profile.id))
             if index is not None:
                 index.add(profile, link is not None)
