@@ -7,11 +7,9 @@ short-lived tokens, from a wrong credential.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import deque
 from email.utils import parsedate_to_datetime
-from types import SimpleNamespace
 
 import aiohttp
 
@@ -23,23 +21,26 @@ class PlatformClock:
 
     def __init__(self) -> None:
         self.offsets: deque[float] = deque(maxlen=KEPT)
+        self._last_header, self._last_stamp = "", 0.0
 
-    def trace(self) -> aiohttp.TraceConfig:
-        """A trace config for an ``aiohttp.ClientSession`` whose replies this clock reads."""
-        config = aiohttp.TraceConfig()
-        config.on_request_end.append(self._on_request_end)
-        return config
+    async def watch(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        """Client middleware of a session whose replies this clock reads."""
+        response = await handler(request)
+        self.observe(response.headers.get("Date"))
+        return response
 
     def observe(self, date_header: str | None) -> None:
         if not date_header:
             return
-        with contextlib.suppress(TypeError, ValueError):
-            self.offsets.append(parsedate_to_datetime(date_header).timestamp() - time.time())
-
-    async def _on_request_end(
-        self, _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestEndParams
-    ) -> None:
-        self.observe(params.response.headers.get("Date"))
+        if date_header != self._last_header:  # a Date holds for a second: read once
+            try:
+                self._last_stamp = parsedate_to_datetime(date_header).timestamp()
+            except (TypeError, ValueError):
+                return
+            self._last_header = date_header
+        self.offsets.append(self._last_stamp - time.time())
 
     @property
     def offset(self) -> float | None:

@@ -16,6 +16,7 @@ opened. A refused host therefore receives nothing, and the refusal reads the sam
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -153,9 +154,18 @@ class HostPolicy:
     async def guard(
         self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
     ) -> aiohttp.ClientResponse:
-        """Client middleware: refuse a request to a host outside the policy before it is sent."""
-        self.check(str(request.url))
+        """Client middleware: refuse a request to a host outside the policy before it is sent.
+        The policy reads only scheme, user, host and port, so it is asked once per origin."""
+        url = request.url
+        origin = f"{url.scheme}://{url.raw_authority}"
+        if not _origin_allowed(self, origin):
+            raise HostRefused(self.refusal(origin))
         return await handler(request)
+
+
+@functools.lru_cache(maxsize=1024)
+def _origin_allowed(policy: HostPolicy, origin: str) -> bool:
+    return policy.allows(origin)
 
 
 def salesforce_hosts(settings: Settings) -> HostPolicy:

@@ -165,8 +165,10 @@ class CopernicaClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self.timeout,
-                trace_configs=[self.clock.trace()],
-                middlewares=(self.hosts.guard,) if self.hosts is not None else (),
+                middlewares=(
+                    (self.hosts.guard, self.clock.watch) if self.hosts is not None
+                    else (self.clock.watch,)
+                ),
             )
             self._owns_session = True
         return self._session

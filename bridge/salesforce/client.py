@@ -105,8 +105,10 @@ class SalesforceClient:
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 timeout=self._timeout,
-                trace_configs=[self.clock.trace()],
-                middlewares=(self.hosts.guard,) if self.hosts is not None else (),
+                middlewares=(
+                    (self.hosts.guard, self.clock.watch) if self.hosts is not None
+                    else (self.clock.watch,)
+                ),
             )
         return self._http
 

@@ -87,3 +87,29 @@ async def test_a_login_redirect_is_not_followed(listener: Listener) -> None:
     finally:
         await server.close()
     assert listener.connections == 0  # even an allowed host: the secret stays where it was sent
+
+
+
+async def test_an_allowed_host_named_with_a_user_and_password_gets_no_request(
+    listener: Listener,
+) -> None:
+    """Asked once per origin, the policy still sees the credentials a crafted login reply may
+    put in front of an allowed host."""
+    server = await token_endpoint(web.json_response({
+        "access_token": "t", "token_type": "Bearer",
+        "instance_url": f"http://admin:hunter2@{listener.netloc}",
+        "id": "https://login.salesforce.com/id/00D/005",
+    }))
+    try:
+        base = str(server.make_url("")).rstrip("/")
+        policy = salesforce_hosts(allowing(f"127.0.0.1:{server.port}", listener.netloc))
+        assert policy.allows(listener.url)
+        async with SalesforceClient(
+            ClientCredentialsLogin("key", "secret", base), retry=FAST_RETRY, hosts=policy
+        ) as client:
+            with pytest.raises(HostRefused) as refused:
+                await client.limits()
+    finally:
+        await server.close()
+    assert "hunter2" not in refused.value.message
+    assert listener.connections == 0
