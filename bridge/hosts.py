@@ -148,7 +148,7 @@ class HostPolicy:
 
     def check(self, url: str) -> None:
         """Raise ``HostRefused`` unless the policy allows ``url``."""
-        if not self.allows(url):
+        if not _allowed(self, url):
             raise HostRefused(self.refusal(url))
 
     async def guard(
@@ -157,15 +157,14 @@ class HostPolicy:
         """Client middleware: refuse a request to a host outside the policy before it is sent.
         The policy reads only scheme, user, host and port, so it is asked once per origin."""
         url = request.url
-        origin = f"{url.scheme}://{url.raw_authority}"
-        if not _origin_allowed(self, origin):
-            raise HostRefused(self.refusal(origin))
+        self.check(f"{url.scheme}://{url.raw_authority}")
         return await handler(request)
 
 
 @functools.lru_cache(maxsize=1024)
-def _origin_allowed(policy: HostPolicy, origin: str) -> bool:
-    return policy.allows(origin)
+def _allowed(policy: HostPolicy, url: str) -> bool:
+    """``policy.allows``, remembered: clients ask it about the same few URLs at every call."""
+    return policy.allows(url)
 
 
 def salesforce_hosts(settings: Settings) -> HostPolicy:
