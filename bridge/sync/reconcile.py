@@ -59,6 +59,8 @@ DRAIN_POLL = 0.25
 DELETES_WATERMARK = "copernica_deletes"  # when a run last looked for missed Copernica deletes
 DELETES_EVERY = timedelta(days=1)
 BULK_FROM = 10_000  # Salesforce reads of at least this many records go through Bulk API 2.0
+
+
 async def run_reconcile(ctx: TenantContext, pool: Pool, queue: JobQueue, job: Job) -> None:
     """Carry out the run of ``job`` (a ``reconcile`` job), recording progress on it."""
     run_id = int(job.payload["run_id"])

@@ -350,7 +350,7 @@ async def _results(
     response.content_type, response.charset = "text/csv", "UTF-8"
     await response.prepare(request)
     # A set of 50,000 rows written in one go would hold every other org's calls and change
-    # events for a tenth of a second: it goes out in chunks, as Salesforce streams it.
+    # events for a tenth of a second: it goes out in chunks.
     writer = _CsvChunks(job)
     writer.row([f.name for f in job.query.fields])
     for n, record in enumerate(rows, 1):
