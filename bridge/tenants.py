@@ -65,6 +65,7 @@ class Tenant:
     copernica_timezone: str = COPERNICA_TIMEZONE
     fingerprint_key: str = field(default="", repr=False)
     copernica_account: str | None = None  # from ``identity`` when access was saved
+    settings_version: int = 0  # bumped by every change of the row (migration 0015)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Tenant:

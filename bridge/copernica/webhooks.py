@@ -284,16 +284,6 @@ def build_signing_string(
 
 
 # payload -------------------------------------------------------------------------------------
-_PROFILE_PAIR = re.compile(rb"(?:^|&)profile=([0-9]{1,18})(?:&|$)")
-
-
-def profile_hint(body: bytes) -> str:
-    """The profile id a form-encoded body names, read before it is verified or parsed (so that
-    the tenant and the profile's link are read in one go); "" when there is none to be seen."""
-    match = _PROFILE_PAIR.search(body)
-    return match.group(1).decode() if match else ""
-
-
 def parse_payload(content_type: str, body: bytes, *, account: str = "") -> WebhookEvent:
     """The typed event of a form-encoded or JSON body; 400/415 ``WebhookRejected`` otherwise."""
     media = content_type.split(";")[0].strip().lower()

@@ -16,10 +16,8 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
-
-from asyncpg import Record
 
 from bridge.copernica.webhooks import ProfileEvent, WebhookEvent
 from bridge.db import QUERIES, Coalescer, Conn, Pool
@@ -31,7 +29,7 @@ from bridge.salesforce.stream import (
     StreamItem,
 )
 from bridge.sync.context import TenantContext
-from bridge.sync.engine import copernica_key, salesforce_key, valid_salesforce_id
+from bridge.sync.engine import salesforce_key, valid_salesforce_id
 from bridge.sync.jobs import JobQueue
 from bridge.sync.mapping import Mapping, fingerprint, from_copernica
 from bridge.sync.objects import CONTACT
@@ -103,82 +101,113 @@ async def ingest_salesforce(
 
 
 @dataclass(frozen=True)
-class Link:
-    """A Copernica profile's link, as a webhook needs it."""
-
-    salesforce_id: str
-    agreed: dict[str, str]
-    sf_deleted_at: datetime | None = None
-
-    @classmethod
-    def of_webhook_tenant(cls, row: Record) -> Link | None:
-        """The link in a ``webhook_tenant`` row, if the profile has one."""
-        if not row["linked"]:
-            return None
-        return cls(row["link_salesforce_id"], row["link_agreed"] or {}, row["link_sf_deleted_at"])
-
-
-@dataclass(frozen=True)
 class Verdict:
-    """What a Copernica webhook is, known before anything is written: ``intake`` "stored" (it
-    is to be stored: ``store_copernica``), "ignored" or "echo"; ``link`` the profile's link."""
+    """What a Copernica webhook is, as far as its tenant and the process's memory tell:
+    ``intake`` "stored" (its job is stored, unless the profile's link shows an echo: ``carried``),
+    "ignored" or "echo" (of a write this process is making or just made).
+
+    ``carried``: the contact the profile's link field names and the fingerprints of every mapped
+    field, when the delivery carries them all under the workers' current mapping; the statement
+    that stores the delivery compares them with the link's agreement."""
 
     intake: Intake
-    link: Link | None = None
+    carried: tuple[str, dict[str, str]] | None = None
 
 
 def copernica_verdict(
-    tenant: Tenant, event: WebhookEvent, link: Link | None,
-    context: TenantContext | None = None,
+    tenant: Tenant, event: WebhookEvent, context: TenantContext | None = None
 ) -> Verdict:
     """"ignored" when the event is not for this bridge (another database, not a profile, a
     direction switched off); "echo" when, by the mapping of the workers' ``context``, the
-    profile's fields are exactly what both sides agreed on (the bridge's own write coming back:
-    nothing to do); else "stored" (deletes whatever the direction: they only drop the link; and
-    while auto-sync is off, for the status bar's note). ``link``: the profile's, read with the
-    tenant."""
+    profile's fields are exactly what a worker of this process is writing or creating for that
+    contact (the bridge's own write coming back: nothing to do); else "stored" (deletes whatever
+    the direction: they only drop the link; and while auto-sync is off, for the status bar's
+    note)."""
     if not isinstance(event, ProfileEvent) or str(event.database_id) != tenant.copernica_database:
         return Verdict("ignored")
     if event.type != "delete" and not tenant.cp_to_sf:
         return Verdict("ignored")
-    if not tenant.auto_sync:
+    if not tenant.auto_sync or event.type == "delete" or context is None:
         return Verdict("stored")
-    cp_id = str(event.profile_id)
-    if context is not None and event.type != "delete" and _echo(
-        context, tenant, cp_id, link, event.fields
-    ):
-        return Verdict("echo", link)
-    return Verdict("stored", link)
+    carried = _carried(context, tenant, event.fields)
+    if carried is None:
+        return Verdict("stored")
+    claimed, fingerprints = carried
+    writing_for, writing = context.writing.get(str(event.profile_id), ("", {}))
+    agreements = [writing] if writing_for == claimed else []
+    if claimed in context.creating:
+        agreements.append(context.creating[claimed])
+    if any(_agrees(agreed, fingerprints) for agreed in agreements):
+        return Verdict("echo")
+    return Verdict("stored", carried)
+
+
+def _carried(
+    context: TenantContext, tenant: Tenant, fields: dict[str, str]
+) -> tuple[str, dict[str, str]] | None:
+    """The contact the link field names and the fingerprints of the mapped fields, when a
+    current mapping is cached and ``fields`` hold the link field and every mapped field."""
+    mapping = context.cached_mapping(tenant)
+    carried = {name.lower(): value for name, value in fields.items()}
+    if mapping is None or any(fm.cp_name.lower() not in carried for fm in mapping.fields):
+        return None
+    claimed = carried.get(mapping.link_field.lower(), "")
+    if not claimed:
+        return None
+    key, values = tenant.fingerprint_key.encode(), from_copernica(mapping, fields)
+    return claimed, {fm.sf_name: fingerprint(key, fm, values[fm.sf_name]) for fm in mapping.fields}
+
+
+def _agrees(agreed: dict[str, str], fingerprints: dict[str, str]) -> bool:
+    return all(agreed.get(name) == value for name, value in fingerprints.items())
+
+
+Taken = Literal["stored", "ignored", "echo", "replay", "stale"]
 
 
 class WebhookIntake:
-    """The webhook endpoint's round trips to PostgreSQL: the look-up of tenant and link, and
-    remembering the delivery with its job — the latter made once for all the deliveries that
-    come while the previous one is on its way (``Coalescer``): during a burst or a full sync's
-    echoes the database commits once for many deliveries, not for each."""
+    """The webhook endpoint's round trips to PostgreSQL. The tenant of a hook token is read once
+    and kept (``tenant``); a delivery then costs one statement (``take_webhook_deliveries``),
+    made once for all the deliveries that come while the previous one is on its way
+    (``Coalescer``): during a burst or a full sync's echoes the database commits once for many
+    deliveries, not for each. That statement refuses to act on settings that changed since the
+    tenant was read ("stale"): the caller reads it anew and judges the delivery again."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self._claims: Coalescer[tuple[Any, ...], bool] = Coalescer(self._claim)
+        self._tenants: dict[str, Tenant] = {}
+        self._takes: Coalescer[tuple[Any, ...], str] = Coalescer(self._take)
 
-    async def look_up(self, token: str, profile: str | None) -> Record | None:
-        """The ``webhook_tenant`` row of a delivery: None, an unknown hook token."""
+    def kept(self, token: str) -> Tenant | None:
+        """The tenant of hook token ``token`` as last read, if it was."""
+        return self._tenants.get(token)
+
+    async def tenant(self, token: str) -> Tenant | None:
+        """The tenant of hook token ``token`` read now (None: unknown), and kept."""
         async with self.pool.acquire() as conn:
-            return await conn.fetchrow(QUERIES["webhook_tenant"], token, profile)
+            row = await conn.fetchrow(QUERIES["tenant_by_hook_token"], token)
+        if row is None:
+            self._tenants.pop(token, None)
+            return None
+        tenant = self._tenants[token] = Tenant.from_row(row)
+        return tenant
 
-    async def claim(
-        self, tenant: Tenant, delivery: bytes, remember_for: float, key: str | None,
-        payload: dict[str, Any] | None, max_attempts: int, window: float,
-    ) -> bool:
-        """``claim_webhook_delivery``: False, a replay (nothing stored)."""
-        return await self._claims(
-            (tenant.id, delivery, remember_for, SYNC, key, payload, max_attempts, window)
-        )
+    async def take(
+        self, tenant: Tenant, delivery: bytes, remember_for: float, cp_id: str,
+        carried: tuple[str, dict[str, str]] | None, payload: dict[str, Any] | None,
+        max_attempts: int, window: float,
+    ) -> str:
+        """``take_webhook_delivery``'s outcome for one delivery."""
+        claimed, fingerprints = carried if carried is not None else (None, None)
+        return await self._takes((
+            tenant.id, tenant.settings_version, delivery, remember_for, cp_id, claimed,
+            fingerprints, SYNC, payload, max_attempts, window,
+        ))
 
-    async def _claim(self, deliveries: list[tuple[Any, ...]]) -> list[bool]:
+    async def _take(self, deliveries: list[tuple[Any, ...]]) -> list[str]:
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(QUERIES["claim_webhook_deliveries"], *_columns(deliveries))
-        return [row["fresh"] for row in rows]
+            rows = await conn.fetch(QUERIES["take_webhook_deliveries"], *_columns(deliveries))
+        return [row["outcome"] for row in rows]
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
@@ -189,79 +218,52 @@ def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
 async def store_copernica(
     intake: WebhookIntake, queue: JobQueue, tenant: Tenant, event: WebhookEvent, verdict: Verdict,
     delivery: bytes, remember_for: float,
-) -> Intake | None:
+) -> Taken:
     """Remember the delivery (its key, for ``remember_for`` seconds) and store what the
     verdict says, in one statement: the job of a "stored" profile ("stored"; with auto-sync
     off only a note that a change waits for "Sync manually": "ignored"), nothing more for an
-    echo or an event not for this bridge. None, and nothing stored: a replay."""
-    key, payload, window = None, None, 0.0
+    echo or an event not for this bridge. "replay": nothing stored, the delivery came before;
+    "stale": nothing done, ``tenant`` is not the tenant's current settings."""
     if verdict.intake == "stored" and not tenant.auto_sync:
         assert isinstance(event, ProfileEvent)  # only a profile's change is stored
         async with intake.pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchval(QUERIES["lock_tenant_settings"], tenant.id)
+            if current != tenant.settings_version:
+                return "stale"
             if not await conn.fetchval(
                 QUERIES["claim_webhook_delivery"], tenant.id, delivery, remember_for,
                 None, None, None, None, None,
             ):
-                return None
+                return "replay"
             changed = _changed_at(event, tenant.copernica_timezone)
             await note_waiting_change(conn, tenant.id, str(event.profile_id), changed)
         return "ignored"
+    payload, window = None, 0.0
+    cp_id = str(event.profile_id) if isinstance(event, ProfileEvent) else ""
     if verdict.intake == "stored":
         assert isinstance(event, ProfileEvent)
-        key, payload = _copernica_job(tenant, event, verdict)
+        payload = _copernica_payload(tenant, event)
         # Changes towards Salesforce wait for the tenant's batching window: one Collections call.
         window = queue.batch_window if event.type != "delete" else 0.0
-    fresh = await intake.claim(
-        tenant, delivery, remember_for, key, payload, queue.retry.max_attempts, window
+    outcome = await intake.take(
+        tenant, delivery, remember_for, cp_id, verdict.carried, payload,
+        queue.retry.max_attempts, window,
     )
-    return verdict.intake if fresh else None
+    return verdict.intake if outcome == "kept" else cast(Taken, outcome)
 
 
-def _copernica_job(
-    tenant: Tenant, event: ProfileEvent, verdict: Verdict
-) -> tuple[str, dict[str, Any]]:
-    """The key and payload of the job of a changed profile."""
-    cp_id = str(event.profile_id)
+def _copernica_payload(tenant: Tenant, event: ProfileEvent) -> dict[str, Any]:
+    """The payload of the job of a changed profile (``take_webhook_delivery`` adds the linked
+    contact's id)."""
     changed = _changed_at(event, tenant.copernica_timezone)
-    linked = verdict.link.salesforce_id if verdict.link is not None else None
-    payload: dict[str, Any] = {"cp_id": cp_id}
-    if linked:
-        payload["sf_id"] = linked
+    payload: dict[str, Any] = {"cp_id": str(event.profile_id)}
     if changed is not None:
         payload["cp_at"] = changed
     if event.type == "delete" or changed is None:
         payload |= copernica_read_payload()
     else:
         payload |= copernica_webhook_payload(event.fields, event.modified, changed)
-    return (salesforce_key(linked) if linked else copernica_key(cp_id)), payload
-
-
-def _echo(
-    context: TenantContext, tenant: Tenant, cp_id: str, link: Link | None,
-    fields: dict[str, str],
-) -> bool:
-    """Whether the engine would certainly find nothing to do on Copernica's side: a current
-    mapping is cached, the payload carries the link field (holding the contact) and every mapped
-    field, each fingerprinting to an agreement — of a live link, of an update a worker is
-    writing now, or, with no link yet, of a profile a worker is creating for that contact.
-    Anything short of that is not an echo."""
-    mapping = context.cached_mapping(tenant)
-    carried = {name.lower(): value for name, value in fields.items()}
-    if mapping is None or any(fm.cp_name.lower() not in carried for fm in mapping.fields):
-        return False
-    claimed = carried.get(mapping.link_field.lower(), "")
-    if link is None:
-        agreements = [context.creating[claimed]] if claimed in context.creating else []
-    elif link.sf_deleted_at is not None or claimed != link.salesforce_id:
-        return False
-    else:
-        writing_for, writing = context.writing.get(cp_id, ("", {}))
-        agreements = [link.agreed, writing] if writing_for == claimed else [link.agreed]
-    key, values = tenant.fingerprint_key.encode(), from_copernica(mapping, fields)
-    return any(
-        all(agreed.get(fm.sf_name) == fingerprint(key, fm, values[fm.sf_name]) for fm in mapping.fields)
-        for agreed in agreements
-    )
+    return payload
 
 
 def _changed_at(event: ProfileEvent, timezone: str) -> float | None:

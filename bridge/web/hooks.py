@@ -25,15 +25,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bridge.copernica.webhooks import (
-    ProfileEvent,
     WebhookRejected,
     delivery_key,
     header_shape,
-    profile_hint,
     receive_webhook,
 )
 from bridge.db import QUERIES
-from bridge.sync.ingest import Link, copernica_verdict, store_copernica
+from bridge.metrics import LabelledCounter
+from bridge.sync.ingest import Taken, copernica_verdict, store_copernica
 from bridge.tenants import Tenant
 from bridge.vocabulary import WEBHOOK_PATH
 from bridge.web.keys import INTAKE, METRICS, POOL, QUEUE, SETTINGS, SYNC, WEBHOOK_KEYS
@@ -45,6 +44,7 @@ routes = web.RouteTableDef()
 MAX_AGE = 60.0  # seconds a delivery's Date may be off (Copernica's own library allows 60)
 REPLAY_WINDOW = 2 * MAX_AGE  # a Date accepted now could still be accepted this much later
 CLEANUP_SHARE = 0.01  # share of deliveries that also delete the expired delivery keys
+JUDGEMENTS = 3  # reads of a tenant whose settings keep changing, before a delivery is put off
 _reported: set[str] = set()  # hook tokens whose first refusal was logged by this process
 
 
@@ -65,51 +65,63 @@ async def ready(request: web.Request) -> web.Response:
 @routes.post(WEBHOOK_PATH + "{token}")
 async def receive(request: web.Request) -> web.Response:
     body = await request.read()
-    hinted = profile_hint(body)
-    intake = request.app[INTAKE]
-    row = await intake.look_up(request.match_info["token"], hinted)
-    if row is None:
-        raise web.HTTPNotFound(text="unknown webhook address")
-    tenant, link = Tenant.from_row(row), Link.of_webhook_tenant(row)
+    intake, token = request.app[INTAKE], request.match_info["token"]
     deliveries = request.app[METRICS].counter(
         "bridge_webhooks_total", "Copernica webhook deliveries, by outcome"
     )
-    try:
-        event = await receive_webhook(
-            request.method, request.path_qs, request.headers, body,
-            request.app[WEBHOOK_KEYS], time.time(),
-            max_age=MAX_AGE,
-            expected_host=urlsplit(request.app[SETTINGS].public_url).netloc,
-            expected_account=tenant.copernica_account,
-        )
-    except WebhookRejected as rejected:
-        deliveries.inc(outcome="rejected")
-        log.info("copernica webhook of tenant %s refused (%s): %s", tenant.slug,
-                 rejected.status, rejected.reason)
-        _report_first(tenant, rejected, request.headers)
-        return web.json_response({"error": rejected.reason}, status=rejected.status)
     sync = request.app.get(SYNC)  # a web-only process has no workers, hence no mapping
-    context = sync.contexts.cached(tenant.id) if sync is not None else None
-    if isinstance(event, ProfileEvent) and str(event.profile_id) != hinted:  # a JSON body
-        found = await intake.look_up(tenant.hook_token, str(event.profile_id))
-        link = Link.of_webhook_tenant(found) if found is not None else None
-    verdict = copernica_verdict(tenant, event, link, context)
-    stored = await store_copernica(
-        intake, request.app[QUEUE], tenant, event, verdict, delivery_key(request.headers),
-        REPLAY_WINDOW,
-    )
+    # Judged first by the tenant as this process last read it; read anew when the delivery fails
+    # a check by it, or when the statement that stores the delivery finds its settings changed.
+    tenant = intake.kept(token)
+    read_now = tenant is None
+    for _ in range(JUDGEMENTS):
+        if tenant is None:
+            tenant = await intake.tenant(token)
+            if tenant is None:
+                raise web.HTTPNotFound(text="unknown webhook address")
+        try:
+            event = await receive_webhook(
+                request.method, request.path_qs, request.headers, body,
+                request.app[WEBHOOK_KEYS], time.time(),
+                max_age=MAX_AGE,
+                expected_host=urlsplit(request.app[SETTINGS].public_url).netloc,
+                expected_account=tenant.copernica_account,
+            )
+        except WebhookRejected as rejected:
+            if not read_now:
+                tenant, read_now = None, True
+                continue
+            deliveries.inc(outcome="rejected")
+            log.info("copernica webhook of tenant %s refused (%s): %s", tenant.slug,
+                     rejected.status, rejected.reason)
+            _report_first(tenant, rejected, request.headers)
+            return web.json_response({"error": rejected.reason}, status=rejected.status)
+        context = sync.contexts.cached(tenant.id) if sync is not None else None
+        taken = await store_copernica(
+            intake, request.app[QUEUE], tenant, event, copernica_verdict(tenant, event, context),
+            delivery_key(request.headers), REPLAY_WINDOW,
+        )
+        if taken != "stale":
+            return await _answer(request, tenant, taken, deliveries)
+        tenant, read_now = None, True
+    raise web.HTTPServiceUnavailable(text="the tenant's settings keep changing: send it again")
+
+
+async def _answer(
+    request: web.Request, tenant: Tenant, taken: Taken, deliveries: LabelledCounter
+) -> web.Response:
     if random.random() < CLEANUP_SHARE:
         async with request.app[POOL].acquire() as conn:
             await conn.execute(QUERIES["forget_expired_webhook_deliveries"])
-    if stored is None:
+    if taken == "replay":
         deliveries.inc(outcome="rejected")
         replayed = WebhookRejected(409, "this delivery was received before (a replay)")
         _report_first(tenant, replayed, request.headers)
         return web.json_response({"error": replayed.reason}, status=replayed.status)
-    if stored == "echo":  # the bridge's own write coming back: no job, no API call
+    if taken == "echo":  # the bridge's own write coming back: no job, no API call
         request.app[METRICS].echoes.labels(platform="copernica").inc()
-    deliveries.inc(outcome=stored)
-    return web.json_response({"status": stored})
+    deliveries.inc(outcome=taken)
+    return web.json_response({"status": taken})
 
 
 def _report_first(tenant: Tenant, rejected: WebhookRejected, headers: Mapping[str, str]) -> None:

@@ -47,11 +47,7 @@ WHERE id = $1 RETURNING *;
 -- name: tenant_by_hook_token
 SELECT * FROM tenants WHERE hook_token = $1;
 
--- name: webhook_tenant
--- The tenant of hook token $1 and the link of Copernica profile $2 (NULLs: none), with the
--- agreement that tells an echo: a webhook's one read. (One delivery at a time: over `unnest` of
--- many, PostgreSQL plans the statement anew at every call, which costs more than it saves.)
-SELECT t.*, l.tenant_id IS NOT NULL AS linked, l.salesforce_id AS link_salesforce_id,
-       l.agreed AS link_agreed, l.sf_deleted_at AS link_sf_deleted_at
-FROM tenants t LEFT JOIN links l ON l.tenant_id = t.id AND l.copernica_id = $2
-WHERE t.hook_token = $1;
+-- name: lock_tenant_settings
+-- The settings version of tenant $1, its row locked against changes until the transaction ends.
+SELECT settings_version FROM tenants WHERE id = $1 FOR SHARE;
+

@@ -179,3 +179,39 @@ async def test_deliveries_at_once_are_each_answered_and_a_replay_among_them_refu
     async with bridge.pool.acquire() as conn:
         keys = await conn.fetch("SELECT key FROM jobs WHERE tenant_id = $1", bridge.tenant.id)
     assert sorted(r["key"] for r in keys) == sorted(f"cp:{500_000 + n}" for n in range(DELIVERIES))
+
+
+async def test_a_change_of_the_tenants_settings_holds_from_the_next_delivery_on(
+    web_only: RunningBridge,
+) -> None:
+    """The endpoint keeps the tenant it read; a change saved meanwhile (by any process) is
+    still obeyed by the very next delivery: the direction switched to Salesforce → Copernica
+    stores no job, and a new Copernica account's signature is taken, the old one's refused."""
+    bridge = web_only
+    url = webhook_url(bridge.settings.public_url, bridge.tenant.hook_token)
+    signer = bridge.copernica.state.signer
+    account = f"account-{bridge.copernica.state.settings.account_id}"
+    async with aiohttp.ClientSession() as http:
+
+        async def post(body: bytes, signed_for: str) -> tuple[int, dict[str, str]]:
+            headers = signer.headers_for(url, body, signed_for)
+            async with http.post(url, data=body, headers=headers) as reply:
+                return reply.status, await reply.json()
+
+        async def change(column: str, value: str) -> None:
+            async with bridge.pool.acquire() as conn:
+                await conn.execute(
+                    f"UPDATE tenants SET {column} = $2 WHERE id = $1", bridge.tenant.id, value
+                )
+
+        assert await post(update_body(bridge, profile=1), account) == (200, {"status": "stored"})
+        await change("direction", "sf_to_cp")
+        assert await post(update_body(bridge, profile=2), account) == (200, {"status": "ignored"})
+        assert await stored(bridge) == (1, 2)
+        await change("direction", "both")
+        await change("copernica_account", "777")
+        assert (await post(update_body(bridge, profile=3), account))[0] == 401
+        assert await post(update_body(bridge, profile=4), "account-777") == (
+            200, {"status": "stored"}
+        )
+    assert await stored(bridge) == (2, 3)

@@ -23,7 +23,6 @@ from bridge.copernica.webhooks import (
     delivery_key,
     header_shape,
     parse_payload,
-    profile_hint,
     receive_webhook,
 )
 from sandbox.copernica.hooks import Signer
@@ -316,9 +315,3 @@ def test_a_delivery_key_names_one_delivery(signer: Signer) -> None:
     assert len(delivery_key(first)) == 32 and base64.b64encode(delivery_key(first))
 
 
-def test_the_profile_hint_is_the_profile_pair_of_a_form_body_and_nothing_else() -> None:
-    assert profile_hint(b"type=update&profile=18381&database=4") == "18381"
-    assert profile_hint(b"profile=7&type=create") == "7"
-    assert profile_hint(b"type=update&fields%5Bprofile%5D=5&fields[profile]=6&xprofile=8") == ""
-    assert profile_hint(b'{"type": "update", "profile": "18381"}') == ""  # JSON: read later
-    assert profile_hint(b"type=update&profile=12abc") == ""
