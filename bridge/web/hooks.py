@@ -48,17 +48,10 @@ JUDGEMENTS = 3  # reads of a tenant whose settings keep changing, before a deliv
 _reported: set[str] = set()  # hook tokens whose first refusal was logged by this process
 
 
-async def _tenant(request: web.Request) -> Tenant:
-    async with request.app[POOL].acquire() as conn:
-        row = await conn.fetchrow(QUERIES["tenant_by_hook_token"], request.match_info["token"])
-    if row is None:
-        raise web.HTTPNotFound(text="unknown webhook address")
-    return Tenant.from_row(row)
-
-
 @routes.get(WEBHOOK_PATH + "{token}")
 async def ready(request: web.Request) -> web.Response:
-    await _tenant(request)
+    if await request.app[INTAKE].tenant(request.match_info["token"]) is None:
+        raise web.HTTPNotFound(text="unknown webhook address")
     return web.json_response({"status": "ready"})
 
 
