@@ -501,6 +501,7 @@ def report(results: Results) -> None:
                     f" ({cp_settled:>3.0f}) {phase.cpu_ms_per_change():>10.2f}  {_cpu(phase.busy)}"
                     f"  {phase.busy.bottleneck()}" if n == 0 else "")
             print(f"{head}  {label:<8}{len(samples):>5} {_ms(samples)}{tail}")
+    _ceiling(results.phases["burst both ways (sustained)"])
     print("\nCopernica webhook deliveries to the bridge: the sandbox's POST → the bridge's answer"
           " (ms; verify, drop or store, commit)")
     print(f"  {'phase':<30}{'n':>6} {'p50':>7} {'p95':>7} {'p99':>7}")
@@ -532,6 +533,24 @@ def report(results: Results) -> None:
               f" them: peak RSS {results.live_hwm_kib / 1024:.1f} MiB)")
 
 
+def _ceiling(phase: Phase) -> None:
+    """What held the sustained phase back: the CPU its changes cost every process of the machine
+    (start → settled), and the rate the machine's cores, or one core for the bridge alone, could
+    give at that cost."""
+    work, cores = phase.work, len(os.sched_getaffinity(0))
+    costs = {
+        "bridge": work.bridge, "Salesforce sandbox": work.salesforce,
+        "Copernica sandbox": work.copernica, "PostgreSQL": work.postgres, "bench": work.bench,
+        "others": work.others,
+    }
+    each = ", ".join(f"{name} {seconds * 1000 / phase.changes:.2f}" for name, seconds in costs.items())
+    machine = work.machine_busy * 1000 / phase.changes
+    print(f"\n{phase.label}: {phase.sustained:.0f} changes/s. CPU ms per change, every process of"
+          f" the machine: {machine:.2f} ({each}):\n  at that cost the {cores} cores hold at most"
+          f" {cores * 1000 / machine:.0f} changes/s, and one core for the bridge alone"
+          f" {1000 / phase.cpu_ms_per_change():.0f}/s")
+
+
 def summary(results: Results) -> dict[str, float]:
     """What bench/results.json holds: numbers only (NaN, where nothing was measured, as null)."""
     phases = results.phases
@@ -548,6 +567,9 @@ def summary(results: Results) -> dict[str, float]:
     sustained = phases["burst both ways (sustained)"]
     out["cpu_ms_per_change"] = round(sustained.cpu_ms_per_change(), 3)
     out["sustained_changes_per_s"] = round(sustained.sustained, 1)
+    out["machine_cpu_ms_per_change"] = round(
+        sustained.work.machine_busy * 1000 / sustained.changes, 3
+    )
     out["webhook_answer_ms_p50"] = round(percentile(steady_100.answers, 0.5), 2)
     for f in results.full:
         out[f"full_sync_s_{f.size}"] = round(f.seconds, 1)

@@ -1,8 +1,9 @@
 """Per-tenant working context of the workers: the tenant's settings, its platform clients and its
 field mapping.
 
-Workers of one process share one context per tenant. The tenant row is re-read for every batch
-(settings change in the UI at any time); the clients come from the process's ``PlatformClients``
+Workers of one process share one context per tenant. The tenant row is read again whenever its
+``settings_version`` changed (settings change in the UI at any time, credentials too): a claim
+and a stream delivery's statement tell; the clients come from the process's ``PlatformClients``
 (new ones when the stored credentials change); the mapping (Copernica fields × Salesforce
 describe) is rebuilt every ``mapping_ttl`` seconds, and at once when the clients, the database or
 the link field change.
@@ -124,8 +125,13 @@ class Contexts:
         """The tenant's context if this process's workers made one, as it is (no I/O)."""
         return self._contexts.get(tenant_id)
 
-    async def get(self, tenant_id: int) -> TenantContext:
-        """The tenant's context, up to date (``NotConfigured`` while credentials are missing)."""
+    async def get(self, tenant_id: int, version: int | None = None) -> TenantContext:
+        """The tenant's context, up to date (``NotConfigured`` while credentials are missing).
+        ``version``: the tenant's ``settings_version`` as the caller just read it; a context of
+        that version is up to date without a look at the database."""
+        context = self._contexts.get(tenant_id)
+        if context is not None and version is not None and context.tenant.settings_version == version:
+            return context
         async with self._locks[tenant_id]:
             async with self.pool.acquire() as conn:  # one round trip: this runs per event
                 row = await conn.fetchrow(QUERIES["tenant_and_credentials_saved"], tenant_id)

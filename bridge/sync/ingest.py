@@ -44,6 +44,7 @@ from bridge.tenants import Tenant
 from bridge.vocabulary import SYNC
 
 Intake = Literal["stored", "ignored", "echo"]  # what became of a Copernica webhook
+JUDGEMENTS = 3  # reads of a tenant whose settings keep changing, before a change is put off
 
 
 async def ingest_salesforce(
@@ -55,12 +56,15 @@ async def ingest_salesforce(
     client_id: str,
     owner: str,
     mapping: Mapping | None = None,
-) -> int:
+) -> int | None:
     """Store the jobs of a delivery of stream items with its replay marker, in one statement
     (in one transaction with the full sync that an overflow or a lost marker asks for).
 
-    Returns the number of records queued. The bridge's own writes (``changeOrigin`` carrying its
-    client id) and changes while Salesforce → Copernica is switched off only move the marker.
+    Returns the number of records queued; None when ``tenant`` is no longer the tenant's
+    current settings (its ``settings_version`` changed): nothing is stored, and the caller
+    reads the tenant anew and hands the delivery in again. The bridge's own writes
+    (``changeOrigin`` carrying its client id) and changes while Salesforce → Copernica is
+    switched off only move the marker.
     A job keeps the values an update event carried (``bridge.sync.snapshot``): with the workers'
     ``mapping``, only those of mapped fields. Events of one record in a delivery make one job,
     the later values winning (as the queue merges them).
@@ -88,15 +92,19 @@ async def ingest_salesforce(
     marked = [item for item in items if not isinstance(item, ReplayIdInvalid)]
     async with conn.transaction() if full_sync else contextlib.nullcontext():
         if full_sync:
+            if await conn.fetchval(QUERIES["lock_tenant_settings"], tenant.id) != tenant.settings_version:
+                return None
             await request_sync(queue, tenant.id, "full", full_sync, conn=conn)
         if marked:
             last = marked[-1]
             millis = str(int(last.commit_timestamp.timestamp() * 1000))
-            await conn.execute(
-                QUERIES["ingest_changes"], tenant.id, SYNC,
+            queued = await conn.fetchval(
+                QUERIES["ingest_changes"], tenant.id, tenant.settings_version, SYNC,
                 [{"key": key, "payload": payload} for key, payload in jobs.items()],
                 queue.retry.max_attempts, last.channel, last.replay_id, millis, owner,
             )
+            if queued is None:
+                return None
     return len(jobs)
 
 

@@ -61,6 +61,7 @@ class Job:
     payload: dict[str, Any]
     attempts: int  # including the current one
     max_attempts: int
+    settings_version: int = 0  # of its tenant when it was claimed (``Tenant.settings_version``)
 
 
 @dataclass(frozen=True)

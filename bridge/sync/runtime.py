@@ -208,7 +208,7 @@ class SyncRuntime:
             tenant_id = jobs[0].tenant_id  # a claimed batch is one tenant's
             logs.tenant.set(str(tenant_id))
             try:
-                context = await self.contexts.get(tenant_id)
+                context = await self.contexts.get(tenant_id, jobs[0].settings_version)
                 failures = await handle(context, jobs)
             except BridgeError as error:  # anything else: run_worker logs it, then the same
                 failure = failure_from(error)

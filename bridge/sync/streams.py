@@ -31,17 +31,24 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from bridge import logs, supervise
 from bridge.db import QUERIES, Pool
+from bridge.errors import BridgeError
 from bridge.metrics import Metrics
-from bridge.salesforce.stream import ALL_EVENTS, ChangeEvent, ReplayMarker, SalesforceStream
+from bridge.salesforce.stream import (
+    ALL_EVENTS,
+    ChangeEvent,
+    ReplayMarker,
+    SalesforceStream,
+    StreamItem,
+)
 from bridge.supervise import Supervisor
 from bridge.sync import health
 from bridge.sync.context import Contexts
-from bridge.sync.ingest import ingest_salesforce
+from bridge.sync.ingest import JUDGEMENTS, ingest_salesforce
 from bridge.sync.jobs import JobQueue
 from bridge.vocabulary import CDC_CHANNEL as CHANNEL
 from bridge.vocabulary import SYNC
@@ -70,7 +77,7 @@ class PostgresReplayStore:
     async def set(self, channel: str, marker: ReplayMarker) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(
-                QUERIES["ingest_changes"], self.tenant_id, SYNC, [], 0, channel,
+                QUERIES["ingest_changes"], self.tenant_id, None, SYNC, [], 0, channel,
                 marker.replay_id, marker.date, self.owner,
             )
 
@@ -224,19 +231,7 @@ class StreamSupervisor:
                     await self.on_reconnect(tenant_id)
                 self._lost.discard(tenant_id)
                 async for items in stream.deliveries():
-                    current = await self.contexts.get(tenant_id)
-                    tenant = current.tenant
-                    client_id = self.contexts.settings.client_id
-                    echoes = sum(
-                        isinstance(i, ChangeEvent) and i.origin_client == client_id for i in items
-                    )
-                    if echoes:
-                        self.metrics.echoes.labels(platform="salesforce").inc(echoes)
-                    async with self.pool.acquire() as conn:
-                        await ingest_salesforce(  # the mapping: jobs keep mapped values only
-                            conn, self.queue, tenant, items, client_id=client_id,
-                            owner=self.owner, mapping=current.cached_mapping(tenant),
-                        )
+                    await self._ingest(tenant_id, items)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -244,6 +239,28 @@ class StreamSupervisor:
             raise
         finally:
             connected.set(0)
+
+
+    async def _ingest(self, tenant_id: int, items: Sequence[StreamItem]) -> None:
+        """Store a delivery, judged by the tenant's settings as this process last read them;
+        read anew when the statement finds they changed since. Settings that keep changing
+        raise: the stream starts again from its marker, nothing lost."""
+        client_id = self.contexts.settings.client_id
+        echoes = sum(isinstance(i, ChangeEvent) and i.origin_client == client_id for i in items)
+        if echoes:
+            self.metrics.echoes.labels(platform="salesforce").inc(echoes)
+        current = self.contexts.cached(tenant_id) or await self.contexts.get(tenant_id)
+        for _ in range(JUDGEMENTS):
+            tenant = current.tenant
+            async with self.pool.acquire() as conn:
+                queued = await ingest_salesforce(  # the mapping: jobs keep mapped values only
+                    conn, self.queue, tenant, items, client_id=client_id, owner=self.owner,
+                    mapping=current.cached_mapping(tenant),
+                )
+            if queued is not None:
+                return
+            current = await self.contexts.get(tenant_id)
+        raise BridgeError(f"the settings of tenant {tenant_id} keep changing")
 
 
 def fair_share(tenants: int, live: list[str], me: str) -> int:

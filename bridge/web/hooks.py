@@ -32,7 +32,7 @@ from bridge.copernica.webhooks import (
 )
 from bridge.db import QUERIES
 from bridge.metrics import LabelledCounter
-from bridge.sync.ingest import Taken, copernica_verdict, store_copernica
+from bridge.sync.ingest import JUDGEMENTS, Taken, copernica_verdict, store_copernica
 from bridge.tenants import Tenant
 from bridge.vocabulary import WEBHOOK_PATH
 from bridge.web.keys import INTAKE, METRICS, POOL, QUEUE, SETTINGS, SYNC, WEBHOOK_KEYS
@@ -44,7 +44,6 @@ routes = web.RouteTableDef()
 MAX_AGE = 60.0  # seconds a delivery's Date may be off (Copernica's own library allows 60)
 REPLAY_WINDOW = 2 * MAX_AGE  # a Date accepted now could still be accepted this much later
 CLEANUP_SHARE = 0.01  # share of deliveries that also delete the expired delivery keys
-JUDGEMENTS = 3  # reads of a tenant whose settings keep changing, before a delivery is put off
 _reported: set[str] = set()  # hook tokens whose first refusal was logged by this process
 
 

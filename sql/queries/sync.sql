@@ -27,22 +27,9 @@ UPDATE audit_log SET detail = NULL WHERE detail IS NOT NULL AND at < now() - mak
 SELECT replay_id, replay_date FROM stream_state WHERE tenant_id = $1 AND channel = $2;
 
 -- name: ingest_changes
--- A delivery of tenant $1's change stream in one statement: its jobs of kind $2 ($3: [{key,
--- payload}], keys unique; due now, real time, $4 attempts: enqueue_job) and the replay marker
--- of channel $5 ($6 replay id, $7 its date; never moved back) by owner $8. The marker never
--- moves without the jobs it covers.
-WITH marker AS (
-    INSERT INTO stream_state (tenant_id, channel, replay_id, replay_date, owner, updated_at)
-    VALUES ($1, $5, $6, $7, $8, now())
-    ON CONFLICT (tenant_id, channel) DO UPDATE
-    SET replay_id = greatest(stream_state.replay_id, excluded.replay_id),
-        replay_date = CASE WHEN excluded.replay_id >= coalesce(stream_state.replay_id, -1)
-                           THEN excluded.replay_date ELSE stream_state.replay_date END,
-        owner = excluded.owner, updated_at = now()
-)
-SELECT count(*) AS queued
-FROM jsonb_to_recordset($3::jsonb) AS j(key text, payload jsonb)
-CROSS JOIN LATERAL enqueue_job($1, $2, j.key, j.payload, $4, 0, 0, 0) AS e;
+-- A delivery of tenant $1's change stream in one statement, judged by settings version $2 (NULL:
+-- none): ingest_stream_delivery (migration 0016); NULL when the settings changed meanwhile.
+SELECT ingest_stream_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9) AS queued;
 
 -- name: set_stream_owner
 INSERT INTO stream_state (tenant_id, channel, owner, updated_at) VALUES ($1, $2, $3, now())

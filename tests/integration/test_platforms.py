@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from bridge.errors import NotConfigured
 from bridge.platforms import PlatformClients
 from bridge.salesforce.errors import SalesforceError
 from bridge.security.vault import Vault
+from bridge.sync.context import Contexts
+from bridge.sync.jobs import JobQueue
 from bridge.tenants import (
     CopernicaCredentials,
     SalesforceCredentials,
@@ -151,3 +154,38 @@ async def test_close_closes_every_client(
     await clients.close()
     assert sf_http.closed and cp_http.closed
     assert not clients._closing
+
+
+async def test_a_claim_tells_the_workers_whether_their_tenant_changed(
+    pool: Pool, clients: PlatformClients, configured: Tenant, copernica_sandbox: CopernicaSandbox
+) -> None:
+    """A batch's claim carries the version of its tenant's settings: the workers' context is
+    kept while it stays, and read anew once a setting or a credential was saved."""
+    contexts, queue = Contexts(clients), JobQueue(pool)
+    kind = f"test-{secrets.token_hex(4)}"
+
+    async def claimed() -> int:
+        await queue.enqueue(configured.id, kind, "record", {})
+        [job] = await queue.claim(kind, tenant_id=configured.id)
+        await queue.complete([job])
+        return job.settings_version
+
+    first = await claimed()
+    context = await contexts.get(configured.id, first)
+    assert await claimed() == first  # nothing changed: the same context, nothing read
+    assert await contexts.get(configured.id, first) is context
+    copernica = context.copernica
+
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE tenants SET direction = 'sf_to_cp' WHERE id = $1", configured.id)
+    changed = await claimed()
+    assert changed != first
+    assert (await contexts.get(configured.id, changed)).tenant.direction == "sf_to_cp"
+
+    async with pool.acquire() as conn:  # the same token saved again, as the config page does
+        await save_credentials(conn, VAULT, configured.id, CopernicaCredentials(
+            api_token=copernica_sandbox.state.settings.api_token, hostname=copernica_sandbox.url,
+        ))
+    saved = await claimed()
+    assert saved != changed
+    assert (await contexts.get(configured.id, saved)).copernica is not copernica
