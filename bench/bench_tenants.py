@@ -5,8 +5,8 @@ account in the sandboxes, on several `bridge serve` processes against one Postgr
    and each tenant's p99 latency (edit stored → the bridge's write stored in Copernica), the
    best and the worst tenant.
 2. The same edits in two tenants while one of them runs a first full sync of many contacts:
-   the p99 of the other tenant, and of the syncing tenant's own edits, beside their p99 on an
-   idle bridge; and the CPU share of every process (bridges, sandboxes, PostgreSQL, the bench)
+   the p99 (with p50 and p90) of the other tenant, and of the syncing tenant's own edits,
+   beside the same on an idle bridge; and the CPU share of every process (bridges, sandboxes, PostgreSQL, the bench)
    meanwhile, so that a number held back by a sandbox is not taken for the bridge's.
 
 As in ``bench_sync``, the sandboxes run as their own processes (``bridge sandbox
@@ -330,6 +330,12 @@ def _p99(samples: list[float]) -> float:
     return percentile(samples, 0.99)
 
 
+def _spread(samples: list[float]) -> str:
+    """The p99, and the p50 and p90 beside it: of 100 edits the p99 is nearly the slowest one."""
+    return (f"{_p99(samples):.0f} ms (p50 {percentile(samples, 0.5):.1f},"
+            f" p90 {percentile(samples, 0.9):.1f})")
+
+
 async def _streaming(
     http: aiohttp.ClientSession, salesforce_url: str, pool: asyncpg.Pool, tenants: list[Hosted],
     processes: int,
@@ -458,9 +464,8 @@ async def _beside_a_full_sync(
           f"(run {run['state']}, {run['done']} of {run['total']} compared, {backlog} jobs "
           f"queued when the edits ended, {lost} of their {sent} lost):")
     for label, hosted in (("another tenant", quiet), ("the syncing tenant's own", busy)):
-        before_p99 = _p99(hosted.latencies(idle[hosted.tenant.id]))
-        after_p99 = _p99(hosted.latencies(during[hosted.tenant.id]))
-        print(f"    p99 of {label} edits: {after_p99:.0f} ms during, {before_p99:.0f} ms idle")
+        print(f"    p99 of {label} edits: {_spread(hosted.latencies(during[hosted.tenant.id]))}"
+              f" during, {_spread(hosted.latencies(idle[hosted.tenant.id]))} idle")
     shares = ", ".join(f"{name} {share:.0f}" for name, share in usage.shares().items())
     print(f"    CPU % of one core, full sync requested → the edits beside it landed"
           f" ({usage.wall:.0f} s): {shares}, every other process {usage.share(usage.others):.0f};"
