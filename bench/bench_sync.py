@@ -543,7 +543,7 @@ def _ceiling(phase: Phase) -> None:
         "Copernica sandbox": work.copernica, "PostgreSQL": work.postgres, "bench": work.bench,
         "others": work.others,
     }
-    each = ", ".join(f"{name} {seconds * 1000 / phase.changes:.2f}" for name, seconds in costs.items())
+    each = ", ".join(f"{name} {cpu * 1000 / phase.changes:.2f}" for name, cpu in costs.items())
     machine = work.machine_busy * 1000 / phase.changes
     print(f"\n{phase.label}: {phase.sustained:.0f} changes/s. CPU ms per change, every process of"
           f" the machine: {machine:.2f} ({each}):\n  at that cost the {cores} cores hold at most"

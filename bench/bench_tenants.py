@@ -6,8 +6,9 @@ account in the sandboxes, on several `bridge serve` processes against one Postgr
    best and the worst tenant.
 2. The same edits in two tenants while one of them runs a first full sync of many contacts:
    the p99 (with p50 and p90) of the other tenant, and of the syncing tenant's own edits,
-   beside the same on an idle bridge; and the CPU share of every process (bridges, sandboxes, PostgreSQL, the bench)
-   meanwhile, so that a number held back by a sandbox is not taken for the bridge's.
+   beside the same on an idle bridge; and the CPU share of every process (bridges, sandboxes,
+   PostgreSQL, the bench) meanwhile, so that a number held back by a sandbox is not taken for
+   the bridge's.
 
 As in ``bench_sync``, the sandboxes run as their own processes (``bridge sandbox
 salesforce|copernica``) and the bench reaches them over their control APIs only: one org per

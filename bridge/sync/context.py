@@ -130,10 +130,10 @@ class Contexts:
         ``version``: the tenant's ``settings_version`` as the caller just read it; a context of
         that version is up to date without a look at the database."""
         context = self._contexts.get(tenant_id)
-        if context is not None and version is not None and context.tenant.settings_version == version:
+        if context is not None and context.tenant.settings_version == version:
             return context
         async with self._locks[tenant_id]:
-            async with self.pool.acquire() as conn:  # one round trip: this runs per event
+            async with self.pool.acquire() as conn:  # one round trip: settings and credentials
                 row = await conn.fetchrow(QUERIES["tenant_and_credentials_saved"], tenant_id)
             if row is None:
                 raise BridgeError(f"no tenant with id {tenant_id}")

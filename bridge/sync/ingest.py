@@ -92,7 +92,8 @@ async def ingest_salesforce(
     marked = [item for item in items if not isinstance(item, ReplayIdInvalid)]
     async with conn.transaction() if full_sync else contextlib.nullcontext():
         if full_sync:
-            if await conn.fetchval(QUERIES["lock_tenant_settings"], tenant.id) != tenant.settings_version:
+            current = await conn.fetchval(QUERIES["lock_tenant_settings"], tenant.id)
+            if current != tenant.settings_version:
                 return None
             await request_sync(queue, tenant.id, "full", full_sync, conn=conn)
         if marked:

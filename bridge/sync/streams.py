@@ -240,7 +240,6 @@ class StreamSupervisor:
         finally:
             connected.set(0)
 
-
     async def _ingest(self, tenant_id: int, items: Sequence[StreamItem]) -> None:
         """Store a delivery, judged by the tenant's settings as this process last read them;
         read anew when the statement finds they changed since. Settings that keep changing
