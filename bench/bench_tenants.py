@@ -450,8 +450,10 @@ async def _beside_a_full_sync(
                 "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND kind = 'sync'", busy.tenant.id
             ))
 
-    for _ in range(1500):  # a minute at most: the full sync has its backlog queued
-        if await queued() >= min(size, 2000):
+    # a minute at most, until the full sync has a backlog queued (half of a small one: its
+    # first jobs may be done before the rest are queued)
+    for _ in range(300):
+        if await queued() >= min(size // 2, 2000):
             break
         await asyncio.sleep(0.2)
     during, _ = await _edits(http, salesforce_url, both, 10, seconds, "during")

@@ -128,9 +128,13 @@ class Contexts:
     async def get(self, tenant_id: int, version: int | None = None) -> TenantContext:
         """The tenant's context, up to date (``NotConfigured`` while credentials are missing).
         ``version``: the tenant's ``settings_version`` as the caller just read it; a context of
-        that version is up to date without a look at the database."""
+        that version, whose clients the process has not forgotten since (a save of credentials
+        forgets them), is up to date without a look at the database."""
         context = self._contexts.get(tenant_id)
-        if context is not None and context.tenant.settings_version == version:
+        if (
+            context is not None and context.tenant.settings_version == version
+            and self.platforms.current(tenant_id, context.salesforce, context.copernica)
+        ):
             return context
         async with self._locks[tenant_id]:
             async with self.pool.acquire() as conn:  # one round trip: settings and credentials

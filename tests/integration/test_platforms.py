@@ -188,4 +188,10 @@ async def test_a_claim_tells_the_workers_whether_their_tenant_changed(
         ))
     saved = await claimed()
     assert saved != changed
-    assert (await contexts.get(configured.id, saved)).copernica is not copernica
+    renewed = (await contexts.get(configured.id, saved)).copernica
+    assert renewed is not copernica
+
+    # The config page forgets the clients after the save, maybe after a worker read the new
+    # version: the next batch gets new clients all the same, not the retired ones.
+    clients.forget(configured.id, "copernica")
+    assert (await contexts.get(configured.id, await claimed())).copernica is not renewed
