@@ -154,11 +154,8 @@ class PlatformClients:
 
     def current(self, tenant_id: int, *clients: SalesforceClient | CopernicaClient) -> bool:
         """Whether ``clients`` are still the tenant's (none was forgotten or replaced since)."""
-        kept = {
-            id(k.client) for k in (self._salesforce.get(tenant_id), self._copernica.get(tenant_id))
-            if k is not None
-        }
-        return all(id(client) in kept for client in clients)
+        kept = (self._salesforce.get(tenant_id), self._copernica.get(tenant_id))
+        return all(any(k is not None and k.client is client for k in kept) for client in clients)
 
     def forget(self, tenant_id: int, *platforms: Platform) -> None:
         """The tenant's credentials changed (all platforms when none is named): the next call
