@@ -63,6 +63,9 @@ async def _bar(page) -> tuple[str, int | None, int | None, str]:
 async def test_a_first_sync_of_5000_contacts_grows_from_near_0_to_the_total(page, seeded_bridge):
     bridge = seeded_bridge
     await login(page, bridge)
+    # Copernica answers every call 20 ms late: the run takes 8 s at least (12 writes at a time),
+    # so that the bar, refreshed every second, has steps to show however fast the machine is
+    await bridge.copernica.admin("POST", "faults", {"latency": 0.02})
     run_id = await request_sync(bridge.app[QUEUE], bridge.tenant.id, "full", "test")
     async with bridge.pool.acquire() as conn:  # real time on: the run's echoes come in meanwhile
         await update_tenant(conn, bridge.tenant.id, auto_sync=True)
