@@ -2,12 +2,13 @@
 turn, and no tenant with more than its share of workers."""
 
 import asyncio
+import contextlib
 import secrets
 import time
 
 import pytest
 
-from bridge.db import create_pool
+from bridge.db import QUERIES, create_pool
 from bridge.sync.jobs import JobQueue
 from bridge.tenants import create_tenant
 from bridge.vocabulary import BULK, REAL_TIME
@@ -127,3 +128,45 @@ async def test_a_tenants_real_time_change_does_not_wait_for_its_own_full_sync(po
         assert change.key == f"sf:rt{n}"
     await queue.enqueue(tenant, kind, "sf:rt2", {"sf_at": 1.0})
     assert await queue.claim(kind, 1) == []  # two batches of real-time changes run already
+
+
+WAITED_TOO_LONG = 30.0  # seconds: a claim that waits for the open claim waits until it ends
+
+
+@contextlib.asynccontextmanager
+async def _claiming(pool, kind):
+    """Another worker in the middle of claiming a run's batch: its transaction stays open (as a
+    claim of 200 jobs does for 10-40 ms on a busy database) while the block runs."""
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            rows = await conn.fetch(QUERIES["claim_batch"], kind, 200, 60.0, "slow", None, 2, 1)
+            assert rows, "the other worker claimed nothing"
+            yield
+        finally:
+            await transaction.rollback()
+
+
+async def test_a_tenants_real_time_change_is_claimed_while_its_run_batch_is_being_claimed(
+    pool, kind
+):
+    tenant = await _new_tenant(pool)
+    queue = JobQueue(pool, tenant_workers=2, run_workers=1)
+    await queue.enqueue_many(tenant, kind, [(f"sf:{n}", {}) for n in range(500)])
+    async with _claiming(pool, kind):
+        await queue.enqueue(tenant, kind, "sf:rt", {"sf_at": 1.0})
+        [change] = await asyncio.wait_for(queue.claim(kind, 10), WAITED_TOO_LONG)
+        assert change.key == "sf:rt"
+
+
+async def test_a_worker_does_not_wait_for_another_workers_claim_of_a_run_batch(pool, kind):
+    busy, other = await _new_tenant(pool), await _new_tenant(pool)
+    queue = JobQueue(pool, tenant_workers=2, run_workers=1)
+    await queue.enqueue_many(busy, kind, [(f"sf:{n}", {}) for n in range(500)])
+    async with _claiming(pool, kind):
+        # free at once for what comes next, not held until the other claim is done
+        assert await asyncio.wait_for(queue.claim(kind, 10), WAITED_TOO_LONG) == []
+        await queue.enqueue(other, kind, "sf:rt", {"sf_at": 1.0})
+        [change] = await asyncio.wait_for(queue.claim(kind, 10), WAITED_TOO_LONG)
+        assert (change.tenant_id, change.key) == (other, "sf:rt")
