@@ -547,11 +547,21 @@ async def count_outgrown_tables(conn: Conn) -> list[str]:
     """Count anew (ANALYZE) the tables a first full sync grows that outgrew PostgreSQL's
     statistics (``outgrown_statistics``); the names of those counted. Autovacuum would, but
     only once a minute and once a tenth of the table changed, while a first full sync goes from
-    nothing to 100,000 jobs and links in two minutes."""
-    names = [row["name"] for row in await conn.fetch(QUERIES["outgrown_statistics"])]
-    for name in names:
-        await conn.execute(QUERIES[f"analyze_{name}"])
-    return names
+    nothing to 100,000 jobs and links in two minutes. One process at a time counts a table, and
+    one that finds it counted meanwhile by another does not count it again."""
+    counted = []
+    for name in await _outgrown(conn):
+        async with conn.transaction():
+            if await conn.fetchval(QUERIES["take_statistics_turn"], name) and (
+                name in await _outgrown(conn)
+            ):
+                await conn.execute(QUERIES[f"analyze_{name}"])
+                counted.append(name)
+    return counted
+
+
+async def _outgrown(conn: Conn) -> list[str]:
+    return [row["name"] for row in await conn.fetch(QUERIES["outgrown_statistics"])]
 
 
 async def requeue_fixed(conn: Conn, tenant_id: int, platform: Platform) -> int:

@@ -116,6 +116,12 @@ SELECT c.relname::text AS name FROM pg_class c JOIN pg_stat_user_tables s ON s.r
 WHERE c.oid IN ('jobs'::regclass, 'links'::regclass)
   AND s.n_live_tup > 2 * greatest(c.reltuples, 0) + 1000;
 
+-- name: take_statistics_turn
+-- Whether this process may count table $1 now: no other is counting it (x'636f756e', "coun",
+-- keeps this lock apart from the bridge's other advisory locks). Every process looks at the same
+-- moment; without it each would count the table, one after the other.
+SELECT pg_try_advisory_xact_lock(x'636f756e'::int, hashtext($1));
+
 -- name: analyze_jobs
 ANALYZE jobs;
 
