@@ -83,4 +83,3 @@ async def test_processes_that_find_a_table_outgrown_at_once_count_it_once(new_da
         assert await first == ["jobs"]
     finally:
         await pool.close()
-
