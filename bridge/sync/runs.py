@@ -39,6 +39,7 @@ class Run:
     finished_at: datetime | None
     progress_at: datetime | None = None
     compared: int | None = None  # records compared so far (while running)
+    summary: dict[str, int] | None = None  # of a done run: written in each direction, errors
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Run:
@@ -60,7 +61,7 @@ class Run:
         elapsed = (datetime.now(UTC) - self.started_at).total_seconds()
         return max(0.0, (self.total - self.done) * elapsed / self.done)
 
-    def line(self, summary: asyncpg.Record | None = None) -> str:
+    def line(self) -> str:
         """The status bar's sentence: "Run #1 (full sync): 1,234 of 5,000 done, about 3 min left"."""
         name = f"Run #{self.id} ({KIND_NAMES.get(self.kind, self.kind)})"
         if self.state == "queued":
@@ -73,17 +74,17 @@ class Run:
             return f"{name}: {self.done:,} of {self.total:,} done, {left}."
         when = _time(self.finished_at) if self.finished_at else ""
         if self.state == "done":
-            did = _summary_text(self.done, summary) if summary is not None else "done"
+            did = _summary_text(self.done, self.summary) if self.summary is not None else "done"
             return f"{name} finished at {when}: {did}."
         return f"{name} stopped at {when}: {self.message or 'failed'}."
 
-    def as_json(self, summary: asyncpg.Record | None = None) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         eta = self.eta_seconds
         return {
             "id": self.id, "kind": self.kind, "state": self.state, "done": self.done,
             "compared": self.compared, "total": self.total, "percent": self.percent,
             "eta_seconds": round(eta) if eta is not None else None, "message": self.message,
-            "summary": dict(summary) if summary is not None else None, "text": self.line(summary),
+            "summary": self.summary if self.state == "done" else None, "text": self.line(),
             "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
         }
@@ -221,22 +222,16 @@ async def status(conn: Conn, tenant_id: int) -> dict[str, Any]:
     assert counts is not None  # an aggregate: always one row
     latest = await recent_runs(conn, tenant_id, 1)
     run = await _progressed(conn, latest[0]) if latest else None
-    summary = None
-    if run is not None and run.state == "done" and run.started_at and run.finished_at:
-        summary = await conn.fetchrow(
-            QUERIES["run_summary"], tenant_id, run.started_at, run.finished_at
-        )
     streams = await conn.fetch(QUERIES["stream_states"], tenant_id)
     problems = await health.problems(conn, tenant_id)
     return {
-        "current_run": run.as_json(summary) if run is not None else None,
+        "current_run": run.as_json() if run is not None else None,
         "waiting": counts["waiting"] + (counts["held_back"] or 0),
         "retrying": counts["retrying"],
         "held_jobs": counts["held_jobs"],
         "open_errors": counts["open_errors"],
         "auto_sync": counts["auto_sync"],
         "last_success": _iso(counts["last_success"]),
-        "last_change": _iso(counts["last_change"]),
         # "Salesforce failing since 10:02 UTC, retrying (attempt 4)", one per failing platform
         "problems": [p.as_json() for p in problems],
         "streams": [
@@ -246,7 +241,7 @@ async def status(conn: Conn, tenant_id: int) -> dict[str, Any]:
         ],
         "lines": {
             "realtime": _realtime_line(counts["auto_sync"], counts["direction"], streams),
-            "run": run.line(summary) if run is not None else "No sync has run yet.",
+            "run": run.line() if run is not None else "No sync has run yet.",
             "waiting": _waiting_line(counts),
             "errors": _count(counts["open_errors"], "open error report", "no open error reports"),
         },
@@ -274,7 +269,7 @@ def _left(seconds: float) -> str:
     return f"about {seconds / 3600:.1f} h left"
 
 
-def _summary_text(compared: int, summary: asyncpg.Record) -> str:
+def _summary_text(compared: int, summary: dict[str, int]) -> str:
     """"2,431 compared, 12 updated in Copernica, 3 in Salesforce, 1 error"."""
     return (
         f"{compared:,} compared, {summary['to_copernica']:,} updated in Copernica, "

@@ -14,7 +14,11 @@ UPDATE sync_runs SET done = $3, total = coalesce($4, total), message = coalesce(
 WHERE id = $1 AND tenant_id = $2;
 
 -- name: finish_run
-UPDATE sync_runs SET state = $3, message = $4, finished_at = now() WHERE id = $1 AND tenant_id = $2;
+-- Run $1 of tenant $2 ends in state $3 ('done' or 'failed'); a done one keeps its summary, counted
+-- once here (migration 0019), not at every look of the status bar.
+UPDATE sync_runs SET state = $3, message = $4, finished_at = now(),
+    summary = CASE WHEN $3 = 'done' THEN run_summary(tenant_id, started_at, now()) END
+WHERE id = $1 AND tenant_id = $2;
 
 -- name: last_run_finished
 -- When the tenant's latest run ended (NULL: none did): the record counts may have moved since.
@@ -39,8 +43,8 @@ SELECT
     (SELECT direction FROM tenants WHERE id = $1) AS direction,
     (SELECT changes FROM waiting_changes WHERE tenant_id = $1) AS held_back,
     (SELECT since FROM waiting_changes WHERE tenant_id = $1) AS held_back_since,
-    (SELECT max(finished_at) FROM sync_runs WHERE tenant_id = $1 AND state = 'done') AS last_success,
-    (SELECT max(synced_at) FROM links WHERE tenant_id = $1) AS last_change,
+    (SELECT finished_at FROM sync_runs WHERE tenant_id = $1 AND state = 'done'
+     ORDER BY created_at DESC, id DESC LIMIT 1) AS last_success,
     (SELECT count(*) FROM error_reports WHERE tenant_id = $1 AND status = 'open') AS open_errors;
 
 -- name: note_waiting_change
@@ -63,16 +67,6 @@ DELETE FROM waiting_changes WHERE tenant_id = $1;
 SELECT count(*) FROM jobs
 WHERE tenant_id = $1 AND kind = 'sync' AND state IN ('waiting', 'running') AND priority = 1
   AND created_at <= $2;
-
--- name: run_summary
--- What a finished run did, from the audit log and the error reports of its time.
-SELECT
-    (SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND at BETWEEN $2 AND $3
-        AND direction = 'sf_to_cp' AND action IN ('create', 'update', 'delete')) AS to_copernica,
-    (SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND at BETWEEN $2 AND $3
-        AND direction = 'cp_to_sf' AND action IN ('create', 'update')) AS to_salesforce,
-    (SELECT count(*) FROM error_reports WHERE tenant_id = $1 AND occurred_at BETWEEN $2 AND $3)
-        AS errors;
 
 -- name: stream_states
 SELECT channel, replay_id, owner, updated_at FROM stream_state WHERE tenant_id = $1;
