@@ -43,8 +43,7 @@ SELECT
     (SELECT direction FROM tenants WHERE id = $1) AS direction,
     (SELECT changes FROM waiting_changes WHERE tenant_id = $1) AS held_back,
     (SELECT since FROM waiting_changes WHERE tenant_id = $1) AS held_back_since,
-    (SELECT finished_at FROM sync_runs WHERE tenant_id = $1 AND state = 'done'
-     ORDER BY created_at DESC, id DESC LIMIT 1) AS last_success,
+    (SELECT max(finished_at) FROM sync_runs WHERE tenant_id = $1 AND state = 'done') AS last_success,
     (SELECT count(*) FROM error_reports WHERE tenant_id = $1 AND status = 'open') AS open_errors;
 
 -- name: note_waiting_change

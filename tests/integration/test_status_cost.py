@@ -44,13 +44,14 @@ async def test_the_status_bar_reads_no_history(new_database) -> None:
         try:
             async with look.acquire() as conn, conn.transaction():
                 status = await runs.status(conn, tenant.id)
+                finished = await conn.fetchval(QUERIES["last_run_finished"], tenant.id)  # the tab's
                 read = {r["relname"]: r for r in await conn.fetch(
                     READ, ["audit_log", "error_reports", "links", "sync_runs"]
                 )}
         finally:
             await look.close()
         assert "20,000 updated in Copernica, 0 in Salesforce, no errors" in status["lines"]["run"]
-        assert status["last_success"] is not None
+        assert status["last_success"] is not None and finished is not None
         audit = read.get("audit_log")
         assert audit is None or audit["seq_scan"] + audit["idx_scan"] == 0  # not at all
         for table in ("links", "sync_runs"):  # the latest run and the latest done one: a few rows
