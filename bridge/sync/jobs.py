@@ -199,8 +199,8 @@ class JobQueue:
         """Up to ``limit`` ready jobs of one tenant (``tenant_id``, or the one whose turn it is)
         and of one priority, its most urgent. A tenant with nothing to claim after all (it
         reached ``tenant_workers`` as we took its lock, its jobs wait for their records' running
-        ones) is skipped for the next in turn; one whose run's work another worker is claiming
-        right now too (that worker takes it)."""
+        ones) is skipped for the next in turn, and so is a run's work that another worker is
+        claiming right now (that worker takes it)."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 QUERIES["claim_batch"], kind, limit, self.lease, self.worker, tenant_id,
