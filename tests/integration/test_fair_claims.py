@@ -170,3 +170,30 @@ async def test_a_worker_does_not_wait_for_another_workers_claim_of_a_run_batch(p
         await queue.enqueue(other, kind, "sf:rt", {"sf_at": 1.0})
         [change] = await asyncio.wait_for(queue.claim(kind, 10), WAITED_TOO_LONG)
         assert (change.tenant_id, change.key) == (other, "sf:rt")
+
+
+async def test_a_claim_looks_at_the_tenants_with_work_not_at_every_tenant(database_url, kind):
+    pool = await create_pool(database_url, max_size=2)
+    try:
+        async with pool.acquire() as conn:  # a hosting operator's many quiet tenants
+            await conn.execute(
+                "INSERT INTO tenants (slug, name, hook_token) SELECT $1 || g, $1 || g, md5($1 || g)"
+                " FROM generate_series(1, 1000) g", f"quiet-{kind}-"
+            )
+        busy = await _new_tenant(pool)
+        await JobQueue(pool).enqueue(busy, kind, "sf:rt", {"sf_at": 1.0})
+        # A connection of its own: pg_stat_xact_* tell what its transaction read.
+        look = await create_pool(database_url, min_size=1, max_size=1)
+        try:
+            async with look.acquire() as conn, conn.transaction():
+                [job] = await conn.fetch(QUERIES["claim_batch"], kind, 10, 60.0, "w", None, 2, 1)
+                read = await conn.fetchval(
+                    "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0)"
+                    " FROM pg_stat_xact_user_tables WHERE relname = 'tenants'"
+                )
+        finally:
+            await look.close()
+        assert job["tenant_id"] == busy
+        assert read < 10, read  # the job's tenant, not the thousand without work
+    finally:
+        await pool.close()
