@@ -172,8 +172,9 @@ async def test_a_worker_does_not_wait_for_another_workers_claim_of_a_run_batch(p
         assert (change.tenant_id, change.key) == (other, "sf:rt")
 
 
-async def test_a_claim_looks_at_the_tenants_with_work_not_at_every_tenant(database_url, kind):
-    pool = await create_pool(database_url, max_size=2)
+async def test_a_claim_looks_at_the_tenants_with_work_not_at_every_tenant(new_database, kind):
+    url = await new_database()  # of its own: the thousand tenants stay out of the other tests
+    pool = await create_pool(url, max_size=2)
     try:
         async with pool.acquire() as conn:  # a hosting operator's many quiet tenants
             await conn.execute(
@@ -183,7 +184,7 @@ async def test_a_claim_looks_at_the_tenants_with_work_not_at_every_tenant(databa
         busy = await _new_tenant(pool)
         await JobQueue(pool).enqueue(busy, kind, "sf:rt", {"sf_at": 1.0})
         # A connection of its own: pg_stat_xact_* tell what its transaction read.
-        look = await create_pool(database_url, min_size=1, max_size=1)
+        look = await create_pool(url, min_size=1, max_size=1)
         try:
             async with look.acquire() as conn, conn.transaction():
                 [job] = await conn.fetch(QUERIES["claim_batch"], kind, 10, 60.0, "w", None, 2, 1)

@@ -46,7 +46,6 @@ async def test_a_table_that_outgrew_its_statistics_is_counted_anew_once(new_data
         await pool.close()
 
 
-
 async def test_processes_that_find_a_table_outgrown_at_once_count_it_once(new_database) -> None:
     url = await new_database()
     pool = await create_pool(url, max_size=4)
