@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from bench.harness import percentile, serve
+from bridge.cli import run_loop
 from bridge.copernica import CopernicaClient
 from bridge.retry import RetryPolicy
 from sandbox.copernica import SandboxSettings, create_app
@@ -72,7 +73,7 @@ async def run() -> dict[str, list[float]]:
 
 
 def main() -> None:
-    results = asyncio.run(run())
+    results = run_loop(run())
     print("Copernica sandbox (localhost)            n     p50 ms   p99 ms   max ms")
     labels = {"upsert": "profile upsert round-trip", "webhook": "webhook delivery latency"}
     for key, label in labels.items():

@@ -11,11 +11,11 @@ Numbers only, no assertions.
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 
 from bench.harness import Postgres
+from bridge.cli import run_loop
 from bridge.db import QUERIES, Conn, create_pool
 from bridge.tenants import create_tenant
 from bridge.vocabulary import SYNC
@@ -84,7 +84,7 @@ async def run() -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
 
 
 def main() -> None:
-    claimed, recorded = asyncio.run(run())
+    claimed, recorded = run_loop(run())
     print(f"Job queue as a first full sync grows it (batches of {BATCH}; median ms)")
     print(f"{'jobs waiting':>14}{'claim':>10}    {'links':>10}{'record':>10}")
     for (waiting, claim), (links, record) in zip(claimed, recorded, strict=True):

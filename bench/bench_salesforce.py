@@ -6,10 +6,10 @@ Prints p50/p99 in milliseconds. Everything runs on localhost (OS-chosen port).
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from bench.harness import percentile, serve
+from bridge.cli import run_loop
 from bridge.retry import RetryPolicy
 from bridge.salesforce import ClientCredentialsLogin, SalesforceClient
 from bridge.salesforce.stream import ChangeEvent, MemoryReplayStore, SalesforceStream
@@ -63,7 +63,7 @@ async def run() -> dict[str, list[float]]:
 
 
 def main() -> None:
-    results = asyncio.run(run())
+    results = run_loop(run())
     rows = [
         ("REST round-trip (get/update)", "rest"),
         ("CDC write → event delivered", "cdc"),

@@ -65,6 +65,7 @@ from bench.harness import (
     percentile,
     serve,
 )
+from bridge.cli import run_loop
 from bridge.config import Settings
 from bridge.db import create_pool
 from bridge.security.vault import Vault, generate_key
@@ -476,7 +477,7 @@ async def _beside_a_full_sync(
 
 
 def main() -> None:
-    asyncio.run(run())
+    run_loop(run())
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def _phase(label: str, **values: object) -> Phase:
     idle = Usage(1.0, 0.5, 0.1, 0.1, 0.1, 0.1, 1.0, 2.0)
     base: dict[str, object] = {
         "label": label, "changes": 1000, "push_seconds": 1.0, "landed_seconds": 2.0,
-        "sf_to_cp": [], "cp_to_sf": [], "lost": 0, "calls_landed": (0, 0),
+        "sf_to_cp": [], "cp_to_sf": [], "lost": 0, "arrivals": [], "calls_landed": (0, 0),
         "calls_settled": (0, 0), "busy": idle, "work": idle,
     }
     return Phase(**{**base, **values})  # type: ignore[arg-type]
@@ -78,7 +78,13 @@ def test_results_json_holds_every_key_as_a_number_or_null(tmp_path: Path) -> Non
         "steady 100/s": _phase("steady 100/s", sf_to_cp=[10.0, 20.0], answers=[3.0]),
         "burst Salesforce → Copernica": _phase("x", calls_landed=(5, 1000)),
         "burst Copernica → Salesforce": _phase("x", calls_landed=(4, 2)),
-        "burst both ways (sustained)": _phase("x", landed_seconds=0.5),
+        # the first and last 100 landings slow (filling, the last window draining), the 800
+        # between them one a millisecond
+        "burst both ways (sustained)": _phase(
+            "x", landed_seconds=2.0,
+            arrivals=[k * 0.004 for k in range(100)] + [0.4 + k * 0.001 for k in range(800)]
+            + [1.2 + k * 0.008 for k in range(100)],
+        ),
     }
     values = summary(results)
     path = tmp_path / "results.json"
@@ -87,7 +93,8 @@ def test_results_json_holds_every_key_as_a_number_or_null(tmp_path: Path) -> Non
 
     assert set(written) >= RESULT_KEYS
     assert written["sf_calls_per_1000_sf_to_cp"] == 5 and written["cp_calls_per_1000_sf_to_cp"] == 1000
-    assert written["sustained_changes_per_s"] == 2000
+    assert written["sustained_changes_per_s"] == 1000  # the middle 80 % of the landings
+    assert written["landed_changes_per_s"] == 500  # first push → last landing
     assert written["cpu_ms_per_change"] == 0.5  # 0.5 CPU seconds of the bridge over 1,000 changes
     assert written["p99_ms_cp_to_sf_100"] is None  # nothing measured: null, not NaN
     assert all(v is None or isinstance(v, int | float) for v in written.values())
