@@ -5,13 +5,14 @@ Per phase it prints what a customer feels and pays: how long an edit on one side
 the other (p50/p95/p99 at 10, 100 and 500 changes per second, half the edits on each side), how
 many API calls the bridge spends per 1,000 changes on each platform (from the sandboxes' own
 counters), the bridge's CPU milliseconds per change (its ``/proc`` times), the changes per second
-it sustains, how long the Copernica webhook endpoint takes to answer, and the time and peak
+it sustains (the rate of the middle 80 % of its landings), how long the Copernica webhook endpoint
+takes to answer (and how long its deliveries waited in the sandbox), and the time and peak
 memory of a first full sync. Each phase also says which process was busiest, so that a number
 held back by a sandbox (or the bench) is not taken for the bridge's.
 
 Latency runs from the moment the sandbox stored the user's edit to the moment the other sandbox
 stored the bridge's write carrying the same token (both on the machine's monotonic clock).
-Numbers only, no assertions. ``python -m bench sync --quick`` is the short run (a few minutes);
+Numbers only, no assertions. ``python -m bench sync --quick`` is the short run (under a minute);
 without ``--quick`` it adds full syncs of 10,000 and 100,000 contacts. Every run writes
 ``bench/results.json``.
 """
@@ -34,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from bench.harness import (
+    WEBHOOK_CONCURRENCY,
     Bridge,
     Emulators,
     Postgres,
@@ -58,10 +60,6 @@ RATES = (10, 100, 500)  # changes per second in all, alternating Salesforce and 
 PUSHERS = 8  # concurrent edit requests while pushing "as fast as the sandboxes take them"
 FLOOR_SAMPLES = 100
 LAND_TIMEOUT = 180.0
-# Copernica webhook deliveries in flight at once: real Copernica's number (and order) is not
-# documented. At 8 the sandbox's own queue held the mixed burst back (its deliveries waited
-# 1.9 s there while the bridge answered each in 6 ms), and it measured the sandbox.
-WEBHOOK_CONCURRENCY = int(os.environ.get("BENCH_WEBHOOK_CONCURRENCY", "32"))
 QUIET = 1.0  # seconds without an API call (and no job waiting) before a phase counts as settled
 
 
@@ -130,6 +128,7 @@ class FullSync:
     usage: Usage
     calls: tuple[int, int]
     profiles: int = 0
+    queued_hooks: int = 0  # the sandbox's webhook deliveries (echoes) not yet sent when done
     held: int = 0  # sync jobs out of attempts after the run
     errors: int = 0  # error reports after the run
 
@@ -151,7 +150,7 @@ class Environment:
     """Both sandboxes (processes), a tenant wired to them, and the bridge serving it."""
 
     postgres: Postgres
-    emulators: Emulators = field(default_factory=lambda: Emulators(WEBHOOK_CONCURRENCY))
+    emulators: Emulators = field(default_factory=Emulators)
     setup: Setup | None = None
     bridge: Bridge | None = None
 
@@ -172,6 +171,13 @@ async def api_calls(env: Environment) -> tuple[int, int]:
         async with http.get(f"{info.copernica_url}/_sandbox/landings") as reply:
             cp = (await reply.json())["api_calls"]
     return int(sf), int(cp)
+
+
+async def webhooks_queued(env: Environment) -> int:
+    """Webhook deliveries the Copernica sandbox has not sent yet (a drain that waits no time)."""
+    url = f"{env.emulators.info.copernica_url}/_sandbox/webhooks/drain"
+    async with aiohttp.ClientSession() as http, http.post(url, params={"timeout": "0"}) as reply:
+        return int((await reply.json())["pending"])
 
 
 def _delta(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
@@ -205,6 +211,7 @@ async def synced(postgres: Postgres, size: int, env: Environment) -> FullSync:
             print(f"  full sync {size}: {row['state']} {row['done']}/{row['total'] or '?'} compared,"
                   f" {waiting} jobs waiting, bridge RSS {rss / 1024:.0f} MiB (max so far)", flush=True)
         await asyncio.sleep(0.25)
+    queued_hooks = await webhooks_queued(env)
     usage = Usage.now(env.bridge.pid, env.emulators, postgres.pid()).since(before)
     seconds = (row["finished_at"] - row["started_at"]).total_seconds() if row["started_at"] else 0.0
     database = env.setup.tenant.copernica_database or "0"
@@ -212,7 +219,7 @@ async def synced(postgres: Postgres, size: int, env: Environment) -> FullSync:
         size=size, seconds=seconds, hwm_kib=env.bridge.memory().get("VmHWM", 0),
         ready_kib=ready_kib, rss_kib=rss, state=row["state"], message=row["message"] or "", usage=usage,
         calls=_delta(await api_calls(env), calls),
-        profiles=len(await linked_pairs(info, database)),
+        profiles=len(await linked_pairs(info, database)), queued_hooks=queued_hooks,
         held=(await env.setup.jobs_pending())[1], errors=await env.setup.error_count(),
     )
 
@@ -523,8 +530,8 @@ def report(results: Results) -> None:
     _ceiling(results.phases["burst both ways (sustained)"])
     print("\nCopernica webhook deliveries to the bridge: the sandbox's POST → the bridge's answer"
           " (ms; verify, drop or store, commit), and before it the wait\n  in the sandbox's queue"
-          f" ({WEBHOOK_CONCURRENCY} go out at once): a wait that grows is the sandbox holding"
-          " changes back, not the bridge")
+          f" ({WEBHOOK_CONCURRENCY} go out at once): long waits beside short answers are the"
+          " sandbox holding changes back, not the bridge")
     print(f"  {'phase':<30}{'n':>6} {'p50':>7} {'p95':>7} {'p99':>7}   queued {'p50':>7}"
           f" {'p95':>7} {'p99':>7}")
     for phase in results.phases.values():
@@ -535,11 +542,12 @@ def report(results: Results) -> None:
         "\nFirst full sync: seeded Salesforce contacts → empty Copernica, fresh bridge process;"
         " MiB: the bridge's VmHWM when /readyz first\n  answered and when the run was done, and"
         " the largest VmRSS sampled during the run;"
-        " calls per 1,000 contacts; CPU % of one core over the run"
+        " calls per 1,000 contacts; hooks: webhook deliveries\n  (the echoes of its writes) the"
+        " Copernica sandbox had not sent yet when the run was done; CPU % of one core over the run"
     )
     print(
         f"  {'contacts':>9} {'run s':>8} {'rec/s':>7} {'ready MiB':>10} {'peak MiB':>9} {'max RSS':>8}"
-        f" {'SF/1k':>6} {'CP/1k':>6} {'profiles':>9} {'held':>5} {'errors':>6}"
+        f" {'SF/1k':>6} {'CP/1k':>6} {'profiles':>9} {'hooks':>6} {'held':>5} {'errors':>6}"
         f"  {CPU_COLUMNS}  busiest; state"
     )
     for f in results.full:
@@ -548,7 +556,7 @@ def report(results: Results) -> None:
             f"  {f.size:>9} {f.seconds:>8.1f} {f.size / max(f.seconds, 1e-9):>7.0f}"
             f" {f.ready_kib / 1024:>10.1f} {f.hwm_kib / 1024:>9.1f} {f.rss_kib / 1024:>8.1f}"
             f" {sf:>6.0f} {cp:>6.0f}"
-            f" {f.profiles:>9} {f.held:>5} {f.errors:>6}  {_cpu(f.usage)}  {f.usage.bottleneck()};"
+            f" {f.profiles:>9} {f.queued_hooks:>6} {f.held:>5} {f.errors:>6}  {_cpu(f.usage)}  {f.usage.bottleneck()};"
             f" {f.state}{': ' + f.message if f.message else ''}"
         )
     if results.live_hwm_kib:

@@ -18,7 +18,8 @@ tenant of phase 2's full sync (the "busy" one, the first) has its account in a C
 process of its own, apart from the one hosting every other tenant's account: real Copernica is
 a scaled service, where one account's load does not queue another account's calls, as it would
 in one single-threaded emulator process. Both Copernica processes sign webhooks with one key (as
-Copernica does), and, since the bridge has one authentication URL, a stand-in for
+Copernica does) and send as many at once as bench sync's (``BENCH_WEBHOOK_CONCURRENCY``), so the
+echoes of the full sync's writes come while it runs; and, since the bridge has one authentication URL, a stand-in for
 ``authenticate.copernica.com`` in the bench hands each API token's JWT exchange to the process
 holding its account (a few calls per tenant, none while measuring).
 
@@ -55,6 +56,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.harness import (
+    WEBHOOK_CONCURRENCY,
     Bridge,
     Cpu,
     Emulator,
@@ -158,8 +160,9 @@ class SandboxProcesses:
         key = Path(self._keys.name) / "webhooks.pem"
         key.write_bytes(_signing_key())
         self.salesforce = Emulator("salesforce", "localhost")
-        self.copernica = Emulator("copernica", "127.0.0.1", "--signing-key", str(key))
-        self.busy_copernica = Emulator("copernica", "127.0.0.1", "--signing-key", str(key))
+        options = ("--signing-key", str(key), "--webhook-concurrency", str(WEBHOOK_CONCURRENCY))
+        self.copernica = Emulator("copernica", "127.0.0.1", *options)
+        self.busy_copernica = Emulator("copernica", "127.0.0.1", *options)
         self.auth = Authenticate()
 
     async def start(self) -> None:
