@@ -556,7 +556,8 @@ def report(results: Results) -> None:
             f"  {f.size:>9} {f.seconds:>8.1f} {f.size / max(f.seconds, 1e-9):>7.0f}"
             f" {f.ready_kib / 1024:>10.1f} {f.hwm_kib / 1024:>9.1f} {f.rss_kib / 1024:>8.1f}"
             f" {sf:>6.0f} {cp:>6.0f}"
-            f" {f.profiles:>9} {f.queued_hooks:>6} {f.held:>5} {f.errors:>6}  {_cpu(f.usage)}  {f.usage.bottleneck()};"
+            f" {f.profiles:>9} {f.queued_hooks:>6} {f.held:>5} {f.errors:>6}  {_cpu(f.usage)}"
+            f"  {f.usage.bottleneck()};"
             f" {f.state}{': ' + f.message if f.message else ''}"
         )
     if results.live_hwm_kib:

@@ -19,9 +19,9 @@ process of its own, apart from the one hosting every other tenant's account: rea
 a scaled service, where one account's load does not queue another account's calls, as it would
 in one single-threaded emulator process. Both Copernica processes sign webhooks with one key (as
 Copernica does) and send as many at once as bench sync's (``BENCH_WEBHOOK_CONCURRENCY``), so the
-echoes of the full sync's writes come while it runs; and, since the bridge has one authentication URL, a stand-in for
-``authenticate.copernica.com`` in the bench hands each API token's JWT exchange to the process
-holding its account (a few calls per tenant, none while measuring).
+echoes of the full sync's writes come while it runs. Since the bridge has one authentication
+URL, a stand-in for ``authenticate.copernica.com`` in the bench hands each API token's JWT
+exchange to the process holding its account (a few calls per tenant, none while measuring).
 
 Latency runs from the moment the Salesforce sandbox stored the user's edit to the moment the
 Copernica sandbox stored the bridge's write carrying the same token, as their
