@@ -61,6 +61,7 @@ from bench.harness import (
     Cpu,
     Emulator,
     Landed,
+    LoopLooks,
     Postgres,
     Setup,
     free_port,
@@ -70,6 +71,7 @@ from bench.harness import (
 from bridge.cli import run_loop
 from bridge.config import Settings
 from bridge.db import create_pool
+from bridge.metrics import LOOP_LOOK_EVERY
 from bridge.security.vault import Vault, generate_key
 from bridge.sync.jobs import JobQueue
 from bridge.sync.runs import request_sync
@@ -432,7 +434,7 @@ async def _measure(
                 watched.update(sandboxes.processes())
                 await _beside_a_full_sync(
                     http, sf_url, pool, tenants[0], tenants[1], full_sync, seconds,
-                    lambda: Cpu.now(watched, {"PostgreSQL": postgres.pid()}),
+                    lambda: Cpu.now(watched, {"PostgreSQL": postgres.pid()}), bridges,
                 )
         finally:
             await asyncio.gather(*(b.stop() for b in bridges))
@@ -440,10 +442,16 @@ async def _measure(
 
 async def _beside_a_full_sync(
     http: aiohttp.ClientSession, salesforce_url: str, pool: asyncpg.Pool, busy: Hosted,
-    quiet: Hosted, size: int, seconds: float, cpu: Callable[[], Cpu],
+    quiet: Hosted, size: int, seconds: float, cpu: Callable[[], Cpu], bridges: list[Bridge],
 ) -> None:
     both = [busy, quiet]
+
+    async def looks() -> list[LoopLooks]:
+        return list(await asyncio.gather(*(b.loop_looks(http) for b in bridges)))
+
+    looked = await looks()
     idle, _ = await _edits(http, salesforce_url, both, 10, seconds, "idle")
+    idle_looks = [now.since(then) for now, then in zip(await looks(), looked, strict=True)]
     await _seed(http, salesforce_url, busy.org_id, size, 99)
     before = cpu()
     run_id = await request_sync(JobQueue(pool), busy.tenant.id, "full", "bench")
@@ -460,7 +468,9 @@ async def _beside_a_full_sync(
         if await queued() >= min(size // 2, 2000):
             break
         await asyncio.sleep(0.2)
+    looked = await looks()
     during, _ = await _edits(http, salesforce_url, both, 10, seconds, "during")
+    during_looks = [now.since(then) for now, then in zip(await looks(), looked, strict=True)]
     usage = cpu().since(before)
     async with pool.acquire() as conn:
         run = await conn.fetchrow("SELECT done, total, state FROM sync_runs WHERE id = $1", run_id)
@@ -473,6 +483,13 @@ async def _beside_a_full_sync(
     for label, hosted in (("another tenant", quiet), ("the syncing tenant's own", busy)):
         print(f"    p99 of {label} edits: {_spread(hosted.latencies(during[hosted.tenant.id]))}"
               f" during, {_spread(hosted.latencies(idle[hosted.tenant.id]))} idle")
+    lateness = "; ".join(
+        f"bridge {n + 1} {i.late(0.002):.1f} / {i.late(0.01):.1f} idle,"
+        f" {d.late(0.002):.1f} / {d.late(0.01):.1f} during"
+        for n, (i, d) in enumerate(zip(idle_looks, during_looks, strict=True))
+    )
+    print(f"    event loop late by > 2 ms / > 10 ms, % of its looks every {LOOP_LOOK_EVERY} s:"
+          f" {lateness}")
     shares = ", ".join(f"{name} {share:.0f}" for name, share in usage.shares().items())
     print(f"    CPU % of one core, full sync requested → the edits beside it landed"
           f" ({usage.wall:.0f} s): {shares}, every other process {usage.share(usage.others):.0f};"

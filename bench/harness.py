@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import Settings
 from bridge.db import QUERIES, EmbeddedPostgres, create_pool, migrate
@@ -475,6 +476,24 @@ async def wire(postgres: Postgres, info: demo.Sandboxes, slug: str = "bench") ->
     return Setup(url, settings, tenant, pool, port)
 
 
+@dataclass(frozen=True)
+class LoopLooks:
+    """How often a bridge looked at its event loop (``looks``), and how many of those looks
+    found it late by at most each bucket's bound (``within``, seconds → looks)."""
+
+    looks: float
+    within: dict[float, float]
+
+    def since(self, before: LoopLooks) -> LoopLooks:
+        return LoopLooks(
+            self.looks - before.looks, {b: n - before.within[b] for b, n in self.within.items()}
+        )
+
+    def late(self, bound: float) -> float:
+        """The share of the looks (%) that found the loop later than ``bound`` seconds."""
+        return 100 * (1 - self.within[bound] / self.looks) if self.looks else 0.0
+
+
 class Bridge:
     """``python -m bridge.cli serve`` as a child process with the set-up's environment."""
 
@@ -519,6 +538,16 @@ class Bridge:
 
     def memory(self) -> dict[str, int]:
         return proc_status(self.pid) if self.process else {}
+
+    async def loop_looks(self, http: aiohttp.ClientSession) -> LoopLooks:
+        """Its ``bridge_event_loop_lag_seconds`` so far, from its ``/metrics``."""
+        async with http.get(f"{self.setup.settings.public_url}/metrics") as reply:
+            reply.raise_for_status()
+            text = await reply.text()
+        family = next(f for f in text_string_to_metric_families(text)
+                      if f.name == "bridge_event_loop_lag_seconds")
+        buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+        return LoopLooks(buckets["+Inf"], {float(le): n for le, n in buckets.items() if le != "+Inf"})
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:

@@ -67,6 +67,7 @@ def create_app(
     app[SUPERVISOR] = Supervisor(app[METRICS])
     app[VAULT] = Vault(settings.secret_keys)
     app[WEBHOOK_KEYS] = webhook_keys(settings)
+    app.cleanup_ctx.append(_event_loop_watch)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_platforms)
     if role in ("all", "worker"):
@@ -89,6 +90,13 @@ def webhook_keys(settings: Settings) -> KeyLookup:
         return [b"".join(record.strings).decode() for record in answer]
 
     return DnsTxtKeys(resolve_txt)
+
+
+async def _event_loop_watch(app: web.Application) -> AsyncIterator[None]:
+    """``bridge_event_loop_lag_seconds`` in every role: how busy this process is."""
+    app[SUPERVISOR].spawn("event_loop", app[METRICS].watch_event_loop)
+    yield
+    await app[SUPERVISOR].cancel("event_loop", within=1.0)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,8 @@ The README lists every metric and the alerts worth setting on them.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +24,10 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # 
 # Seconds from the source's commit to the write on the other side: a second is the promise,
 # a minute is an outage, an hour is the safety net doing the work.
 LAG_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+# How late the event loop runs what is ready: under a millisecond on a process with room to
+# spare; tens of milliseconds and every change it handles waits that long at each step.
+LOOP_LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
+LOOP_LOOK_EVERY = 0.1  # seconds between two looks at the event loop
 
 
 class Metrics:
@@ -77,6 +83,12 @@ class Metrics:
             registry=registry,
         )
         self.database_up.set(1)
+        self.loop_lag = Histogram(
+            "bridge_event_loop_lag_seconds",
+            f"How late this process's event loop woke a task that slept {LOOP_LOOK_EVERY} s "
+            "(looked at every time): the wait of every step of every change it handles",
+            buckets=LOOP_LAG_BUCKETS, registry=registry,
+        )
         self._made: dict[str, Counter] = {}
 
     def api_call(self, usage: ApiUsage) -> None:
@@ -87,6 +99,14 @@ class Metrics:
         self.jobs.clear()
         for (kind, state), count in counts.items():
             self.jobs.labels(kind=kind, state=state).set(count)
+
+    async def watch_event_loop(self) -> None:
+        """Observe ``loop_lag`` for as long as it runs (a task of the process's supervisor).
+        The clock is ``time.monotonic``: uvloop's ``loop.time()`` counts whole milliseconds."""
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(LOOP_LOOK_EVERY)
+            self.loop_lag.observe(max(0.0, time.monotonic() - started - LOOP_LOOK_EVERY))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,15 +6,18 @@ import os
 import signal
 import socket
 import sys
+import time
 
 import aiohttp
 import psutil
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.fernet import Fernet
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
 from bridge.config import Settings
+from tests.e2e.sync_helpers import eventually
 
 
 @pytest.fixture
@@ -49,6 +52,33 @@ async def test_metrics_are_prometheus_text(client, pool, tenant):
     assert "# TYPE bridge_http_requests_total counter" in text
     assert 'bridge_http_requests_total{route="/healthz",status="200"}' in text
     assert 'bridge_jobs{kind="metrics-probe",state="waiting"} 1' in text
+
+
+async def _late_looks(client, slower_than: str) -> tuple[float, float]:
+    """How often the event loop was looked at, and how many looks found it late by more than
+    ``slower_than`` seconds (a bucket bound), as ``/metrics`` says."""
+    text = await (await client.get("/metrics")).text()
+    family = next(f for f in text_string_to_metric_families(text)
+                  if f.name == "bridge_event_loop_lag_seconds")
+    values = {(s.name, s.labels.get("le")): s.value for s in family.samples}
+    count = values[("bridge_event_loop_lag_seconds_count", None)]
+    return count, count - values[("bridge_event_loop_lag_seconds_bucket", slower_than)]
+
+
+async def test_a_stalled_event_loop_shows_in_metrics(client):
+    """An operator sees a process too busy to be quick: its loop's lateness is in /metrics."""
+
+    async def looked() -> bool:
+        return (await _late_looks(client, "0.05"))[0] > 0
+
+    await eventually(looked, within=30)
+    _, late_before = await _late_looks(client, "0.05")
+    time.sleep(0.2)  # noqa: ASYNC251 - the stall: the process's one thread busy elsewhere
+
+    async def late() -> bool:
+        return (await _late_looks(client, "0.05"))[1] > late_before
+
+    await eventually(late, within=30)
 
 
 async def test_a_given_request_id_is_kept_and_a_bad_one_replaced(client):
