@@ -104,10 +104,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id;
 SELECT * FROM emailing_sends WHERE tenant_id = $1 ORDER BY sent_at DESC, id DESC LIMIT $2;
 
 -- name: changes_per_hour
--- Audit-log entries per hour and direction over the last $2 hours (hours without changes absent).
-SELECT date_trunc('hour', at) AS hour, direction, count(*) AS changes
-FROM audit_log WHERE tenant_id = $1 AND at > date_trunc('hour', now()) - make_interval(hours => $2 - 1)
-GROUP BY 1, 2 ORDER BY 1;
+-- Audit-log entries per hour (UTC) and direction over the last $2 hours (hours without changes
+-- absent); the hours that are over are counted once (migration 0020).
+SELECT * FROM changes_per_hour($1, $2);
 
 -- name: api_usage_today
 SELECT platform, calls, used, max FROM api_usage WHERE tenant_id = $1 AND day = current_date;
