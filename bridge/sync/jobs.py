@@ -201,21 +201,25 @@ class JobQueue:
         reached ``tenant_workers`` as we took its lock, its jobs wait for their records' running
         ones) is skipped for the next in turn, and so is a run's work that another worker is
         claiming right now (that worker takes it)."""
+        jobs, _ = await self.claim_or_next_due(kind, limit, tenant_id=tenant_id)
+        return jobs
+
+    async def claim_or_next_due(
+        self, kind: str, limit: int = 1, *, tenant_id: int | None = None
+    ) -> tuple[list[Job], float | None]:
+        """``claim``, in the same round trip telling a worker that claimed nothing how long it
+        may sleep: the seconds until the next job of ``kind`` that waits for its time (a retry, a
+        batching window) is due, None when none waits."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 QUERIES["claim_batch"], kind, limit, self.lease, self.worker, tenant_id,
                 self.tenant_workers, self.run_workers,
             )
-        jobs = [Job(**dict(row)) for row in rows]
+        if rows and rows[0]["id"] is None:
+            return [], rows[0]["due"]
+        jobs = [Job(**{name: value for name, value in row.items() if name != "due"}) for row in rows]
         jobs.sort(key=lambda job: job.id)
-        return jobs
-
-    async def next_due(self, kind: str) -> float | None:
-        """Seconds until the next job of ``kind`` that waits for its time is due (a retry, a
-        batching window), None when none waits: an idle worker sleeps no longer than that."""
-        async with self.pool.acquire() as conn:
-            due: float | None = await conn.fetchval(QUERIES["next_due"], kind)
-        return due
+        return jobs, None
 
     async def complete(self, jobs: Sequence[Job]) -> None:
         if jobs:
@@ -476,10 +480,10 @@ async def run_worker(
     """
     stopping = stopping or asyncio.Event()
     while not stopping.is_set():
-        jobs = await queue.claim(kind, batch_size)
+        jobs, due = await queue.claim_or_next_due(kind, batch_size)
         supervise.healthy()  # the database answers
         if not jobs:
-            await waker.wait(kind, await queue.next_due(kind))
+            await waker.wait(kind, due)
             continue
         if len(jobs) == batch_size:  # more may be ready: another idle worker looks too
             waker.ring(kind)

@@ -6,11 +6,6 @@
 -- The function of migration 0013.
 SELECT * FROM enqueue_job($1, $2, $3, $4, $5, $6, $7, $8);
 
--- name: next_due
--- Seconds until the first waiting job of kind $1 that is not due yet is due (NULL: none).
-SELECT extract(epoch FROM min(run_at) - now())::float8 FROM jobs
-WHERE kind = $1 AND state = 'waiting' AND run_at > now();
-
 -- name: notify_jobs
 SELECT pg_notify('bridge_jobs', $1);
 
@@ -20,9 +15,18 @@ SELECT pg_notify('bridge_jobs', $1);
 -- batches of runs per tenant at once. One round trip: the function of migration 0017, with the
 -- settings version of the jobs' tenant (the worker reads its settings again when it changed),
 -- looked up by key: a join let the planner, which knows nothing of the function's rows, read
--- every tenant.
-SELECT c.*, (SELECT t.settings_version FROM tenants t WHERE t.id = c.tenant_id) AS settings_version
-FROM claim_batch($1, $2, $3, $4, $5, $6, $7) c;
+-- every tenant. When it claims nothing, one row of nothing but `due`: the seconds until the first
+-- waiting job of kind $1 that is not due yet is due (NULL: none waits), so that an idle worker
+-- knows how long it may sleep without asking again (a job stored meanwhile notifies it).
+WITH c AS (SELECT * FROM claim_batch($1, $2, $3, $4, $5, $6, $7))
+SELECT c.*, (SELECT t.settings_version FROM tenants t WHERE t.id = c.tenant_id) AS settings_version,
+       NULL::float8 AS due
+FROM c
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM jobs
+        WHERE kind = $1 AND state = 'waiting' AND run_at > now())
+WHERE NOT EXISTS (SELECT FROM c);
 
 -- name: complete_jobs
 DELETE FROM jobs WHERE id = ANY($1::bigint[]) AND state = 'running' AND locked_by = $2;

@@ -27,8 +27,8 @@ async def test_changes_of_one_window_are_due_at_once_and_claimed_as_one_batch(po
         for n in range(10):
             await queue.enqueue(tenant, kind, f"cp:{n}", {"cp_at": 1.0}, batched=True, conn=conn)
     [window_end] = await _due(pool, tenant, kind)
-    assert await queue.claim(kind, 200) == []  # not before the window closes
-    due = await queue.next_due(kind)
+    jobs, due = await queue.claim_or_next_due(kind, 200)
+    assert jobs == []  # not before the window closes, and it says when
     assert due is not None and 0 < due <= 2.0
     waker = Waker(pool, poll_interval=60.0)  # the poll alone would come much later
     await asyncio.wait_for(waker.wait(kind, due), 10)
@@ -39,22 +39,21 @@ async def test_changes_of_one_window_are_due_at_once_and_claimed_as_one_batch(po
 
 
 class CountingQueue(JobQueue):
-    """The queue, counting the claims its workers make and their questions of when to look
-    again."""
+    """The queue, counting the claims its workers make (each also tells a worker that found
+    nothing when to look again)."""
 
     claims = 0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.asked = asyncio.Event()
+        self.idle = asyncio.Event()
 
-    async def claim(self, kind, limit=1):
+    async def claim_or_next_due(self, kind, limit=1, *, tenant_id=None):
         self.claims += 1
-        return await super().claim(kind, limit)
-
-    async def next_due(self, kind):
-        self.asked.set()
-        return await super().next_due(kind)
+        jobs, due = await super().claim_or_next_due(kind, limit, tenant_id=tenant_id)
+        if not jobs:
+            self.idle.set()
+        return jobs, due
 
 
 async def test_a_window_of_changes_wakes_its_worker_once_when_it_closes(pool):
@@ -74,7 +73,7 @@ async def test_a_window_of_changes_wakes_its_worker_once_when_it_closes(pool):
 
     task = asyncio.create_task(run_worker(queue, waker, kind, handle, batch_size=200))
     try:
-        await asyncio.wait_for(queue.asked.wait(), 30)  # it found nothing and goes to sleep
+        await asyncio.wait_for(queue.idle.wait(), 30)  # it found nothing and goes to sleep
         for n in range(10):  # as webhooks come: one transaction, one notification each
             await queue.enqueue(tenant, kind, f"cp:{n}", {"cp_at": 1.0}, batched=True)
             await asyncio.sleep(0.05)
@@ -95,7 +94,7 @@ async def test_a_change_that_is_not_batched_is_due_at_once(pool):
     queue = JobQueue(pool, batch_window=2.0)
     await queue.enqueue(tenant, kind, "sf:1", {"sf_at": 1.0})
     assert [job.key for job in await queue.claim(kind, 200)] == ["sf:1"]
-    assert await queue.next_due(kind) is None
+    assert await queue.claim_or_next_due(kind, 200) == ([], None)  # and nothing waits
 
 
 async def test_a_window_opens_with_the_first_change_and_later_ones_join_it(pool):
